@@ -1,0 +1,1 @@
+"""Training: datasets, fine-tuning strategies, metrics, calibration and patient-grouped splits."""

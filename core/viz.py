@@ -109,3 +109,86 @@ def overlay(slice01: np.ndarray, heat01: np.ndarray, cmap: str = "jet", alpha: f
     alpha = float(np.clip(alpha, 0.0, 1.0))
     out = (1.0 - alpha) * base[..., None] + alpha * color
     return to_uint8(out)
+
+
+# ------------------------------------------------------------------ review, training and model pages
+def probability_bars(classes, probabilities, *, highlight: str | None = None, height: int = 220) -> go.Figure:
+    """Horizontal bars of class probabilities (the top class, or `highlight`, drawn darker)."""
+    names = [str(c) for c in classes]
+    p = [float(v) for v in np.asarray(probabilities, dtype=np.float64).reshape(-1)]
+    if len(p) != len(names):
+        raise ValueError(f"{len(names)} classes but {len(p)} probabilities")
+    top = highlight if highlight is not None else (names[int(np.argmax(p))] if p else None)
+    colors = ["#3b8bd4" if n == top else "#a9c6e4" for n in names]
+    fig = go.Figure(go.Bar(x=p, y=names, orientation="h", marker_color=colors,
+                           text=[f"{v:.0%}" for v in p], textposition="auto",
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=8, b=0), showlegend=False)
+    return fig
+
+
+def training_curves(history) -> go.Figure:
+    """Loss and validation metrics per epoch from a job's history rows
+    ({"stage", "epoch", "loss", "val_<metric>", ...}); epochs of successive stages (block-wise
+    fine-tuning) are numbered on one axis, stage changes marked with dotted lines."""
+    from plotly.subplots import make_subplots
+
+    rows = [r for r in (history or []) if isinstance(r, dict) and r.get("loss") is not None]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation"))
+    x = list(range(1, len(rows) + 1))
+    fig.add_trace(go.Scatter(x=x, y=[float(r["loss"]) for r in rows], mode="lines+markers", name="loss",
+                             line=dict(color="#e4572e")), row=1, col=1)
+    if any(r.get("val_loss") is not None for r in rows):
+        fig.add_trace(go.Scatter(x=x, y=[r.get("val_loss") for r in rows], mode="lines+markers",
+                                 name="val loss", line=dict(color="#e4572e", dash="dot")), row=1, col=1)
+    keys = sorted({k for r in rows for k in r if k.startswith("val_") and k != "val_loss"})
+    palette = ["#29a35a", "#3b8bd4", "#8e5bd4", "#d4a23b"]
+    for n, key in enumerate(keys):
+        fig.add_trace(go.Scatter(x=x, y=[r.get(key) for r in rows], mode="lines+markers", name=key[4:],
+                                 line=dict(color=palette[n % len(palette)])), row=1, col=2)
+    for i in range(1, len(rows)):
+        if rows[i].get("stage") != rows[i - 1].get("stage"):
+            for col in (1, 2):
+                fig.add_vline(x=i + 0.5, line=dict(color="#888", dash="dot", width=1), row=1, col=col)
+    fig.update_xaxes(title_text="epoch", dtick=1 if len(rows) <= 20 else None)
+    fig.update_yaxes(range=[0, 1], row=1, col=2)
+    fig.update_layout(height=300, margin=dict(l=0, r=0, t=30, b=0), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def confusion_figure(matrix, classes, title: str | None = None, height: int = 300) -> go.Figure:
+    """A confusion matrix (rows = truth, columns = prediction) as an annotated heat map."""
+    m = np.asarray(matrix if matrix is not None else [], dtype=np.float64)
+    names = [str(c) for c in classes]
+    if m.size == 0:
+        m = np.zeros((len(names), len(names)))
+    row_sum = m.sum(axis=1, keepdims=True)
+    frac = np.divide(m, row_sum, out=np.zeros_like(m), where=row_sum > 0)
+    fig = go.Figure(go.Heatmap(z=frac, x=names, y=names, colorscale="Blues", zmin=0, zmax=1, showscale=False,
+                               text=[[f"{int(v)}" for v in row] for row in m], texttemplate="%{text}",
+                               hovertemplate="truth %{y}, predicted %{x}: %{text}<extra></extra>"))
+    fig.update_xaxes(title_text="predicted", side="bottom")
+    fig.update_yaxes(title_text="truth", autorange="reversed")
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30 if title else 0, b=0),
+                      title=dict(text=title, x=0.5, font=dict(size=13)) if title else None)
+    return fig
+
+
+def metric_comparison_figure(rows, height: int = 260) -> go.Figure:
+    """Challenger vs champion per metric with 95% CIs; `rows` from `core.promotion.Comparison.metrics`."""
+    rows = [r for r in rows if r.get("metric") != "ece"]
+    labels = [f"{r['metric']}" + (" (patient)" if r.get("level") == "patient" else "") for r in rows]
+    fig = go.Figure()
+    for side, color in (("champion", "#a0a0a0"), ("challenger", "#3b8bd4")):
+        vals = [r.get(side) for r in rows]
+        cis = [r.get(f"{side}_ci") or [None, None] for r in rows]
+        plus = [(ci[1] - v) if v is not None and ci[1] is not None else 0 for v, ci in zip(vals, cis)]
+        minus = [(v - ci[0]) if v is not None and ci[0] is not None else 0 for v, ci in zip(vals, cis)]
+        fig.add_trace(go.Bar(x=labels, y=vals, name=side, marker_color=color,
+                             error_y=dict(type="data", array=plus, arrayminus=minus, visible=True)))
+    fig.update_yaxes(range=[0, 1.05])
+    fig.update_layout(barmode="group", height=height, margin=dict(l=0, r=0, t=8, b=0),
+                      legend=dict(orientation="h", y=1.1))
+    return fig

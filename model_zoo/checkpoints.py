@@ -8,8 +8,9 @@ Two roots: shipped versions in `model_zoo/checkpoints/` (in the repository) and 
 - `load_checkpoint("task@version" | "task@active")` checks the sha256, loads with
   torch.load(weights_only=True) and returns a LoadedModel (model in eval mode).
 - Active version of a task: NEUROGRADE_HOME/active.json ({"task": "version"}) if it names an
-  existing version, else model_zoo/checkpoints/<task>/ACTIVE (one line), else the newest
-  (card["created"], then version name).
+  existing version (written only by promotion, core.promotion), else
+  model_zoo/checkpoints/<task>/ACTIVE (one line), else the newest *shipped* version. A user-trained
+  version never becomes active by being newest: it has to beat the champion and be promoted.
 """
 from __future__ import annotations
 
@@ -161,7 +162,8 @@ def active_version(task: str, root: str | os.PathLike | None = None) -> str | No
                 return shipped
             if shipped:
                 warnings.warn(f"{marker} names {shipped}, which does not exist; ignoring it", stacklevel=2)
-    return versions[-1].version if versions else None
+    shipped = [c for c in versions if c.source == "shipped"]
+    return shipped[-1].version if shipped else None
 
 
 def set_active(task: str, version: str) -> Path:

@@ -1,5 +1,200 @@
-"""Models page (coming next): The model zoo: each task's versions with their model cards (training data, recipe, cross-validated and test metrics, intended use, limitations), and promote / roll back."""
+"""Models: the zoo's versions with their cards; promote a challenger or roll back.
+
+Thin page: versions and cards come from model_zoo, promotion and rollback go through
+core.promotion (the one path: it compares on the shared locked test split, writes the zoo's
+active.json that inference reads, and records history and audit in the store). The Scan page
+reads the active version on its next run, without a restart.
+"""
+from __future__ import annotations
+
 import streamlit as st
 
-st.title("Models")
-st.info("**Coming next.** The model zoo: each task's versions with their model cards (training data, recipe, cross-validated and test metrics, intended use, limitations), and promote / roll back.", icon=":material/schedule:")
+from core import viz
+
+TASKS = ("tumor_type", "presence", "grade")
+MESSAGE = "models_message"
+
+
+@st.cache_resource(show_spinner=False)
+def _repo_for(db_url: str):
+    from core.store import Repository
+
+    return Repository.open(db_url)
+
+
+def get_repo():
+    """The store of the current settings (one per database URL, shared by the sessions)."""
+    from core.config import get_settings
+
+    return _repo_for(str(get_settings().db_url))
+
+
+def reviewer_name() -> str:
+    return str(st.session_state.get("reviewer_name", "") or "").strip()
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci else ""
+
+
+def metric_rows(card: dict) -> list[dict]:
+    """Locked-test metrics (slice and patient level) and the CV mean, each with its 95% CI."""
+    from core.promotion import primary_metric
+
+    metrics = card.get("metrics") or {}
+    primary, level = primary_metric(str(card.get("task")))
+    rows = []
+    test = metrics.get("test") or {}
+    for lvl, block in (("slice", test), ("patient", test.get("patient") or {})):
+        for key in ("accuracy", "balanced_accuracy", "macro_f1", "auc"):
+            if isinstance(block.get(key), (int, float)):
+                rows.append({"split": "locked test" + (" (patient)" if lvl == "patient" else ""),
+                             "metric": key + (" ★" if key == primary and lvl == level else ""),
+                             "value": _fmt(block[key]), "95% CI": _ci((block.get("ci95") or {}).get(key))})
+    cv = metrics.get("cv") or {}
+    for key, value in (cv.get("mean") or {}).items() if isinstance(cv.get("mean"), dict) else []:
+        if isinstance(value, (int, float)):
+            rows.append({"split": f"cross-validation ({cv.get('folds', '?')} folds)", "metric": key,
+                         "value": _fmt(value), "95% CI": _ci((cv.get("ci95") or {}).get(key))})
+    return rows
+
+
+def show_card(task: str, ckpt, active: str | None) -> None:
+    card = ckpt.card
+    flag = " · **active**" if ckpt.version == active else ""
+    st.markdown(f"### {task}@{ckpt.version}{flag}")
+    st.caption(f"{card.get('architecture')} · {card.get('input', {}).get('size')} px · "
+               f"{card.get('input', {}).get('channels')} channel(s) · classes {', '.join(card.get('classes') or [])}"
+               f" · created {str(card.get('created') or '')[:19]} · parent {card.get('parent') or '-'} · {ckpt.source}")
+    rows = metric_rows(card)
+    if rows:
+        st.dataframe(rows, hide_index=True)
+    else:
+        st.caption("No held-out metrics in this card.")
+    test = (card.get("metrics") or {}).get("test") or {}
+    if test.get("confusion"):
+        st.plotly_chart(viz.confusion_figure(test["confusion"], card.get("classes") or [], "locked test"),
+                        key=f"models_cm_{task}_{ckpt.version}", config={"displayModeBar": False})
+    if card.get("intended_use"):
+        st.markdown(f"**Intended use.** {card['intended_use']}")
+    if card.get("limitations"):
+        st.markdown("**Limitations.**\n" + "\n".join(f"- {x}" for x in card["limitations"]))
+    data = card.get("training_data") or []
+    if data:
+        st.caption("Training data: " + "; ".join(f"{d.get('name')} ({d.get('n_images')} images, "
+                                                 f"{d.get('n_patients')} patients)" for d in data))
+    if card.get("command"):
+        st.code(card["command"], language="bash")
+
+
+def _promote(task: str, version: str, force: bool) -> None:
+    from core.promotion import PromotionError, PromotionRefused, promote
+
+    reason = st.session_state.get(f"models_reason_{task}", "")
+    try:
+        res = promote(task, version, reviewer_name(), force=force, reason=reason or None, repo=get_repo())
+    except PromotionRefused as exc:
+        st.session_state[MESSAGE] = ("error", f"{task}@{version} was not promoted — {exc}")
+    except PromotionError as exc:
+        st.session_state[MESSAGE] = ("error", str(exc))
+    else:
+        st.session_state[MESSAGE] = ("success", f"{task}@{res.version} is now active (was {res.previous or '-'})"
+                                     + (" — forced" if res.forced else "") + ".")
+
+
+def _rollback(task: str) -> None:
+    from core.promotion import PromotionError, rollback
+
+    try:
+        res = rollback(task, reviewer_name(), reason=st.session_state.get(f"models_reason_{task}") or None,
+                       repo=get_repo())
+    except PromotionError as exc:
+        st.session_state[MESSAGE] = ("error", str(exc))
+    else:
+        st.session_state[MESSAGE] = ("success", f"{task} rolled back: {res.version} is active again "
+                                                f"(was {res.previous}).")
+
+
+def promotion_panel(task: str, version: str, active: str | None) -> None:
+    from core.promotion import PromotionError, compare
+
+    actor = reviewer_name()
+    if version == active:
+        st.caption("This is the active version.")
+    else:
+        try:
+            cmp = compare(task, version, active, repo=get_repo())
+        except PromotionError as exc:
+            st.warning(str(exc))
+            cmp = None
+        if cmp is not None and cmp.comparable:
+            st.markdown(f"**Against the active version {task}@{active}** — {cmp.split}")
+            st.plotly_chart(viz.metric_comparison_figure(cmp.metrics), key=f"models_cmp_{task}_{version}",
+                            config={"displayModeBar": False})
+        if cmp is not None:
+            (st.success if cmp.beats else st.warning)(cmp.reason)
+        st.button(f"Promote {version}", type="primary", key=f"models_promote_{task}", disabled=not actor,
+                  on_click=_promote, args=(task, version, False))
+        with st.expander("Promote anyway (override)"):
+            st.caption("A forced promotion needs a reason; both are kept in the audit log.")
+            st.text_input("Reason", key=f"models_reason_{task}")
+            st.button("Force promotion", key=f"models_force_{task}", disabled=not actor,
+                      on_click=_promote, args=(task, version, True))
+    if not actor:
+        st.caption("Enter your name in the sidebar to promote or roll back.")
+
+
+def history_panel(task: str) -> None:
+    from core.promotion import history
+
+    repo = get_repo()
+    stack = repo.champion_history(task)
+    st.button("Roll back to the previous champion", key=f"models_rollback_{task}",
+              disabled=len(stack) < 2 or not reviewer_name(), on_click=_rollback, args=(task,),
+              help=f"back to {stack[-2]}" if len(stack) >= 2 else "no earlier promoted version")
+    rows = history(task, repo)
+    if rows:
+        st.dataframe([{"when": str(r["at"])[:19], "who": r["actor"], "action": r["action"], "from": r["from"],
+                       "to": r["to"], "reason": r["reason"]} for r in rows], hide_index=True)
+    else:
+        st.caption("No promotions recorded yet.")
+
+
+def main() -> None:
+    from model_zoo.checkpoints import active_version, list_checkpoints
+
+    st.title("Models")
+    msg = st.session_state.pop(MESSAGE, None)
+    if msg:
+        (st.error if msg[0] == "error" else st.success)(msg[1])
+    task = st.selectbox("Task", TASKS, key="models_task")
+    ckpts = list_checkpoints(task)
+    if not ckpts:
+        st.info(f"No {task} versions yet: train one (`python -m core train --recipe {task}`) or retrain on the "
+                "Train page.", icon=":material/deployed_code:")
+        return
+    active = active_version(task)
+    st.dataframe([{"active": "●" if c.version == active else "", "version": c.version,
+                   "architecture": c.architecture, "source": c.source, "created": c.created[:19],
+                   "parent": c.card.get("parent")} for c in ckpts], hide_index=True)
+    names = [c.version for c in ckpts]
+    challengers = [v for v in names if v != active]
+    default = challengers[-1] if challengers else active
+    version = st.selectbox("Version", names, index=names.index(default), key=f"models_version_{task}",
+                           format_func=lambda v: f"{v} (active)" if v == active else v)
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        show_card(task, next(c for c in ckpts if c.version == version), active)
+    with right:
+        st.markdown("#### Promotion")
+        promotion_panel(task, version, active)
+        st.markdown("#### History")
+        history_panel(task)
+
+
+if __name__ == "__main__":  # streamlit runs page files as __main__; tests import the functions
+    main()

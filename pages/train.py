@@ -1,5 +1,199 @@
-"""Train page (coming next): Retrain a model on the confirmed labels as a background job, with live loss and accuracy curves, a comparison against the active version on the locked test set, and promotion only when the new version is better."""
+"""Train: fine-tune a model on the confirmed review labels as a background job, with live curves,
+cancel, and the challenger beside the champion when it finishes.
+
+Thin page: jobs are rows in the store (core.store), the worker is `python -m core train-job ID`
+(core.training.job), the comparison is core.promotion.compare. Everything shown comes from the
+store, so leaving and reopening the page (or restarting the server) shows each job where it is.
+"""
+from __future__ import annotations
+
 import streamlit as st
 
-st.title("Train")
-st.info("**Coming next.** Retrain a model on the confirmed labels as a background job, with live loss and accuracy curves, a comparison against the active version on the locked test set, and promotion only when the new version is better.", icon=":material/schedule:")
+from core import viz
+
+TASKS = ("tumor_type", "presence", "grade")
+STRATEGIES = {"head": "head only (seconds: backbone frozen)",
+              "blockwise": "block-wise (head, then the top blocks one by one)",
+              "full": "full network (slowest)"}
+ACTIVE_STATUSES = ("queued", "running")
+SELECTED = "train_job_id"
+
+
+@st.cache_resource(show_spinner=False)
+def _repo_for(db_url: str):
+    from core.store import Repository
+
+    return Repository.open(db_url)
+
+
+def get_repo():
+    """The store of the current settings (one per database URL, shared by the sessions)."""
+    from core.config import get_settings
+
+    return _repo_for(str(get_settings().db_url))
+
+
+def reviewer_name() -> str:
+    return str(st.session_state.get("reviewer_name", "") or "").strip()
+
+
+def versions(task: str) -> tuple[list[str], str | None]:
+    from model_zoo.checkpoints import active_version, list_checkpoints
+
+    return [c.version for c in list_checkpoints(task)], active_version(task)
+
+
+def start_form(repo) -> None:
+    from core.training import job as training_job
+
+    st.subheader("New training run")
+    task = st.selectbox("Task", TASKS, key="train_task")
+    names, active = versions(task)
+    prog = repo.progress(task)
+    st.caption(f"{prog['labelled']} confirmed labels for {task}"
+               + (f" ({', '.join(f'{k}: {v}' for k, v in prog['by_class'].items())})" if prog["by_class"] else ""))
+    with st.form("train_form", enter_to_submit=False):
+        base = st.selectbox("Base model", names or ["(none: random initialisation)"],
+                            index=names.index(active) if active in names else 0, key="train_base",
+                            format_func=lambda v: f"{v} (active)" if v == active else v)
+        strategy = st.radio("Fine-tuning", list(STRATEGIES), format_func=STRATEGIES.get, key="train_strategy")
+        epochs = st.number_input("Epochs", min_value=1, max_value=200, value=3, step=1, key="train_epochs")
+        submitted = st.form_submit_button("Start training", type="primary", disabled=not reviewer_name())
+    if not reviewer_name():
+        st.caption("Enter your name in the sidebar to start a run.")
+    if submitted:
+        params = {"task": task, "base": base if base in names else None, "strategy": strategy,
+                  "epochs": int(epochs)}
+        try:
+            job_id = training_job.create_training_job(repo, params, reviewer_name())
+            training_job.launch_training_job(job_id, repo=repo)
+        except (ValueError, OSError) as exc:
+            st.error(f"Could not start: {exc}")
+            return
+        st.session_state[SELECTED] = job_id
+        st.success(f"Job {job_id} started.")
+
+
+def _job_label(job) -> str:
+    p = job.params
+    return (f"#{job.id} · {p.get('task')} · {p.get('strategy')} · {p.get('epochs')} ep · {job.status}"
+            + (f" ({job.progress:.0%})" if job.status == "running" else ""))
+
+
+def pick_job(repo):
+    jobs = repo.list_jobs(kind="train", limit=30)
+    if not jobs:
+        st.info("No training runs yet.", icon=":material/model_training:")
+        return None
+    ids = [j.id for j in jobs]
+    chosen = st.session_state.get(SELECTED)
+    if chosen not in ids:
+        chosen = next((j.id for j in jobs if j.status in ACTIVE_STATUSES), ids[0])
+    by_id = {j.id: j for j in jobs}
+    job_id = st.selectbox("Run", ids, index=ids.index(chosen), format_func=lambda i: _job_label(by_id[i]),
+                          key="train_pick")
+    st.session_state[SELECTED] = job_id
+    return job_id
+
+
+def show_comparison(job) -> None:
+    from core.promotion import PromotionError, compare
+
+    task, version = job.params.get("task"), job.metrics.get("version")
+    if not version:
+        return
+    try:
+        cmp = compare(task, version, job.metrics.get("champion"), repo=get_repo())
+    except PromotionError as exc:
+        st.warning(f"Cannot compare: {exc}")
+        return
+    st.markdown(f"#### Challenger {task}@{version} vs champion {task}@{cmp.champion or '-'}")
+    if not cmp.comparable:
+        st.warning(cmp.reason)
+        return
+    st.caption(f"Both scored on: {cmp.split} (split fingerprint {str(cmp.fingerprint)[:12]})")
+    st.plotly_chart(viz.metric_comparison_figure(cmp.metrics), key=f"train_cmp_{job.id}",
+                    config={"displayModeBar": False})
+    st.dataframe([{"metric": r["metric"] + (" (patient)" if r["level"] == "patient" else "")
+                   + (" ★" if r["primary"] else ""),
+                   "challenger": r["challenger"], "95% CI": _ci(r["challenger_ci"]),
+                   "champion": r["champion"], "95% CI ": _ci(r["champion_ci"]), "delta": r["delta"]}
+                  for r in cmp.metrics], hide_index=True)
+    if cmp.per_class:
+        st.dataframe([{"class": c, **{f"Δ {k}": v["delta"] for k, v in m.items()}} for c, m in cmp.per_class.items()],
+                     hide_index=True)
+    classes = cmp.confusion.get("classes") or []
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(viz.confusion_figure(cmp.confusion.get("challenger"), classes, "challenger"),
+                    key=f"train_cm_a_{job.id}", config={"displayModeBar": False})
+    c2.plotly_chart(viz.confusion_figure(cmp.confusion.get("champion"), classes, "champion"),
+                    key=f"train_cm_b_{job.id}", config={"displayModeBar": False})
+    (st.success if cmp.beats else st.warning)(
+        ("Beats the champion: " if cmp.beats else "Does not beat the champion: ") + cmp.reason)
+    st.caption("Promote it (or not) on the **Models** page: the active model changes only by promotion.")
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci else ""
+
+
+def _cancel(job_id: int) -> None:
+    get_repo().request_cancel(job_id, actor=reviewer_name() or "ui")
+
+
+def job_panel(job_id: int) -> None:
+    """Everything about one job, read fresh from the store."""
+    repo = get_repo()
+    repo.reap_dead_jobs()
+    job = repo.get_job(job_id)
+    phase = job.metrics.get("phase", "")
+    st.progress(job.progress, text=f"{job.status}" + (f" · {phase}" if phase else "") + f" · {job.progress:.0%}")
+    if job.status in ACTIVE_STATUSES:
+        if job.cancel_requested:
+            st.caption("Cancel requested: the run stops at its next step.")
+        else:
+            st.button("Cancel run", key=f"train_cancel_{job.id}", icon=":material/stop_circle:",
+                      on_click=_cancel, args=(job.id,))
+    history = job.metrics.get("history") or []
+    if history:
+        st.plotly_chart(viz.training_curves(history), key=f"train_curves_{job.id}",
+                        config={"displayModeBar": False})
+    if job.status == "failed":
+        st.error(f"The run failed: {job.metrics.get('error') or 'the worker stopped without a result'}. "
+                 "The active model is unchanged.")
+    elif job.status == "cancelled":
+        st.info("The run was cancelled. The active model is unchanged.")
+    elif job.status == "succeeded":
+        show_comparison(job)
+    with st.expander("Log", expanded=job.status == "failed"):
+        st.code(job.log_tail[-3000:] or "(empty)", language=None)
+
+
+@st.fragment(run_every=2)
+def live_job_panel(job_id: int) -> None:
+    job_panel(job_id)
+    job = get_repo().get_job(job_id)
+    if job.status not in ACTIVE_STATUSES and st.session_state.get("_train_was_live") == job_id:
+        st.session_state.pop("_train_was_live", None)
+        st.rerun()               # the run ended: redraw the whole page once (job list, comparison)
+
+
+def main() -> None:
+    st.title("Train")
+    repo = get_repo()
+    left, right = st.columns([1, 2], gap="large")
+    with left:
+        start_form(repo)
+    with right:
+        st.subheader("Runs")
+        job_id = pick_job(repo)
+        if job_id is not None:
+            if repo.get_job(job_id).status in ACTIVE_STATUSES:
+                st.session_state["_train_was_live"] = job_id
+                live_job_panel(job_id)
+            else:
+                job_panel(job_id)
+
+
+if __name__ == "__main__":  # streamlit runs page files as __main__; tests import the functions
+    main()

@@ -2,13 +2,20 @@
 
     python -m core zoo list [--task TASK] [--json]     every shipped and user version
     python -m core zoo archs [--json]                   registered architectures
-    python -m core zoo activate TASK VERSION            make a version active (NEUROGRADE_HOME/active.json)
+    python -m core zoo compare TASK@VERSION [--champion V] [--json]
+                                                       challenger vs champion on a shared locked test split
+    python -m core zoo promote TASK@VERSION [--force --reason TEXT] [--actor NAME] [--json]
+                                                       only if it beats the champion (exit 4 when refused)
+    python -m core zoo rollback TASK [--reason TEXT] [--actor NAME]
+                                                       back to the version promoted before the current one
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+EXIT_REFUSED = 4  # promotion refused: the challenger does not beat the champion
 
 _HEADLINE_ORDER = ("accuracy", "balanced_accuracy", "macro_f1", "auc", "roc_auc", "ece")
 
@@ -22,9 +29,21 @@ def register(subparsers) -> None:
     p_list.add_argument("--json", action="store_true", help="machine-readable output")
     p_archs = sub.add_parser("archs", help="registered architectures")
     p_archs.add_argument("--json", action="store_true", help="machine-readable output")
-    p_act = sub.add_parser("activate", help="make TASK@VERSION the active version")
-    p_act.add_argument("task")
-    p_act.add_argument("version")
+    p_cmp = sub.add_parser("compare", help="challenger vs champion on the same locked test split")
+    p_cmp.add_argument("ref", metavar="TASK@VERSION")
+    p_cmp.add_argument("--champion", default=None, help="champion version (default: the active one)")
+    p_cmp.add_argument("--json", action="store_true")
+    p_pro = sub.add_parser("promote", help="make TASK@VERSION active if it beats the champion")
+    p_pro.add_argument("ref", metavar="TASK@VERSION")
+    p_pro.add_argument("--force", action="store_true", help="promote even when it does not beat the champion")
+    p_pro.add_argument("--reason", default=None, help="why (required with --force; kept in the audit log)")
+    p_pro.add_argument("--actor", default=None, help="who promotes (default: $USER)")
+    p_pro.add_argument("--json", action="store_true")
+    p_rb = sub.add_parser("rollback", help="back to the version promoted before the current champion")
+    p_rb.add_argument("task")
+    p_rb.add_argument("--reason", default=None)
+    p_rb.add_argument("--actor", default=None, help="who rolls back (default: $USER)")
+    p_rb.add_argument("--json", action="store_true")
     parser.set_defaults(func=run, _zoo_parser=parser)
 
 
@@ -100,25 +119,108 @@ def _run_archs(args) -> int:
     return 0
 
 
-def _run_activate(args) -> int:
-    from model_zoo.checkpoints import set_active
+def _split_ref(ref: str) -> tuple[str, str]:
+    task, _, version = str(ref).partition("@")
+    if not task or not version or version == "active":
+        raise ValueError(f"expected TASK@VERSION, got {ref!r}")
+    return task, version
+
+
+def _actor(args) -> str:
+    import getpass
+
+    if args.actor:
+        return args.actor
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli"
+
+
+def _print_comparison(c) -> None:
+    print(f"{c.task}: challenger {c.challenger} vs champion {c.champion or '-'}")
+    if c.comparable:
+        print(f"  split: {c.split} (fingerprint {str(c.fingerprint)[:12]})")
+        for r in c.metrics:
+            def fmt(v, ci):
+                if v is None:
+                    return "-"
+                return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci else "")
+            mark = "*" if r["primary"] else " "
+            delta = f"{r['delta']:+.3f}" if r["delta"] is not None else "-"
+            print(f" {mark}{r['level']:<8}{r['metric']:<18}{fmt(r['challenger'], r['challenger_ci']):<28}"
+                  f"{fmt(r['champion'], r['champion_ci']):<28}{delta}")
+    print(("  BEATS: " if c.beats else "  does not beat: ") + c.reason)
+
+
+def _run_compare(args) -> int:
+    from core.promotion import PromotionError, compare
 
     try:
-        path = set_active(args.task, args.version)
-    except (KeyError, ValueError) as exc:
-        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        task, version = _split_ref(args.ref)
+        c = compare(task, version, args.champion)
+    except (ValueError, PromotionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.task}@{args.version} is active (recorded in {path})")
+    if args.json:
+        print(json.dumps(c.to_dict(), indent=2, default=str))
+    else:
+        _print_comparison(c)
+    return 0 if c.beats else EXIT_REFUSED
+
+
+def _run_promote(args) -> int:
+    from core.promotion import PromotionError, PromotionRefused, promote
+
+    try:
+        task, version = _split_ref(args.ref)
+        res = promote(task, version, _actor(args), force=args.force, reason=args.reason)
+    except PromotionRefused as exc:
+        if args.json:
+            print(json.dumps({"promoted": False, "reason": str(exc),
+                              "comparison": exc.comparison.to_dict() if exc.comparison else None},
+                             indent=2, default=str))
+        elif exc.comparison is not None:
+            _print_comparison(exc.comparison)
+        print(f"not promoted: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (ValueError, PromotionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"promoted": True, **res.to_dict()}, indent=2, default=str))
+    else:
+        print(f"{res.task}@{res.version} is now active (was {res.previous or '-'})"
+              + (" -- FORCED" if res.forced else ""))
+    return 0
+
+
+def _run_rollback(args) -> int:
+    from core.promotion import PromotionError, rollback
+
+    try:
+        res = rollback(args.task, _actor(args), reason=args.reason)
+    except PromotionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2, default=str))
+    else:
+        print(f"{res.task}: rolled back from {res.previous} to {res.version}")
     return 0
 
 
 def run(args) -> int:
     cmd = getattr(args, "zoo_command", None)
+    if cmd == "compare":
+        return _run_compare(args)
+    if cmd == "promote":
+        return _run_promote(args)
+    if cmd == "rollback":
+        return _run_rollback(args)
     if cmd == "list":
         return _run_list(args)
     if cmd == "archs":
         return _run_archs(args)
-    if cmd == "activate":
-        return _run_activate(args)
     args._zoo_parser.print_help(sys.stderr)
     return 2

@@ -121,8 +121,8 @@ def test_active_version_resolution(slim, _isolated_zoo):
                     root=_isolated_zoo)
     save_checkpoint(slim, _card(created="2025-03-01T00:00:00+00:00"), "tumor_type", "user2")
     save_checkpoint(slim, _card(created="2025-02-01T00:00:00+00:00"), "tumor_type", "user1")
-    # 1. newest
-    assert active_version("tumor_type") == "user2"
+    # 1. newest shipped: a newer user version is not active until promoted
+    assert active_version("tumor_type") == "shipped1"
     assert [(c.version, c.source) for c in list_checkpoints("tumor_type")] == [
         ("shipped1", "shipped"), ("user1", "user"), ("user2", "user")]
     # 2. the shipped ACTIVE file beats "newest"
@@ -154,6 +154,7 @@ def test_incomplete_version_folders_are_skipped(slim):
 
 def test_create_from_zoo_checkpoint_transfers_backbone(slim):
     save_checkpoint(slim, _card(), "tumor_type", "v1")
+    set_active("tumor_type", "v1")  # a user version is active only once promoted
     same = create("vgg19_slim", 3, weights="tumor_type@active")
     torch.testing.assert_close(same.head.fc.weight, slim.head.fc.weight)
     two = create("vgg19_slim", 2, weights="tumor_type@v1")

@@ -1,0 +1,303 @@
+"""`python -m core bench [--json]`: latency, throughput, memory and FLOP/s of the inference path,
+against a naive baseline done the way typical demo apps do it (one slice at a time, fp32, a new
+CAM object per slice, gradients through the whole network), and the label agreement of our
+precision with fp32. Volumes are generated (24 x 256 x 256 TCIA-sized, 155 x 240 x 240
+BraTS-sized); the active shipped models are used when present, else random vgg19_slim weights."""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="inference / Grad-CAM latency vs a naive baseline",
+                              description=__doc__.split("\n", 1)[1])
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs after warm-up (median)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--device", default=None)
+    p.add_argument("--naive-slices", type=int, default=24,
+                   help="slices the naive baseline runs on the 155-slice volume (time extrapolated)")
+    p.add_argument("--agreement-images", type=int, default=200,
+                   help="real Figshare images for the label-agreement check (0: generated only)")
+    p.set_defaults(func=run)
+
+
+def phantom_volume(n: int, size: int, seed: int = 0):
+    """A brain-like volume: an ellipsoid head with texture and a bright lesion in some slices."""
+    import numpy as np
+
+    from core.io.volume import Volume
+
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[0:n, 0:size, 0:size].astype(np.float32)
+    cz, c = (n - 1) / 2, (size - 1) / 2
+    r = ((z - cz) / (0.55 * n)) ** 2 + ((y - c) / (0.42 * size)) ** 2 + ((x - c) / (0.36 * size)) ** 2
+    head = (r < 1).astype(np.float32)
+    vol = head * (300 + 80 * np.cos(y / 7) * np.sin(x / 9)) + head * rng.normal(0, 20, head.shape)
+    lesion = ((z - 0.6 * n) / (0.15 * n)) ** 2 + ((y - 0.4 * size) / 20) ** 2 + ((x - 0.6 * size) / 20) ** 2 < 1
+    vol[lesion] += 400
+    return Volume(array=np.clip(vol, 0, None).astype(np.float32), spacing=(1.0, 1.0, 1.0), affine=np.eye(4))
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _models(precision: str, device):
+    """Active shipped models for presence and tumor_type, else random vgg19_slim."""
+    import torch
+
+    from core.inference import Predictor
+    from model_zoo.checkpoints import LoadedModel, load_checkpoint
+    from model_zoo.registry import create, get_spec
+
+    loaded, used = {}, {}
+    for task, classes in (("presence", ["no_tumor", "tumor"]), ("tumor_type", ["glioma", "meningioma", "pituitary"])):
+        try:
+            lm = load_checkpoint(f"{task}@active")
+            used[task] = lm.ref
+        except Exception:  # noqa: BLE001 - no checkpoint yet: random weights (timing does not depend on them)
+            torch.manual_seed(0)
+            spec = get_spec("vgg19_slim")
+            lm = LoadedModel(model=create("vgg19_slim", len(classes)).eval(), spec=spec,
+                             card={"input": {}}, classes=classes, temperature=1.0, task=task, version="random")
+            used[task] = "vgg19_slim random weights (no shipped checkpoint)"
+        loaded[task] = lm
+    fast = Predictor(loaded, device=device, precision=precision)
+    return fast, used
+
+
+def _peak_flops(device) -> dict:
+    """Estimated peak of this machine: cores x FMA units x lanes x 2 x GHz (fp32); bf16 from the
+    ISA (AMX ~16x fp32 per PERF-NOTES, AVX512-BF16 2x)."""
+    import os
+    import re
+
+    import torch
+
+    if device.type == "cuda":
+        return {"note": "GPU peak not estimated", "fp32": None, "bf16": None}
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        info = ""
+    flags = set(re.findall(r"\b[a-z0-9_]+\b", info.split("flags", 1)[1].split("\n", 1)[0])) if "flags" in info else set()
+    ghz = None
+    m = re.search(r"@\s*([\d.]+)\s*GHz", info)
+    if m:
+        ghz = float(m.group(1))
+    else:
+        mhz = re.findall(r"cpu MHz\s*:\s*([\d.]+)", info)
+        ghz = float(mhz[0]) / 1000 if mhz else 2.6
+    cores = torch.get_num_threads() or os.cpu_count() or 1
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    fp32 = cores * 2 * lanes * 2 * ghz * 1e9
+    if "amx_bf16" in flags:
+        bf16, how = fp32 * 16, "AMX-BF16 (PERF-NOTES: ~16x fp32)"
+    elif "avx512_bf16" in flags:
+        bf16, how = fp32 * 2, "AVX512-BF16 dot products (2x fp32)"
+    else:
+        bf16, how = fp32, "no native bf16"
+    return {"fp32": fp32, "bf16": bf16, "ghz": ghz, "cores": cores, "lanes": lanes, "bf16_basis": how,
+            "formula": "cores x 2 FMA units x lanes x 2 FLOP x GHz"}
+
+
+def run(args) -> int:
+    import copy
+    import resource
+    import tracemalloc
+
+    import numpy as np
+    import torch
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from core import explain
+    from core.preprocess import model_input, slices
+
+    t_start = time.perf_counter()
+    predictor, used = _models(args.precision, args.device)
+    dev = predictor.device
+    tasks = ["presence", "tumor_type"]
+    vols = {"tcia_24x256": phantom_volume(24, 256, 1), "brats_155x240": phantom_volume(155, 240, 2)}
+    res: dict = {"models": used, "device": str(dev), "precision": predictor.precision,
+                 "torch_threads": torch.get_num_threads(), "notes": list(predictor.notes)}
+
+    # naive baseline: fp32 copies, one slice at a time, no channels_last, gradients on
+    naive = {t: copy.deepcopy(predictor.model(t).fp32).float().to(memory_format=torch.contiguous_format)
+             for t in tasks}
+    for m in naive.values():
+        for p in m.parameters():
+            p.requires_grad_(True)
+    specs = {t: predictor.model(t).spec for t in tasks}
+
+    def naive_scan(vol, limit=None):
+        sl = slices(vol)
+        labels = {t: [] for t in tasks}
+        for i in range(len(sl) if limit is None else min(limit, len(sl))):
+            for t in tasks:
+                with torch.no_grad():
+                    out = naive[t](model_input(sl[i], specs[t]).to(dev))
+                labels[t].append(int(out.argmax(1)))
+        return labels
+
+    # warm-up
+    predictor.predict_volume(vols["tcia_24x256"], tasks=tasks)
+    naive_scan(vols["tcia_24x256"], limit=2)
+
+    scans = {}
+    for name, vol in vols.items():
+        n = vol.shape[0]
+        ours = _median_time(lambda: predictor.predict_volume(vol, tasks=tasks), args.repeats if n < 100 else max(1, args.repeats - 1))
+        lim = None if n <= 24 else args.naive_slices
+        t_naive = _median_time(lambda: naive_scan(vol, lim), 1)
+        naive_full = t_naive * (n / lim if lim else 1)
+        scans[name] = {"slices": n, "ours_s": ours, "naive_s": naive_full,
+                       "naive_estimated_from_slices": lim, "speedup": naive_full / ours if ours else None,
+                       "throughput_slices_per_s": n / ours if ours else None}
+    res["scan"] = scans
+
+    # Grad-CAM: ours (cold = new slice, cache cleared; cached = same again) vs naive (new object, full backward)
+    tm = predictor.model("tumor_type")
+    sl = slices(vols["tcia_24x256"])
+    explain.clear_cache()
+    explain.cam(predictor, sl[3], "gradcam", 0)                        # warm-up
+    cold = []
+    for i in (12, 14, 16):
+        cold.append(explain.cam(predictor, sl[i], "gradcam", 0).ms / 1e3)
+    t0 = time.perf_counter()
+    cached = explain.cam(predictor, sl[16], "gradcam", 0)
+    cached_s = time.perf_counter() - t0
+    naive_cam = []
+    layer = naive["tumor_type"].get_submodule(tm.spec.cam_layer)
+    for i in (12, 14, 16):
+        t0 = time.perf_counter()
+        with GradCAM(model=naive["tumor_type"], target_layers=[layer]) as c:
+            c(input_tensor=model_input(sl[i], tm.spec).to(dev), targets=[ClassifierOutputTarget(0)])
+        naive_cam.append(time.perf_counter() - t0)
+    res["cam"] = {"method": "gradcam", "ours_cold_s": statistics.median(cold), "ours_cached_s": cached_s,
+                  "cached_hit": cached.cached, "naive_s": statistics.median(naive_cam),
+                  "speedup_cold": statistics.median(naive_cam) / statistics.median(cold)}
+
+    # end-to-end case (scan + CAMs of the 3 key slices), the ratio the page feels
+    for name, vol in vols.items():
+        n = vol.shape[0]
+        s = scans[name]
+        s["case_ours_s"] = s["ours_s"] + 3 * res["cam"]["ours_cold_s"]
+        s["case_naive_s"] = s["naive_s"] + 3 * res["cam"]["naive_s"]
+        s["case_speedup"] = s["case_naive_s"] / s["case_ours_s"]
+
+    # label agreement of our precision vs fp32 (real Figshare images when present, + generated)
+    agree_imgs = [slices(v) for v in vols.values()]
+    src = "generated volumes"
+    if args.agreement_images > 0:
+        try:
+            import csv
+
+            from core.config import get_settings
+            from core.io import load_volume
+
+            root = get_settings().data_dir / "figshare-cemri"
+            rows = list(csv.DictReader(open(root / "manifest.csv", newline="")))
+            rows = rows[:: max(1, len(rows) // args.agreement_images)][: args.agreement_images]
+            real = [slices(load_volume(root / r["image"]))[0] for r in rows]
+            import cv2
+
+            agree_imgs.append(np.stack([cv2.resize(im, (256, 256), interpolation=cv2.INTER_AREA) for im in real]))
+            src = f"generated volumes + {len(real)} Figshare images"
+        except Exception as exc:  # noqa: BLE001
+            src += f" (Figshare not used: {type(exc).__name__})"
+    agreement = {}
+    for t in tasks:
+        m = predictor.model(t)
+        same = total = 0
+        maxdiff = 0.0
+        for arr in agree_imgs:
+            x = model_input(arr, m.spec)
+            from core.inference import softmax
+
+            pf = softmax(m.logits(x), m.temperature)
+            p32 = softmax(m.logits(x, fp32=True), m.temperature)
+            same += int((pf.argmax(1) == p32.argmax(1)).sum())
+            total += len(x)
+            maxdiff = max(maxdiff, float(np.abs(pf - p32).max()))
+        agreement[t] = {"identical_labels_pct": 100.0 * same / max(total, 1), "n": total,
+                        "max_abs_prob_diff": maxdiff, "precision": m.precision}
+    res["agreement"] = {"source": src, "tasks": agreement}
+
+    # FLOP/s: count one batch, scale by the measured scan time
+    flops_per_slice = {}
+    for t in tasks:
+        m = predictor.model(t)
+        x = model_input(sl[:8], m.spec).to(dev)
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            m.fp32(x)
+        flops_per_slice[t] = fc.get_total_flops() / len(x)
+    per_slice = sum(flops_per_slice.values())
+    peak = _peak_flops(dev)
+    s = scans["brats_155x240"]
+    achieved = per_slice * s["slices"] / s["ours_s"]
+    naive_achieved = per_slice * s["slices"] / s["naive_s"]
+    prec = next(iter(predictor.precision.values()), "fp32")
+    ref_peak = peak.get("bf16" if prec == "bf16" else "fp32")
+    res["flops"] = {"per_slice_gflop": {t: v / 1e9 for t, v in flops_per_slice.items()},
+                    "achieved_gflops": achieved / 1e9, "naive_gflops": naive_achieved / 1e9,
+                    "peak_estimate": peak,
+                    "fraction_of_peak": (achieved / ref_peak) if ref_peak else None,
+                    "note": "forward FLOPs of presence + tumor_type on the 155-slice volume / its scan time; "
+                            "preprocessing time is included, so this is a lower bound on kernel efficiency"}
+
+    tracemalloc.start()
+    predictor.predict_volume(vols["tcia_24x256"], tasks=tasks)
+    _, py_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    res["memory"] = {"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                     "python_heap_peak_mb_24_slice_scan": py_peak / 2**20,
+                     "cuda_peak_mb": (torch.cuda.max_memory_allocated() / 2**20) if dev.type == "cuda" else None}
+    targets = {"scan_24_s<=2": scans["tcia_24x256"]["ours_s"] <= 2,
+               "scan_155_s<=10": scans["brats_155x240"]["ours_s"] <= 10,
+               "cam_cold_s<=0.5": res["cam"]["ours_cold_s"] <= 0.5,
+               "speedup>=5 (155-slice scan)": (scans["brats_155x240"]["speedup"] or 0) >= 5,
+               "labels>=99.5%": all(a["identical_labels_pct"] >= 99.5 for a in agreement.values())}
+    res["targets_met"] = targets
+    res["bench_wall_s"] = time.perf_counter() - t_start
+    try:
+        res["load_average"] = list(__import__("os").getloadavg())
+    except OSError:
+        pass
+    if args.json:
+        print(json.dumps(res, default=float))
+        return 0
+    print(f"NeuroGrade bench on {res['device']} ({res['torch_threads']} threads), precision {res['precision']}")
+    print("models: " + "; ".join(f"{t}: {u}" for t, u in used.items()))
+    print(f"{'':<22}{'ours':>10}{'naive':>10}{'ratio':>8}")
+    for name, s in scans.items():
+        est = f" (naive from {s['naive_estimated_from_slices']} slices)" if s["naive_estimated_from_slices"] else ""
+        print(f"{name + ' scan s':<22}{s['ours_s']:>10.3f}{s['naive_s']:>10.3f}{s['speedup']:>7.1f}x{est}")
+        print(f"{name + ' +3 CAMs s':<22}{s['case_ours_s']:>10.3f}{s['case_naive_s']:>10.3f}{s['case_speedup']:>7.1f}x")
+        print(f"{name + ' slices/s':<22}{s['throughput_slices_per_s']:>10.1f}")
+    c = res["cam"]
+    print(f"{'Grad-CAM cold s':<22}{c['ours_cold_s']:>10.3f}{c['naive_s']:>10.3f}{c['speedup_cold']:>7.1f}x")
+    print(f"{'Grad-CAM cached s':<22}{c['ours_cached_s']:>10.5f}")
+    for t, a in agreement.items():
+        print(f"labels identical to fp32, {t}: {a['identical_labels_pct']:.2f}% of {a['n']} "
+              f"(max |dp| {a['max_abs_prob_diff']:.3f}, {a['precision']})")
+    f = res["flops"]
+    print(f"FLOP/s: {f['achieved_gflops']:.1f} GFLOP/s achieved (naive {f['naive_gflops']:.1f}); peak estimate "
+          f"fp32 {peak.get('fp32', 0) / 1e9 if peak.get('fp32') else float('nan'):.0f} GFLOP/s, "
+          f"bf16 {peak.get('bf16', 0) / 1e9 if peak.get('bf16') else float('nan'):.0f} GFLOP/s "
+          f"({peak.get('bf16_basis', '')}); fraction {f['fraction_of_peak'] or float('nan'):.3f}")
+    print(f"memory: maxrss {res['memory']['maxrss_mb']:.0f} MB, python heap peak {res['memory']['python_heap_peak_mb_24_slice_scan']:.1f} MB")
+    print("targets: " + ", ".join(f"{k} {'OK' if v else 'MISSED'}" for k, v in targets.items()))
+    if res.get("load_average"):
+        print(f"load average during bench: {res['load_average']} (shared machine: ratios matter more than times)")
+    return 0

@@ -1,0 +1,413 @@
+"""One promotion path: compare a challenger with the champion on the SAME locked test split, then
+promote (or roll back) through the zoo's active.json (what inference reads) AND the store (history,
+audit).
+
+    from core import promotion
+    cmp = promotion.compare("grade", "2.0.0")               # champion: the zoo's active version
+    promotion.promote("grade", "2.0.0", actor="Dr Ada")     # PromotionRefused unless it beats it
+    promotion.rollback("grade", actor="Dr Ada")
+
+Evaluations. A version's held-out numbers come from
+- its card: `metrics.test` (score() output with ci95, confusion, per_class, `patient` level), on the
+  split whose fingerprint the card records (`metrics.test.fingerprint`, else
+  `recipe.split.locked_test.fingerprint`);
+- the store: evaluations recorded later with `record_evaluation` (e.g. a retraining job that scored
+  the champion and the challenger on one hold-out of confirmed review labels), kept in the version's
+  store row under metrics["evaluations"][fingerprint].
+`compare` only ever pairs two evaluations with the same fingerprint (the champion's own locked test
+first); when the versions share none it refuses to compare.
+
+Primary metric (higher is better; the challenger must be strictly better):
+tumor_type: slice balanced accuracy; presence: slice ROC AUC; grade: patient-level ROC AUC.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+PRIMARY: dict[str, tuple[str, str]] = {
+    "tumor_type": ("balanced_accuracy", "slice"),
+    "presence": ("auc", "slice"),
+    "grade": ("auc", "patient"),
+}
+SHOWN_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc", "ece")
+PER_CLASS_KEYS = ("sensitivity", "specificity", "precision", "f1")
+
+
+class PromotionError(Exception):
+    """A promotion or rollback that cannot be done (unknown version, nothing to roll back to)."""
+
+
+class PromotionRefused(PromotionError):
+    """The challenger does not beat the champion (or cannot be compared with it)."""
+
+    def __init__(self, message: str, comparison: "Comparison | None" = None):
+        super().__init__(message)
+        self.comparison = comparison
+
+
+# ------------------------------------------------------------------------------ evaluations
+@dataclass(frozen=True)
+class Evaluation:
+    """Held-out metrics of one version on one split."""
+    version: str
+    fingerprint: str
+    split: str                 # human description ("locked test", "hold-out of review labels", ...)
+    metrics: dict              # score()-like dict: accuracy, ..., ci95, confusion, per_class, patient
+    source: str                # "card" | "store"
+
+
+def primary_metric(task: str) -> tuple[str, str]:
+    return PRIMARY.get(task, ("balanced_accuracy", "slice"))
+
+
+def card_fingerprint(card: Mapping) -> str | None:
+    test = ((card.get("metrics") or {}).get("test")) or {}
+    if isinstance(test, Mapping) and test.get("fingerprint"):
+        return str(test["fingerprint"])
+    locked = ((card.get("recipe") or {}).get("split") or {}).get("locked_test") or {}
+    fp = locked.get("fingerprint") if isinstance(locked, Mapping) else None
+    return str(fp) if fp else None
+
+
+def card_evaluation(card: Mapping, version: str | None = None) -> Evaluation | None:
+    """The card's own locked-test evaluation, or None when it has none (e.g. CV only)."""
+    test = ((card.get("metrics") or {}).get("test"))
+    fp = card_fingerprint(card)
+    if not isinstance(test, Mapping) or not test or not fp:
+        return None
+    return Evaluation(str(version or card.get("version") or ""), fp,
+                      str(test.get("split") or "locked test"), dict(test), "card")
+
+
+def _load_card(task: str, version: str) -> dict:
+    from model_zoo.checkpoints import resolve_ref
+
+    try:
+        return dict(resolve_ref(f"{task}@{version}").card)
+    except KeyError as exc:
+        raise PromotionError(exc.args[0] if exc.args else str(exc)) from None
+
+
+def _repo(repo=None):
+    if repo is not None:
+        return repo
+    from core.store import Repository
+
+    return Repository.open()
+
+
+def store_evaluations(task: str, version: str, repo=None) -> list[Evaluation]:
+    repo = _repo(repo)
+    for mv in repo.model_versions(task):
+        if mv.version == version:
+            evs = (mv.metrics or {}).get("evaluations") or {}
+            return [Evaluation(version, fp, str(e.get("split") or ""), dict(e.get("metrics") or {}), "store")
+                    for fp, e in evs.items() if isinstance(e, Mapping)]
+    return []
+
+
+def evaluations(task: str, version: str, repo=None, card: Mapping | None = None) -> list[Evaluation]:
+    """Every held-out evaluation known for task@version: the card's first, then the store's."""
+    card = card if card is not None else _load_card(task, version)
+    out = []
+    own = card_evaluation(card, version)
+    if own is not None:
+        out.append(own)
+    out += [e for e in store_evaluations(task, version, repo) if own is None or e.fingerprint != own.fingerprint]
+    return out
+
+
+def record_evaluation(task: str, version: str, fingerprint: str, metrics: Mapping, split: str,
+                      repo=None, actor: str = "system") -> None:
+    """Keep an evaluation of task@version on split `fingerprint` in the store (audited)."""
+    repo = _repo(repo)
+    current = next((mv for mv in repo.model_versions(task) if mv.version == version), None)
+    base = dict(current.metrics) if current else {}
+    evs = dict(base.get("evaluations") or {})
+    evs[str(fingerprint)] = {"split": split, "metrics": _plain(metrics)}
+    base["evaluations"] = evs
+    repo.register_model_version(task, version, metrics=base, actor=actor)
+    repo.audit(actor, "evaluate", "model_version", f"{task}@{version}", None,
+               {"fingerprint": fingerprint, "split": split, "summary": _summary(metrics)})
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def _summary(metrics: Mapping) -> dict:
+    return {k: metrics.get(k) for k in SHOWN_METRICS if isinstance(metrics.get(k), (int, float))}
+
+
+# ------------------------------------------------------------------------------ comparison
+def _level(metrics: Mapping, level: str) -> Mapping:
+    if level == "patient":
+        return metrics.get("patient") or {}
+    return metrics
+
+
+def _value(metrics: Mapping, key: str, level: str = "slice") -> float | None:
+    v = _level(metrics, level).get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _ci(metrics: Mapping, key: str, level: str = "slice") -> list | None:
+    ci = (_level(metrics, level).get("ci95") or {}).get(key)
+    return list(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+
+
+def _delta(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else float(a) - float(b)
+
+
+@dataclass
+class Comparison:
+    task: str
+    challenger: str
+    champion: str | None
+    comparable: bool
+    beats: bool
+    reason: str                               # why it beats / does not / cannot be compared
+    primary: str = ""                         # e.g. "auc"
+    level: str = "slice"                      # "slice" | "patient"
+    fingerprint: str | None = None
+    split: str = ""
+    challenger_value: float | None = None
+    champion_value: float | None = None
+    challenger_ci: list | None = None
+    champion_ci: list | None = None
+    metrics: list[dict] = field(default_factory=list)    # [{metric, level, challenger, challenger_ci, champion, champion_ci, delta}]
+    per_class: dict = field(default_factory=dict)        # {class: {metric: {challenger, champion, delta}}}
+    confusion: dict = field(default_factory=dict)        # {"classes", "challenger", "champion"}
+    challenger_fingerprints: list[str] = field(default_factory=list)
+    champion_fingerprints: list[str] = field(default_factory=list)
+
+    @property
+    def delta(self) -> float | None:
+        return _delta(self.challenger_value, self.champion_value)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["delta"] = self.delta
+        return d
+
+
+def _pick_common(chal: list[Evaluation], champ: list[Evaluation]) -> tuple[Evaluation, Evaluation] | None:
+    by_fp = {e.fingerprint: e for e in chal}
+    for e in champ:                      # the champion's own locked test first, then the store's
+        if e.fingerprint in by_fp:
+            return by_fp[e.fingerprint], e
+    return None
+
+
+def compare(task: str, challenger_version: str, champion_version: str | None = None, *,
+            repo=None) -> Comparison:
+    """Challenger vs champion (default: the zoo's active version) on one shared held-out split."""
+    from model_zoo.checkpoints import active_version
+
+    primary, level = primary_metric(task)
+    champion_version = champion_version or active_version(task)
+    chal_card = _load_card(task, challenger_version)
+    base = dict(task=task, challenger=challenger_version, champion=champion_version, primary=primary,
+                level=level)
+    if champion_version is None:
+        return Comparison(**base, comparable=False, beats=True,
+                          reason=f"{task} has no champion yet: the first version needs no comparison")
+    if champion_version == challenger_version:
+        return Comparison(**base, comparable=False, beats=False,
+                          reason=f"{task}@{challenger_version} is already the champion")
+    champ_card = _load_card(task, champion_version)
+    if list(chal_card.get("classes") or []) != list(champ_card.get("classes") or []):
+        return Comparison(**base, comparable=False, beats=False,
+                          reason=f"the classes differ: {chal_card.get('classes')} vs {champ_card.get('classes')}")
+    chal = evaluations(task, challenger_version, repo, chal_card)
+    champ = evaluations(task, champion_version, repo, champ_card)
+    fps = dict(challenger_fingerprints=[e.fingerprint for e in chal],
+               champion_fingerprints=[e.fingerprint for e in champ])
+    pair = _pick_common(chal, champ)
+    if pair is None:
+        if not champ:
+            why = (f"{task}@{champion_version} has no locked-test evaluation (its card holds "
+                   "cross-validation only) and none is recorded in the store")
+        elif not chal:
+            why = f"{task}@{challenger_version} has no locked-test evaluation"
+        else:
+            why = (f"{task}@{challenger_version} and {task}@{champion_version} were evaluated on different "
+                   f"locked test splits (fingerprints {', '.join(f[:12] for f in fps['challenger_fingerprints'])} "
+                   f"vs {', '.join(f[:12] for f in fps['champion_fingerprints'])}): not comparable")
+        return Comparison(**base, comparable=False, beats=False, reason=why, **fps)
+    ce, pe = pair
+    cm, pm = ce.metrics, pe.metrics
+    rows = []
+    for lvl in ("slice", "patient"):
+        if lvl == "patient" and not (cm.get("patient") and pm.get("patient")):
+            continue
+        for key in SHOWN_METRICS:
+            a, b = _value(cm, key, lvl), _value(pm, key, lvl)
+            if a is None and b is None:
+                continue
+            rows.append({"metric": key, "level": lvl, "challenger": a, "challenger_ci": _ci(cm, key, lvl),
+                         "champion": b, "champion_ci": _ci(pm, key, lvl), "delta": _delta(a, b),
+                         "primary": key == primary and lvl == level})
+    per_class: dict = {}
+    for cls in (chal_card.get("classes") or []):
+        a = (cm.get("per_class") or {}).get(cls) or {}
+        b = (pm.get("per_class") or {}).get(cls) or {}
+        per_class[cls] = {k: {"challenger": a.get(k), "champion": b.get(k), "delta": _delta(a.get(k), b.get(k))}
+                          for k in PER_CLASS_KEYS if a.get(k) is not None or b.get(k) is not None}
+    confusion = {"classes": list(chal_card.get("classes") or []),
+                 "challenger": cm.get("confusion"), "champion": pm.get("confusion")}
+    a, b = _value(cm, primary, level), _value(pm, primary, level)
+    name = f"{level}-level {primary}" if level == "patient" else primary
+    if a is None or b is None:
+        beats, reason = False, f"{name} is undefined for {'the challenger' if a is None else 'the champion'} on this split"
+    elif a > b:
+        beats, reason = True, f"{name} {a:.3f} > {b:.3f} (champion {task}@{champion_version})"
+    else:
+        beats, reason = False, (f"the challenger does not beat the champion: {name} {a:.3f} vs {b:.3f} "
+                                f"for {task}@{champion_version}")
+    return Comparison(**base, comparable=True, beats=beats, reason=reason, fingerprint=ce.fingerprint,
+                      split=pe.split or ce.split, challenger_value=a, champion_value=b,
+                      challenger_ci=_ci(cm, primary, level), champion_ci=_ci(pm, primary, level),
+                      metrics=rows, per_class=per_class, confusion=confusion, **fps)
+
+
+# ------------------------------------------------------------------------------ promote / roll back
+@dataclass(frozen=True)
+class PromotionResult:
+    task: str
+    version: str
+    previous: str | None
+    forced: bool
+    comparison: Comparison | None
+    active_file: str
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "version": self.version, "previous": self.previous, "forced": self.forced,
+                "comparison": self.comparison.to_dict() if self.comparison else None,
+                "active_file": self.active_file}
+
+
+def _headline(task: str, version: str) -> dict:
+    from model_zoo.checkpoints import headline_metrics
+
+    try:
+        return headline_metrics(_load_card(task, version))
+    except PromotionError:
+        return {}
+
+
+def _set_active_or_restore(task: str, version: str):
+    """Write active.json; returns (path, undo) where undo() puts the previous file back."""
+    from core.config import get_settings
+    from model_zoo.checkpoints import set_active
+
+    path = get_settings().home / "active.json"
+    before = path.read_bytes() if path.is_file() else None
+    written = set_active(task, version)
+
+    def undo() -> None:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            tmp = path.with_name(f".{path.name}.undo.{os.getpid()}")
+            tmp.write_bytes(before)
+            os.replace(tmp, path)
+
+    return written, undo
+
+
+def _ensure_baseline(repo, task: str, champion: str | None) -> None:
+    """The store's promotion stack must start at the version that was active before the first
+    promotion through this path, so that a rollback has somewhere to go."""
+    if champion is None:
+        return
+    history = repo.champion_history(task)
+    if history and history[-1] == champion:
+        return
+    repo.register_model_version(task, champion, metrics=None)
+    repo.promote(task, champion, actor="system",
+                 reason="baseline: the active version before this promotion" if not history
+                 else "re-synchronised with the zoo's active version")
+
+
+def promote(task: str, version: str, actor: str, force: bool = False, reason: str | None = None, *,
+            repo=None) -> PromotionResult:
+    """Make task@version the active model if it beats the champion on a shared locked test split.
+
+    force=True promotes anyway (a reason is required and both are audited). Raises
+    PromotionRefused (with .comparison) otherwise, PromotionError for unknown versions."""
+    from model_zoo.checkpoints import active_version
+
+    if not str(actor or "").strip():
+        raise PromotionError("who is promoting? an actor name is required")
+    _load_card(task, version)                       # exists?
+    repo = _repo(repo)
+    champion = active_version(task)
+    if champion == version:
+        raise PromotionRefused(f"{task}@{version} is already the active version")
+    comparison = compare(task, version, champion, repo=repo) if champion else None
+    if comparison is not None and not comparison.beats:
+        if not force:
+            raise PromotionRefused(f"refused: {comparison.reason}", comparison)
+        if not str(reason or "").strip():
+            raise PromotionRefused("a forced promotion needs a reason", comparison)
+    _ensure_baseline(repo, task, champion)
+    path, undo = _set_active_or_restore(task, version)
+    try:
+        repo.register_model_version(task, version, metrics=None)
+        forced = comparison is not None and not comparison.beats
+        note = reason or (comparison.reason if comparison else "first version")
+        repo.promote(task, version, actor=actor, reason=("FORCED: " if forced else "") + note)
+        repo.audit(actor, "promotion_decision", "model_version", f"{task}@{version}",
+                   {"champion": champion, "champion_metrics": _headline(task, champion) if champion else None},
+                   {"forced": forced, "reason": reason,
+                    "comparison": {k: v for k, v in (comparison.to_dict() if comparison else {}).items()
+                                   if k in ("comparable", "beats", "reason", "primary", "level", "fingerprint",
+                                            "challenger_value", "champion_value", "delta")}})
+    except BaseException:
+        undo()
+        raise
+    return PromotionResult(task, version, champion, comparison is not None and not comparison.beats,
+                           comparison, str(path))
+
+
+def rollback(task: str, actor: str, reason: str | None = None, *, repo=None) -> PromotionResult:
+    """Give the active title back to the version promoted before the current champion."""
+    from model_zoo.checkpoints import active_version
+
+    if not str(actor or "").strip():
+        raise PromotionError("who is rolling back? an actor name is required")
+    repo = _repo(repo)
+    history = repo.champion_history(task)
+    current = active_version(task)
+    if len(history) < 2:
+        raise PromotionError(f"no earlier champion of {task} to roll back to (promotion history: "
+                             f"{', '.join(history) or 'empty'})")
+    target = history[-2]
+    _load_card(task, target)
+    path, undo = _set_active_or_restore(task, target)
+    try:
+        repo.rollback(task, actor=actor, reason=reason)
+        repo.audit(actor, "rollback_decision", "model_version", f"{task}@{target}",
+                   {"active": current, "history": history}, {"active": target, "reason": reason})
+    except BaseException:
+        undo()
+        raise
+    return PromotionResult(task, target, current, False, None, str(path))
+
+
+def history(task: str, repo=None) -> list[dict]:
+    """Promotions and rollbacks of `task`, oldest first: [{at, actor, action, from, to, reason}]."""
+    repo = _repo(repo)
+    return [{"at": a.at, "actor": a.actor, "action": a.action, "from": (a.before or {}).get("version"),
+             "to": (a.after or {}).get("version"), "reason": (a.after or {}).get("reason")}
+            for a in repo.audit_log(entity="champion", entity_id=task)]
+
+
+__all__ = ["PRIMARY", "Comparison", "Evaluation", "PromotionError", "PromotionRefused", "PromotionResult",
+           "compare", "promote", "rollback", "history", "evaluations", "record_evaluation",
+           "card_evaluation", "card_fingerprint", "primary_metric"]

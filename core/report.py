@@ -1,0 +1,172 @@
+"""Case reports: a PDF (fpdf2) a clinician can file, and a JSON export for systems.
+
+    pdf_bytes = report.build_pdf(prediction, slices01, cams={idx: CamResult}, cards={task: card})
+    data = report.build_json(prediction, meta=volume.meta)
+
+The PDF carries the verdict, a "refer to a human" banner with its reasons, a probability table
+per task with the uncertainty, key slices with their CAM overlays (core.viz.overlay), a summary of
+each model card (version, metrics, intended use, limitations) and "research use only - not a
+medical device". Only de-identified metadata goes in (core.io already strips identity).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import io
+from typing import Any, Mapping
+
+import numpy as np
+
+DISCLAIMER = ("Research use only - not a medical device. This report supports, and never replaces, "
+              "the judgement of a qualified clinician.")
+# metadata keys that are never written out, whatever a loader left in `meta`
+_IDENTIFYING = {"patientname", "patientid", "patientbirthdate", "patientaddress", "otherpatientids",
+                "referringphysicianname", "institutionname", "accessionnumber", "patient_name",
+                "patient_id", "birth_date", "name"}
+
+
+def deidentified(meta: Mapping[str, Any] | None) -> dict:
+    out = {}
+    for k, v in (meta or {}).items():
+        if str(k).replace(" ", "").lower() in _IDENTIFYING:
+            continue
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            out[str(k)] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in v):
+            out[str(k)] = list(v)
+    return out
+
+
+def build_json(prediction, meta: Mapping[str, Any] | None = None) -> dict:
+    data = prediction.to_dict()
+    data["meta"] = deidentified(meta)
+    data["generated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    data["disclaimer"] = DISCLAIMER
+    return data
+
+
+def _latin(text: Any) -> str:
+    s = str(text)
+    for a, b in {"\u2014": "-", "\u2013": "-", "\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"',
+                 "\u2265": ">=", "\u2264": "<=", "\u00b1": "+/-", "\u2026": "..."}.items():
+        s = s.replace(a, b)
+    return s.encode("latin-1", "replace").decode("latin-1")
+
+
+def _png(img_uint8: np.ndarray) -> io.BytesIO:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(img_uint8, dtype=np.uint8)).save(buf, format="PNG")
+    buf.seek(0)
+    return buf
+
+
+def _card_metrics(card: Mapping) -> str:
+    try:
+        from model_zoo.checkpoints import headline_metrics
+
+        m = headline_metrics(dict(card))
+    except Exception:  # noqa: BLE001
+        m = {}
+    return ", ".join(f"{k} {v:.3f}" for k, v in list(m.items())[:6]) or "not recorded"
+
+
+def build_pdf(prediction, slices01: np.ndarray | None = None, cams: Mapping[int, Any] | None = None,
+              cards: Mapping[str, Mapping] | None = None, meta: Mapping[str, Any] | None = None,
+              title: str = "NeuroGrade case report", compress: bool = True) -> bytes:
+    """The PDF as bytes. slices01: (N, H, W) display slices in [0, 1]; cams: {slice index:
+    CamResult} drawn over the key slices; cards: {task: card.json dict}."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_compression(compress)
+    pdf.set_auto_page_break(True, margin=15)
+    pdf.add_page()
+    epw = pdf.w - pdf.l_margin - pdf.r_margin
+
+    def line(text, size=10, style="", h=5.5, color=(0, 0, 0)):
+        pdf.set_font("Helvetica", style, size)
+        pdf.set_text_color(*color)
+        pdf.multi_cell(epw, h, _latin(text), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_text_color(0, 0, 0)
+
+    line(title, 16, "B", 9)
+    line(f"Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}   Source: {prediction.source or '-'}   "
+         f"Slices: {prediction.n_slices}   Device: {prediction.device}", 8, color=(90, 90, 90))
+    line(DISCLAIMER, 8, "I", color=(150, 0, 0))
+    pdf.ln(2)
+    line(f"Verdict: {prediction.verdict or 'no prediction'}", 14, "B", 8)
+    if prediction.refer:
+        pdf.set_fill_color(255, 228, 200)
+        pdf.set_font("Helvetica", "B", 11)
+        pdf.multi_cell(epw, 7, _latin("REFER TO A HUMAN READER"), fill=True, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 9)
+        for r in prediction.refer_reasons or ["the model is not confident"]:
+            pdf.multi_cell(epw, 5, _latin(f"- {r}"), fill=True, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(2)
+
+    # probability table per task
+    for task, res in prediction.tasks.items():
+        line(f"{task}  ({res.model_version})", 11, "B", 7)
+        pdf.set_font("Helvetica", "", 9)
+        with pdf.table(col_widths=(60, 40), width=100, align="LEFT", text_align=("LEFT", "RIGHT")) as table:
+            row = table.row()
+            row.cell("class")
+            row.cell("probability")
+            for c, p in zip(res.classes, res.probabilities):
+                row = table.row()
+                row.cell(_latin(c + ("  <" if c == res.label else "")))
+                row.cell(f"{p:.3f}")
+        u = res.uncertainty
+        extra = f", BALD {u['bald']:.3f}" if "bald" in u else ""
+        line(f"Label {res.label}; entropy {u['entropy']:.3f} nats (normalised {u['entropy_norm']:.2f}), "
+             f"margin {u['margin']:.3f}{extra}; slices used {res.n_slices_used}"
+             + ("; REFER" if res.refer else "") + (f"; {res.note}" if res.note else ""), 9)
+        pdf.ln(1)
+    ood = prediction.ood or {}
+    line(f"Input check: {'looks unlike the training data' if ood.get('is_ood') else 'looks like brain MRI'}"
+         f" (score {ood.get('score', 0):.2f}" + (f", energy {ood['energy']:.2f}" if 'energy' in ood else "") + ")", 9)
+    for n in prediction.notes:
+        line(f"Note: {n}", 8, color=(90, 90, 90))
+
+    # key slices with CAM overlays
+    if slices01 is not None and len(prediction.key_slices):
+        from core.viz import overlay, to_uint8
+
+        pdf.ln(2)
+        line("Key slices" + (" with heat maps" if cams else ""), 11, "B", 7)
+        size = min(58.0, (epw - 8) / 3)
+        x0, y = pdf.l_margin, pdf.get_y()
+        if y + size + 12 > pdf.h - pdf.b_margin:
+            pdf.add_page()
+            y = pdf.get_y()
+        for j, idx in enumerate(prediction.key_slices[:3]):
+            sl = np.asarray(slices01[idx], dtype=np.float32)
+            sl = sl[0] if sl.ndim == 3 else sl
+            c = (cams or {}).get(idx)
+            img = overlay(sl, c.heatmap) if c is not None else np.repeat(to_uint8(sl)[..., None], 3, 2)
+            x = x0 + j * (size + 4)
+            pdf.image(_png(img), x=x, y=y, w=size, h=size)
+            pdf.set_xy(x, y + size + 1)
+            pdf.set_font("Helvetica", "", 7)
+            cap = f"slice {idx}" + (f": {c.method} for {c.class_name}" if c is not None else "")
+            pdf.cell(size, 4, _latin(cap))
+        pdf.set_xy(pdf.l_margin, y + size + 7)
+
+    # model cards
+    if cards:
+        line("Models", 11, "B", 7)
+        for task, card in cards.items():
+            line(f"{task}@{card.get('version', '?')} - {card.get('architecture', '?')}; metrics: {_card_metrics(card)}", 9, "B")
+            if card.get("intended_use"):
+                line(f"Intended use: {card['intended_use']}", 8)
+            lim = card.get("limitations") or []
+            if lim:
+                line("Limitations: " + "; ".join(str(x) for x in lim), 8)
+    md = deidentified(meta)
+    if md:
+        line("Scan metadata (de-identified): " + ", ".join(f"{k}={v}" for k, v in list(md.items())[:20]), 7,
+             color=(90, 90, 90))
+    pdf.ln(2)
+    line(DISCLAIMER, 8, "I", color=(150, 0, 0))
+    return bytes(pdf.output())

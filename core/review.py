@@ -1,0 +1,170 @@
+"""What the review page needs, without Streamlit: the item to show, its case's other slices, saving
+a decision (label / skip / flag) with optimistic versioning, and its Grad-CAM.
+
+    item = review.next_item(repo, "tumor_type", "entropy", reviewer="Dr Ada")
+    out = review.decide(repo, item, "label", reviewer="Dr Ada", value="glioma")
+    if out.conflict: print(out.message, out.current_label)     # never a silent overwrite
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TASKS = ("tumor_type", "presence", "grade")
+ACTIONS = ("label", "skip", "flag")
+
+
+def task_classes(task: str) -> list[str]:
+    from core.training.datasets import TASK_CLASSES
+
+    return list(TASK_CLASSES.get(task, []))
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    item_id: int
+    case_id: int
+    slice_index: int
+    plane: str
+    task: str
+    version: int                  # pass back as expect_version
+    classes: list
+    probabilities: list | None
+    model_version: str | None
+    score: float | None
+    strategy: str
+    status: str
+    current_label: str | None
+    readings_required: int
+
+    @property
+    def predicted(self) -> str | None:
+        if not self.probabilities or len(self.probabilities) != len(self.classes):
+            return None
+        return self.classes[int(np.argmax(self.probabilities))]
+
+
+def _classes_for(task: str, model_version: str | None, n: int | None) -> list[str]:
+    if model_version:
+        from model_zoo.checkpoints import list_checkpoints
+
+        for c in list_checkpoints(task):
+            if c.version == model_version and c.card.get("classes"):
+                return [str(x) for x in c.card["classes"]]
+    classes = task_classes(task)
+    if n is not None and len(classes) != n:
+        return [str(i) for i in range(n)]
+    return classes
+
+
+def load_item(repo, item_id: int, task: str, strategy: str = "", score: float | None = None) -> ReviewItem:
+    """The current state of one item of a task's queue (fresh from the store)."""
+    it = repo.get_item(item_id)
+    entry = repo.entry(item_id, task)
+    pred = repo.latest_predictions(task, item_ids=[item_id]).get(item_id)
+    probs = list(pred.probabilities) if pred else None
+    return ReviewItem(item_id, it.case_id, it.slice_index, it.plane, task, entry.version,
+                      _classes_for(task, pred.model_version if pred else None, len(probs) if probs else None),
+                      probs, pred.model_version if pred else None, score, strategy, entry.status,
+                      entry.current_label.value if entry.current_label else None, entry.readings_required)
+
+
+def next_item(repo, task: str, strategy: str = "entropy", reviewer: str | None = None,
+              per_patient_cap: int | None = 2) -> ReviewItem | None:
+    from core.active_learning import next_items
+
+    got = next_items(repo, task, strategy, k=1, reviewer=reviewer or None, per_patient_cap=per_patient_cap)
+    if not got:
+        return None
+    g = got[0]
+    return load_item(repo, g["item_id"], task, strategy, g.get("score"))
+
+
+def item_image01(repo, item_id: int) -> np.ndarray:
+    """The stored picture in [0, 1]: (H, W) grey or (H, W, 3)."""
+    return np.asarray(repo.item_image(item_id), dtype=np.float32) / 255.0
+
+
+def case_strip(repo, case_id: int, item_id: int, n: int = 7) -> list[tuple[int, int, np.ndarray]]:
+    """Up to `n` items of the case around `item_id`: [(item_id, slice_index, uint8 image)]."""
+    items = [i for i in repo.case_items(case_id) if i.has_image]
+    pos = next((k for k, i in enumerate(items) if i.id == item_id), 0)
+    lo = max(0, min(pos - n // 2, len(items) - n))
+    chosen = items[lo:lo + n]
+    images = repo.item_images([i.id for i in chosen])
+    return [(i.id, i.slice_index, images[i.id]) for i in chosen]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    action: str
+    message: str
+    conflict: bool = False
+    current_label: str | None = None
+    current_reviewer: str | None = None
+    current_version: int | None = None
+    new_version: int | None = None
+
+
+def decide(repo, item: ReviewItem, action: str, reviewer: str, value: str | None = None,
+           comment: str | None = None) -> Outcome:
+    """Save one decision on `item` against the version the reviewer saw."""
+    from core.store import VersionConflict
+
+    reviewer = str(reviewer or "").strip()
+    if not reviewer:
+        return Outcome(False, action, "Enter your name in the sidebar first: every label records who gave it.")
+    comment = (comment or "").strip() or None
+    try:
+        if action == "label":
+            if value not in item.classes:
+                return Outcome(False, action, f"pick one of {', '.join(item.classes)}")
+            v = repo.label_item(item.item_id, item.task, value, reviewer, expect_version=item.version,
+                                comment=comment)
+            agreed = "confirmed" if value == item.predicted else "corrected to"
+            return Outcome(True, action, f"item {item.item_id}: {agreed} {value}", new_version=v)
+        if action == "skip":
+            repo.skip_item(item.item_id, item.task, reviewer, comment)
+            return Outcome(True, action, f"item {item.item_id} skipped")
+        if action == "flag":
+            if not comment:
+                return Outcome(False, action, "say why you flag it (comment)")
+            v = repo.flag_item(item.item_id, item.task, reviewer, comment, expect_version=item.version)
+            return Outcome(True, action, f"item {item.item_id} flagged", new_version=v)
+    except VersionConflict as exc:
+        cur = exc.current_label
+        return Outcome(False, action,
+                       f"Someone else labelled this item: current label {cur.value if cur else 'none'}"
+                       + (f" (by {cur.reviewer}, version {exc.current_version})" if cur else
+                          f" (version {exc.current_version})") + ". Nothing was overwritten.",
+                       conflict=True, current_label=cur.value if cur else None,
+                       current_reviewer=cur.reviewer if cur else None, current_version=exc.current_version)
+    raise ValueError(f"unknown action {action!r}; one of {ACTIONS}")
+
+
+def load_model(task: str, model_version: str):
+    """The checkpoint that made the item's prediction (for Grad-CAM); None when it is not in the zoo."""
+    from model_zoo.checkpoints import list_checkpoints, load_checkpoint
+
+    if not model_version or not any(c.version == model_version for c in list_checkpoints(task)):
+        return None
+    return load_checkpoint(f"{task}@{model_version}")
+
+
+def item_cam(loaded, image01: np.ndarray, task: str, class_index: int | None = None,
+             method: str = "gradcam") -> tuple[np.ndarray, str]:
+    """(uint8 RGB overlay, class name) of the Grad-CAM of `image01` on a LoadedModel."""
+    from core import explain
+    from core.viz import overlay
+
+    a = np.asarray(image01, dtype=np.float32)
+    x = np.moveaxis(a, -1, 0) if a.ndim == 3 else a              # (C, H, W) for multi-channel
+    res = explain.cam(loaded, x, method, class_index, task=task)
+    grey = a if a.ndim == 2 else a.mean(axis=-1)
+    return overlay(grey, res.heatmap), res.class_name
+
+
+__all__ = ["ReviewItem", "Outcome", "TASKS", "task_classes", "load_item", "next_item", "item_image01",
+           "case_strip", "decide", "load_model", "item_cam"]

@@ -1,0 +1,428 @@
+"""Training data sets: every source becomes a `SliceSet` of 2D slices in [0, 1] with labels, patient
+groups and the sha256 of what defines it (its manifest, or its file listing).
+
+Sources (`load_dataset` picks one from what the folder holds):
+- Figshare CE-MRI      manifest.csv with pid_family + fold   tumor_type | presence (all tumour)
+- TCGA-LGG             manifest.csv with tumor_pixels        presence (FLAIR) | grade (t1pre, flair, t1post)
+- TCIA volumes         <subject>/<tp>_t1post.nii.gz + mask    presence
+- BraTS-style folder   <root>/{LGG,HGG}/<case>/*_{t1,flair,t1ce}.nii.gz + *_seg.nii.gz   grade | presence
+- image folder         <root>/<class>/*.png|jpg (+ optional <root>/patients.csv: image,patient)
+- StoreLabels          confirmed review-queue labels (arrives with the review queue)
+
+Pixels go through the same functions as inference: `preprocess.normalize_intensity` (per volume
+for volumes, per image for single images, as `preprocess.slices` does for an upload), then
+`preprocess.model_input`'s resize (zero-pad to square, bilinear antialias). The resized slices are
+cached as uint8 under NEUROGRADE_HOME/cache (or NEUROGRADE_CACHE_DIR), keyed by (source, task, size, channels, manifest hash).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+TASK_CLASSES = {
+    "presence": ["no_tumor", "tumor"],
+    "tumor_type": ["glioma", "meningioma", "pituitary"],
+    "grade": ["G2", "G3"],
+}
+TCGA_SEQUENCES = ("t1pre", "flair", "t1post")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+CACHE_VERSION = 1
+
+
+@dataclass
+class SliceSet:
+    """Slices of one or several sources. `images` is uint8 (N, H, W) or (N, C, H, W); `pixels()`
+    gives float32 [0, 1]. `groups` are patient ids (prefixed by source when sets are combined)."""
+
+    name: str
+    path: str
+    classes: list[str]
+    images: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    manifest_sha256: str
+    sequences: tuple[str, ...] = ("grey",)
+    folds: np.ndarray | None = None      # predefined patient-grouped CV fold per slice (Figshare)
+    source: np.ndarray | None = None     # source name per slice
+    parts: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            self.source = np.full(len(self.labels), self.name, dtype=object)
+        if not self.parts:
+            self.parts = [self._summary()]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def pixels(self, idx=None) -> np.ndarray:
+        data = self.images if idx is None else self.images[np.asarray(idx)]
+        return data.astype(np.float32) / 255.0
+
+    def subset(self, idx) -> "SliceSet":
+        idx = np.asarray(idx, dtype=np.int64)
+        return replace(self, images=self.images[idx], labels=self.labels[idx], groups=self.groups[idx],
+                       folds=None if self.folds is None else self.folds[idx], source=self.source[idx],
+                       parts=self.parts)
+
+    def _summary(self) -> dict:
+        return {"name": self.name, "path": self.path, "sha256": self.manifest_sha256,
+                "n_images": len(self), "n_patients": int(len(set(self.groups.tolist())))}
+
+    def summary(self) -> list[dict]:
+        """The card's `training_data` entries (one per source)."""
+        return list(self.parts)
+
+
+def concat(sets: list[SliceSet]) -> SliceSet:
+    if len(sets) == 1:
+        return sets[0]
+    first = sets[0]
+    for s in sets[1:]:
+        if s.classes != first.classes or s.images.shape[1:] != first.images.shape[1:]:
+            raise ValueError(f"cannot combine {first.name} and {s.name}: classes or slice shapes differ")
+    sha = hashlib.sha256("".join(s.manifest_sha256 for s in sets).encode()).hexdigest()
+    same = all(s.sequences == first.sequences for s in sets)
+    sequences = first.sequences if same or first.images.ndim == 4 else ("grey",)  # grey: any one sequence
+    return SliceSet(
+        name="+".join(s.name for s in sets), path=";".join(s.path for s in sets), classes=first.classes,
+        images=np.concatenate([s.images for s in sets]), labels=np.concatenate([s.labels for s in sets]),
+        groups=np.concatenate([np.array([f"{s.name}:{g}" for g in s.groups], dtype=object) for s in sets]),
+        manifest_sha256=sha, sequences=sequences, folds=None,
+        source=np.concatenate([s.source for s in sets]), parts=[p for s in sets for p in s.parts])
+
+
+# ------------------------------------------------------------------------------ pixels
+def _resize(stack: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W) or (N, C, H, W) float [0, 1] -> uint8 at size x size via model_input's resize."""
+    from core.preprocess import model_input
+
+    c = 1 if stack.ndim == 3 else stack.shape[1]
+    spec = SimpleNamespace(input_size=size, in_channels=c, mean=(0.0,) * c, std=(1.0,) * c)
+    out = model_input(stack, spec).numpy()
+    if stack.ndim == 3:
+        out = out[:, 0]
+    return np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+def _normalize(array: np.ndarray) -> np.ndarray:
+    from core.preprocess import normalize_intensity
+
+    return normalize_intensity(array)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32)
+
+
+def _read_grey(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"), dtype=np.float32)
+
+
+def _axial(path: Path, normalize: bool = True) -> np.ndarray:
+    """Display-oriented axial slices of a NIfTI file, exactly as an upload of it is sliced."""
+    from core.io import load_volume
+    from core.preprocess import slices
+
+    return slices(load_volume(path), "axial", normalize=normalize)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def listing_sha256(root: Path, files: list[Path]) -> str:
+    """sha256 of the sorted (relative path, size) listing: a folder's manifest."""
+    lines = sorted(f"{p.relative_to(root).as_posix()}\t{p.stat().st_size}" for p in files)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------ cache
+def _cache_path(kind: str, task: str, size: int, channels: str, sha: str) -> Path:
+    import os
+
+    from core.config import get_settings
+
+    key = f"{kind}-{task}-{size}px-{channels}-{sha[:16]}-v{CACHE_VERSION}"
+    root = Path(os.environ.get("NEUROGRADE_CACHE_DIR") or get_settings().home / "cache")
+    return root / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.npz"
+
+
+def _cached(kind: str, task: str, size: int, channels: str, sha: str, build) -> dict:
+    path = _cache_path(kind, task, size, channels, sha)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    arrays = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **{k: (v.astype(str) if v.dtype == object else v) for k, v in arrays.items()})
+    tmp.replace(path)
+    return arrays
+
+
+def _classes_for(task: str) -> list[str]:
+    if task not in TASK_CLASSES:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASK_CLASSES)}")
+    return TASK_CLASSES[task]
+
+
+# ------------------------------------------------------------------------------ sources
+def load_figshare(root: Path, task: str, size: int) -> SliceSet:
+    root = Path(root)
+    manifest = root / "manifest.csv"
+    rows = list(csv.DictReader(open(manifest, newline="")))
+    classes = _classes_for(task)
+    if task not in ("tumor_type", "presence"):
+        raise ValueError(f"Figshare CE-MRI has no labels for task {task!r}")
+    sha = file_sha256(manifest)
+
+    def build():
+        # each JPEG is one 2D image: normalised on its own, as a single-slice upload would be
+        imgs = np.stack([_resize(_normalize(_read_grey(root / r["image"]))[None], size)[0] for r in rows])
+        return {"images": imgs}
+
+    images = _cached("figshare", "any", size, "grey", sha, build)["images"]
+    if task == "tumor_type":
+        labels = np.array([classes.index(r["label"]) for r in rows], dtype=np.int64)
+    else:
+        labels = np.ones(len(rows), dtype=np.int64)
+    return SliceSet("figshare-cemri", str(root), classes, images, labels,
+                    np.array([r["pid_family"] for r in rows], dtype=object), sha,
+                    folds=np.array([int(r["fold"]) for r in rows]))
+
+
+def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "flair") -> SliceSet:
+    """presence: one channel (FLAIR by default: the masks outline the FLAIR abnormality, and many
+    lower-grade gliomas do not enhance, so they are invisible on T1 post-contrast); grade: the
+    three channels (t1pre, flair, t1post), tumour slices of patients with a known grade.
+    Each case's slices are stacked and normalised together, as an uploaded volume is."""
+    root = Path(root)
+    manifest = root / "manifest.csv"
+    rows = list(csv.DictReader(open(manifest, newline="")))
+    classes = _classes_for(task)
+    sha = file_sha256(manifest)
+
+    def build():
+        out = np.zeros((len(rows), 3, size, size), dtype=np.uint8)
+        by_case: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            by_case.setdefault(r["case"], []).append(i)
+        for idx in by_case.values():
+            vol = np.stack([_read_rgb(root / rows[i]["image"]) for i in idx])  # (n, H, W, 3)
+            chans = [_normalize(vol[..., c]) for c in range(3)]
+            out[idx] = _resize(np.stack(chans, axis=1), size)
+        return {"images": out}
+
+    images = _cached("tcga-lgg", "any", size, "t1pre-flair-t1post", sha, build)["images"]
+    tumour = np.array([int(r["tumor_pixels"]) > 0 for r in rows])
+    groups = np.array([r["patient"] for r in rows], dtype=object)
+    if task == "presence":
+        ch = TCGA_SEQUENCES.index(presence_channel)
+        return SliceSet("tcga-lgg", str(root), classes, np.ascontiguousarray(images[:, ch]),
+                        tumour.astype(np.int64), groups, sha, sequences=(presence_channel,))
+    if task == "grade":
+        keep = np.flatnonzero(tumour & np.array([r["grade"] in classes for r in rows]))
+        labels = np.array([classes.index(rows[i]["grade"]) for i in keep], dtype=np.int64)
+        return SliceSet("tcga-lgg", str(root), classes, images[keep], labels, groups[keep], sha,
+                        sequences=TCGA_SEQUENCES)
+    raise ValueError(f"TCGA-LGG has no labels for task {task!r}")
+
+
+def load_tcia_volumes(root: Path, task: str, size: int) -> SliceSet:
+    """<subject>/<timepoint>_t1post.nii.gz with <timepoint>_mask.nii.gz: axial slices via
+    core.io.load_volume + preprocess.slices (the inference path); presence from the mask; all-zero
+    (padding) slices are dropped."""
+    if task != "presence":
+        raise ValueError(f"TCIA volumes are labelled for presence only, not {task!r}")
+    root = Path(root)
+    scans = sorted(root.glob("*/*_t1post.nii.gz"))
+    if not scans:
+        raise FileNotFoundError(f"{root}: no <subject>/<tp>_t1post.nii.gz files")
+    sha = listing_sha256(root, sorted(root.glob("*/*.nii.gz")))
+
+    def build():
+        imgs, labels, groups = [], [], []
+        for scan in scans:
+            mask_path = scan.with_name(scan.name.replace("_t1post", "_mask"))
+            pix = _axial(scan)
+            mask = _axial(mask_path, normalize=False) > 0
+            for k in range(pix.shape[0]):
+                if pix[k].max() <= 0:
+                    continue
+                imgs.append(pix[k])
+                labels.append(int(mask[k].any()))
+                groups.append(scan.parent.name)
+        return {"images": _resize(np.stack(imgs), size), "labels": np.array(labels, dtype=np.int64),
+                "groups": np.array(groups)}
+
+    z = _cached("tcia", task, size, "t1post", sha, build)
+    return SliceSet("tcia-btp", str(root), _classes_for(task), z["images"], z["labels"].astype(np.int64),
+                    z["groups"].astype(object), sha, sequences=("t1post",))
+
+
+def load_image_folder(root: Path, task: str | None, size: int) -> SliceSet:
+    """<root>/<class>/*.png|jpg, grey. Classes are the sub-folder names (sorted), or the task's
+    classes when every folder is one of them. Patients from <root>/patients.csv (columns image,
+    patient; image relative to root) where present, else each image is its own patient."""
+    root = Path(root)
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    names = [d.name for d in class_dirs]
+    classes = TASK_CLASSES.get(task or "", None)
+    if not classes or not set(names) <= set(classes):
+        classes = names
+    files = [(p, classes.index(d.name)) for d in class_dirs for p in sorted(d.iterdir())
+             if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise FileNotFoundError(f"{root}: no <class>/*.png|jpg images")
+    pcsv = root / "patients.csv"
+    patients = {}
+    if pcsv.is_file():
+        patients = {r["image"]: r["patient"] for r in csv.DictReader(open(pcsv, newline=""))}
+    listed = [p for p, _ in files] + ([pcsv] if pcsv.is_file() else [])
+    sha = listing_sha256(root, listed)
+
+    def build():
+        return {"images": np.stack([_resize(_normalize(_read_grey(p))[None], size)[0] for p, _ in files])}
+
+    images = _cached(f"folder-{root.name}", "any", size, "grey", sha, build)["images"]
+    rel = [p.relative_to(root).as_posix() for p, _ in files]
+    groups = np.array([patients.get(r, r) for r in rel], dtype=object)
+    return SliceSet(root.name, str(root), classes, images, np.array([y for _, y in files], dtype=np.int64),
+                    groups, sha)
+
+
+BRATS_SEQUENCES = ("t1", "flair", "t1ce")  # in the order of TCGA's (t1pre, flair, t1post)
+
+
+def load_brats(root: Path, task: str, size: int) -> SliceSet:
+    """<root>/{LGG,HGG}/<case>/<case>_{t1,flair,t1ce}.nii.gz + <case>_seg.nii.gz. grade: classes
+    ["LGG", "HGG"], 3 channels (t1, flair, t1ce), tumour-bearing slices; presence: t1ce slices."""
+    root = Path(root)
+    cases = sorted(p for g in ("LGG", "HGG") for p in (root / g).glob("*") if p.is_dir())
+    if not cases:
+        raise FileNotFoundError(f"{root}: no LGG/<case> or HGG/<case> folders")
+    sha = listing_sha256(root, sorted(root.glob("*/*/*.nii*")))
+
+    def find(case: Path, suffix: str) -> Path:
+        hits = sorted(case.glob(f"*_{suffix}.nii*"))
+        if not hits:
+            raise FileNotFoundError(f"{case}: no *_{suffix}.nii(.gz)")
+        return hits[0]
+
+    def build():
+        imgs, labels, groups, tumour = [], [], [], []
+        for case in cases:
+            chans = np.stack([_axial(find(case, s)) for s in BRATS_SEQUENCES], axis=1)  # (N, 3, H, W)
+            seg = _axial(find(case, "seg"), normalize=False) > 0
+            for k in range(chans.shape[0]):
+                if chans[k].max() <= 0:
+                    continue
+                imgs.append(chans[k])
+                tumour.append(bool(seg[k].any()))
+                labels.append(int(case.parent.name == "HGG"))
+                groups.append(case.name)
+        return {"images": _resize(np.stack(imgs), size), "labels": np.array(labels, dtype=np.int64),
+                "groups": np.array(groups), "tumour": np.array(tumour)}
+
+    z = _cached(f"brats-{root.name}", "any", size, "t1-flair-t1ce", sha, build)
+    if task == "grade":
+        keep = np.flatnonzero(z["tumour"])
+        return SliceSet(root.name, str(root), ["LGG", "HGG"], z["images"][keep],
+                        z["labels"][keep].astype(np.int64), z["groups"][keep].astype(object), sha,
+                        sequences=BRATS_SEQUENCES)
+    if task == "presence":
+        return SliceSet(root.name, str(root), _classes_for(task), np.ascontiguousarray(z["images"][:, 2]),
+                        z["tumour"].astype(np.int64), z["groups"].astype(object), sha, sequences=("t1ce",))
+    raise ValueError(f"a BraTS-style folder has no labels for task {task!r}")
+
+
+class StoreLabels:
+    """Slices with labels confirmed in the review queue (core.store). Same interface as the loaders
+    (`load(task, size) -> SliceSet`); not implemented yet: it arrives with the review queue."""
+
+    def __init__(self, db_url: str | None = None):
+        self.db_url = db_url
+
+    def load(self, task: str, size: int) -> SliceSet:
+        raise NotImplementedError("training on confirmed review-queue labels arrives with the review queue")
+
+
+# ------------------------------------------------------------------------------ dispatch
+def detect_kind(root: Path) -> str:
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"training data not found: {root}")
+    manifest = root / "manifest.csv"
+    if manifest.is_file():
+        header = open(manifest, newline="").readline()
+        if "pid_family" in header:
+            return "figshare"
+        if "tumor_pixels" in header:
+            return "tcga"
+    if (root / "LGG").is_dir() or (root / "HGG").is_dir():
+        return "brats"
+    if any(root.glob("*/*_t1post.nii.gz")):
+        return "tcia"
+    return "folder"
+
+
+def _cap_patients(s: SliceSet, max_slices: int, seed: int) -> SliceSet:
+    """At most about `max_slices` slices, keeping whole patients (a seeded pick of patients)."""
+    if len(s) <= max_slices:
+        return s
+    rng = np.random.default_rng(seed)
+    pats = np.array(sorted(set(s.groups.tolist())))
+    keep, n = [], 0
+    for p in pats[rng.permutation(len(pats))]:
+        if n >= max_slices:
+            break
+        keep.append(p)
+        n += int(np.sum(s.groups == p))
+    out = s.subset(np.flatnonzero(np.isin(s.groups, keep)))
+    out.parts = [{**out._summary(), "note": f"capped at ~{max_slices} slices by whole patients (seed {seed})"}]
+    return out
+
+
+def load_dataset(paths: str | Path | list, task: str, size: int, *, max_per_source: int | None = None,
+                 seed: int = 0) -> SliceSet:
+    """One or several sources (a list, or paths joined by commas) for `task` at `size` px.
+    A path written "PATH:N" is capped at about N slices, whole patients, seeded."""
+    if isinstance(paths, (str, Path)):
+        paths = [p for p in str(paths).split(",") if p.strip()]
+    sets = []
+    for p in paths:
+        cap = max_per_source
+        m = re.match(r"^(.*):(\d+)$", str(p))
+        if m:  # "PATH:N" caps that source at about N slices (whole patients)
+            p, cap = m.group(1), int(m.group(2))
+        root = Path(p).expanduser()
+        kind = detect_kind(root)
+        if kind == "figshare":
+            s = load_figshare(root, task, size)
+        elif kind == "tcga":
+            s = load_tcga_lgg(root, task, size)
+        elif kind == "tcia":
+            s = load_tcia_volumes(root, task, size)
+        elif kind == "brats":
+            s = load_brats(root, task, size)
+        else:
+            s = load_image_folder(root, task, size)
+        if cap:
+            s = _cap_patients(s, cap, seed)
+        sets.append(s)
+    if len({s.images.ndim for s in sets}) > 1:
+        raise ValueError("cannot mix grey and multi-channel sources in one training set")
+    return concat(sets)

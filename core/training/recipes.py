@@ -1,0 +1,46 @@
+"""The recipes of the three shipped models: defaults for `python -m core train --recipe NAME`
+(any flag given on the command line wins). `{data}` is NEUROGRADE_DATA_DIR (../shared/data).
+
+Budget: a shared 2-core CPU without AMX (bf16 autocast was slower than fp32 there), one thread
+per training, about 40-60 minutes per task including cross-validation and the final model. So each
+recipe is a fixed, short schedule (no epoch chosen on a test fold) of the width-reduced VGG19-BN
+trained from scratch (no ImageNet weights on this machine) at 64 px, one-cycle learning rate,
+label smoothing, class weights, mild geometric + intensity augmentation, flip test-time averaging.
+These are compute-starved recipes: more epochs and 128 px are the first levers on a faster machine.
+"""
+from __future__ import annotations
+
+RECIPES: dict[str, dict] = {
+    # Swati et al.'s task: Figshare CE-MRI, 4-fold CV over the manifest's patient-grouped folds
+    "tumor_type": dict(
+        task="tumor_type", data="{data}/figshare-cemri", arch="vgg19_slim", strategy="full", init="random",
+        folds=4, test_fraction=0.0, final=True, img_size=64, epochs=24, batch_size=32, lr=4e-3,
+        weight_decay=5e-4, label_smoothing=0.1, schedule="onecycle", val_fraction=0.1, version="1.0.0",
+    ),
+    # tumour visible on this slice? TCGA-LGG (FLAIR channel: its masks outline the FLAIR
+    # abnormality), TCIA glioblastoma volumes (T1 post-contrast, tumour-free slices too) and a
+    # capped set of Figshare slices (all tumour, T1 post-contrast): grey input, any one sequence.
+    "presence": dict(
+        task="presence", data="{data}/tcga-lgg,{data}/tcia-btp,{data}/figshare-cemri:600",
+        arch="vgg19_slim", strategy="full", init="random", folds=3, test_fraction=0.2, final=True,
+        img_size=64, epochs=6, batch_size=32, lr=4e-3, weight_decay=5e-4, label_smoothing=0.05,
+        schedule="onecycle", val_fraction=0.1, select_metric="auc", version="1.0.0",
+    ),
+    # WHO grade II vs III on TCGA-LGG tumour slices, 3 channels (t1pre, flair, t1post)
+    "grade": dict(
+        task="grade", data="{data}/tcga-lgg", arch="vgg19_slim", strategy="full", init="random",
+        folds=4, test_fraction=0.2, final=True, img_size=64, epochs=16, batch_size=32, lr=3e-3,
+        weight_decay=1e-3, label_smoothing=0.1, schedule="onecycle", val_fraction=0.15,
+        select_metric="auc", version="1.0.0",
+    ),
+}
+
+
+def recipe(name: str) -> dict:
+    from core.config import get_settings
+
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
+    r = dict(RECIPES[name])
+    r["data"] = r["data"].replace("{data}", str(get_settings().data_dir))
+    return r

@@ -1,0 +1,109 @@
+"""Training data sets on tiny generated folders: labels, patient groups, pixels, cache, hashes."""
+import shutil
+
+import numpy as np
+import pytest
+
+from core.training import datasets
+from core.training.datasets import StoreLabels, load_dataset
+
+from tests.training._factories import brats_like, figshare_like, image_folder, tcga_like
+
+
+def test_image_folder_labels_groups_pixels(tmp_path):
+    root = image_folder(tmp_path / "blobs", per_class=6, per_patient=3)
+    ds = load_dataset(root, "tumor_type", 32)
+    assert ds.classes == ["glioma", "meningioma", "pituitary"]
+    assert len(ds) == 18 and ds.images.shape == (18, 32, 32) and ds.images.dtype == np.uint8
+    assert np.bincount(ds.labels).tolist() == [6, 6, 6]
+    assert len(set(ds.groups.tolist())) == 6          # from patients.csv, 3 images per patient
+    px = ds.pixels([0, 1])
+    assert px.dtype == np.float32 and 0.0 <= px.min() and px.max() <= 1.0 and px.max() > 0.9
+    assert ds.summary()[0]["n_patients"] == 6 and len(ds.summary()[0]["sha256"]) == 64
+
+
+def test_image_folder_without_csv_makes_each_image_a_patient(tmp_path):
+    ds = load_dataset(image_folder(tmp_path / "b", ("cats", "dogs"), per_class=3, patients_csv=False),
+                      None, 32)
+    assert ds.classes == ["cats", "dogs"] and len(set(ds.groups.tolist())) == 6
+
+
+def test_cache_is_reused_and_keyed_by_content(tmp_path, monkeypatch):
+    root = image_folder(tmp_path / "blobs", per_class=3)
+    first = load_dataset(root, "tumor_type", 32)
+    assert list((tmp_path / "neurograde-home" / "cache").glob("*.npz"))
+
+    def boom(path):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(datasets, "_read_grey", boom)
+    again = load_dataset(root, "tumor_type", 32)
+    assert np.array_equal(first.images, again.images)
+    (root / "glioma" / "000.png").unlink()               # the listing changes -> new hash, no stale cache
+    with pytest.raises(AssertionError, match="decoded again"):
+        load_dataset(root, "tumor_type", 32)
+
+
+def test_figshare_manifest_folds_and_groups(tmp_path):
+    ds = load_dataset(figshare_like(tmp_path / "fig"), "tumor_type", 32)
+    assert len(ds) == 12 and set(ds.folds.tolist()) == {1, 2}
+    for fam in set(ds.groups.tolist()):               # a pid_family never crosses folds
+        assert len(set(ds.folds[ds.groups == fam].tolist())) == 1
+    pres = load_dataset(tmp_path / "fig", "presence", 32)
+    assert pres.classes == ["no_tumor", "tumor"] and set(pres.labels.tolist()) == {1}
+
+
+def test_tcga_presence_uses_flair_and_grade_keeps_known_tumour_slices(tmp_path):
+    root = tcga_like(tmp_path / "tcga")
+    pres = load_dataset(root, "presence", 16)
+    assert pres.images.ndim == 3 and pres.sequences == ("flair",)
+    assert pres.labels.tolist() == [0, 1, 1, 0] * 3
+    grade = load_dataset(root, "grade", 16)
+    assert grade.images.shape == (4, 3, 16, 16) and grade.sequences == ("t1pre", "flair", "t1post")
+    assert grade.labels.tolist() == [0, 0, 1, 1]       # unknown grade and tumour-free slices left out
+    assert set(grade.groups.tolist()) == {"TCGA_AA_0001", "TCGA_AA_0002"}
+    with pytest.raises(ValueError):
+        load_dataset(root, "tumor_type", 16)
+
+
+def test_tcia_volumes_follow_the_inference_orientation(tmp_path, fixtures_dir):
+    subj = tmp_path / "tcia" / "PGBM-010"
+    subj.mkdir(parents=True)
+    shutil.copy(fixtures_dir / "tcia_btp_PGBM-010_post_t1post.nii.gz", subj / "post_t1post.nii.gz")
+    shutil.copy(fixtures_dir / "tcia_btp_PGBM-010_post_mask.nii.gz", subj / "post_mask.nii.gz")
+    ds = load_dataset(tmp_path / "tcia", "presence", 64)
+    from core.io import load_volume
+    from core.preprocess import slices
+
+    pix = slices(load_volume(subj / "post_t1post.nii.gz"), "axial")
+    mask = slices(load_volume(subj / "post_mask.nii.gz"), "axial", normalize=False) > 0
+    keep = [k for k in range(pix.shape[0]) if pix[k].max() > 0]
+    assert len(ds) == len(keep)
+    assert ds.labels.tolist() == [int(mask[k].any()) for k in keep]
+    k = int(np.argmax(ds.labels))                       # a tumour slice: same picture, resized
+    ref = datasets._resize(pix[keep[k]][None], 64)[0].astype(float)
+    assert np.abs(ds.images[k].astype(float) - ref).max() <= 1
+
+
+def test_brats_folder_grades_tumour_slices(tmp_path):
+    ds = load_dataset(brats_like(tmp_path / "brats"), "grade", 16)
+    assert ds.classes == ["LGG", "HGG"] and ds.images.shape[1] == 3
+    assert len(ds) == 4 * 2 and sorted(set(ds.labels.tolist())) == [0, 1]
+    pres = load_dataset(tmp_path / "brats", "presence", 16)
+    assert pres.images.ndim == 3 and pres.labels.sum() == 8 and len(pres) == 24
+
+
+def test_combined_sources_and_per_source_cap(tmp_path):
+    fig = figshare_like(tmp_path / "fig", n_per_class=4)
+    tcga = tcga_like(tmp_path / "tcga")
+    ds = load_dataset(f"{tcga},{fig}:4", "presence", 16)
+    assert [p["name"] for p in ds.summary()] == ["tcga-lgg", "figshare-cemri"]
+    assert ds.sequences == ("grey",)                      # flair + grey slices: any one sequence
+    n_fig = int(np.sum(ds.source == "figshare-cemri"))
+    assert 4 <= n_fig < 12                                # whole patients (2 slices each) up to ~4
+    assert all(g.split(":")[0] in {"tcga-lgg", "figshare-cemri"} for g in ds.groups)
+
+
+def test_store_labels_is_a_stub_for_now():
+    with pytest.raises(NotImplementedError, match="arrives with the review queue"):
+        StoreLabels().load("presence", 64)

@@ -1,13 +1,25 @@
-"""Scan: upload a scan -> three-plane viewer -> verdict (next release).
+"""Scan: upload a scan -> three-plane viewer -> verdict -> Grad-CAM -> report.
 
-Thin page: widgets in, `core` calls, draw what core returns. Each section is a small function so
-the verdict, Grad-CAM and report sections can be added without touching the viewer.
-`render_scan(files)` is the whole page below the uploader; tests call it with files they make.
+Thin page: widgets in, `core` calls, draw what core returns. Each section is a small function:
+loading (`load_cached`), channel naming (`sequence_picker`), the verdict card (`render_verdict`),
+the per-slice strip (`render_slice_strip`), the viewer with the Grad-CAM overlay on the axial plane
+(`render_viewer`), the key-slice gallery and the downloads. `render_scan(files)` is the whole page
+below the uploader; tests call it with files they make.
+
+Models: `core.inference.Predictor` built once per set of active versions (`st.cache_resource`
+keyed by `model_zoo.active_version` of each task, so a promotion is picked up on the next rerun
+without a restart); the prediction is kept per case in `st.session_state`; heat maps come from
+`core.explain.cam` (cached there per case, slice, method and class), only for the slice on screen
+and the key slices.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
+import math
+import re
 
 import numpy as np
 import streamlit as st
@@ -25,13 +37,31 @@ PLANE_TITLES = {"axial": "Axial", "coronal": "Coronal", "sagittal": "Sagittal"}
 DEFAULT_SERIES = "Default (largest MR series)"
 _CACHE = "_scan_cache"      # session_state: the loaded volume of the current upload
 _NORM = "_scan_norm"        # session_state: normalised arrays of the current volume, per channel
+_PRED = "_scan_pred"        # session_state: the prediction of the current case
+_XSL = "_scan_xslices"      # session_state: model-input slices of the current case, per task
+_PDF = "_scan_pdf"          # session_state: the PDF report of the current case and CAM settings
+_SEQINFO = "_scan_seqinfo"  # session_state: {upload: (kind, number of channels)} of multi-channel input
+
+DISCLAIMER = ("Research use only — not a medical device. NeuroGrade supports, and never replaces, "
+              "the judgement of a qualified clinician.")
+TASKS = ("presence", "tumor_type", "grade")
+TASK_TITLES = {"presence": "Tumour presence", "tumor_type": "Tumour type", "grade": "Glioma grade"}
+CLASS_TITLES = {"no_tumor": "No tumour", "tumor": "Tumour", "glioma": "Glioma", "meningioma": "Meningioma",
+                "pituitary": "Pituitary tumour", "G2": "WHO grade II", "G3": "WHO grade III"}
+COLOR_MAPS = ("jet", "turbo", "inferno", "viridis", "hot")
+DEFAULT_SEQUENCES = ("t1pre", "flair", "t1post")   # TCGA-LGG slices store them as R, G, B
+NOT_SEQUENCES = {"rgb": "Not MR sequences (a colour picture)", "volumes": "Unnamed (t0, t1, …)"}
+OTHER_NAMES = "Other names…"
 
 
 # ----------------------------------------------------------------------------------- loading
-def upload_key(files, series=None) -> str:
-    """Identifies an upload by file names and sizes (and the chosen series): reruns reuse it."""
+def upload_key(files, series=None, sequences=None) -> str:
+    """Identifies an upload by file names and sizes (and the chosen series and channel names):
+    reruns reuse it."""
     parts = [f"{getattr(f, 'name', '?')}:{_size(f)}" for f in files]
     parts.append(f"series={series}")
+    if sequences:
+        parts.append("sequences=" + ",".join(sequences))
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -42,22 +72,29 @@ def _size(f) -> int:
     return int(size or 0)
 
 
-def load_cached(files, series=None, loader=load_volume) -> tuple[Volume | None, str | None]:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def load_cached(files, series=None, loader=load_volume, sequences=None) -> tuple[Volume | None, str | None]:
     """(volume, None) or (None, error message for the user). Loads once per upload_key."""
-    key = upload_key(files, series)
+    key = upload_key(files, series, sequences)
     cached = st.session_state.get(_CACHE)
     if cached is not None and cached["key"] == key:
         return cached["volume"], cached["error"]
     volume, error = None, None
+    options = {"series": series}
+    if sequences:
+        options["sequences"] = list(sequences)
     try:
         with st.spinner("Reading the scan..."):
-            volume = loader(list(files), series=series)
+            volume = loader(list(files), **options)
     except VolumeLoadError as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
         log.exception("unexpected error loading upload %s", [getattr(f, "name", "?") for f in files])
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        error = f"Could not read this file: {detail}"
+        error = f"Could not read this file: {_first_line(exc)}"
     st.session_state[_CACHE] = {"key": key, "volume": volume, "error": error}
     st.session_state.pop(_NORM, None)
     return volume, error
@@ -73,6 +110,79 @@ def normalized(volume: Volume, channel: str) -> np.ndarray:
     if key not in store:
         store[key] = preprocess.normalize_intensity(volume.channels[channel])
     return store[key]
+
+
+@contextlib.contextmanager
+def guarded(what: str):
+    """Runs a section; an unexpected error becomes an st.error with its message (logged with the
+    traceback), never a traceback on the page. Streamlit's own control flow passes through."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - st.rerun / st.stop are BaseExceptions and pass
+        log.exception("scan page: %s failed", what)
+        st.error(f"{what} failed: {_first_line(exc)}", icon=":material/error:")
+
+
+# ------------------------------------------------------------------------- channel naming
+def _channel_kind(volume: Volume) -> tuple[str, int] | None:
+    """("rgb", 3) for a colour image whose channels were not named, ("volumes", n) for a 4D file
+    with unnamed volumes t0..tn, else None (nothing to name)."""
+    names = list(volume.channels)
+    if {"red", "green", "blue"} <= set(names):
+        return "rgb", 3
+    if len(names) > 1 and all(re.fullmatch(r"t\d+", n) for n in names):
+        return "volumes", len(names)
+    return None
+
+
+def _parse_names(text: str) -> list[str]:
+    return [s for s in (x.strip() for x in re.split(r"[,;\s]+", text or "")) if s]
+
+
+def chosen_sequences(base: str) -> list[str] | None:
+    """The channel names the user gave for upload `base` (None: leave the channels unnamed)."""
+    choice = st.session_state.get(f"scan_seq_{base}")
+    if not choice or choice in NOT_SEQUENCES.values():
+        return None
+    if choice == OTHER_NAMES:
+        return _parse_names(st.session_state.get(f"scan_seq_text_{base}", "")) or None
+    return _parse_names(choice) or None
+
+
+def sequence_picker(base: str, suggested) -> None:
+    """For multi-channel input (an RGB slice, a 4D file): name the channels, as the CLI's
+    --sequences does; the choice reloads the scan with load_volume(sequences=...). The grade model
+    reads T1 pre-contrast, FLAIR and T1 post-contrast, which TCGA-LGG slices store as R, G, B."""
+    info = st.session_state.get(_SEQINFO, {}).get(base)
+    if info is None:
+        return
+    kind, n = info
+    suggested = [str(s) for s in (suggested or DEFAULT_SEQUENCES)]
+    options = [NOT_SEQUENCES[kind]]
+    if len(suggested) == n:
+        options.append(", ".join(suggested))
+    if ", ".join(DEFAULT_SEQUENCES) not in options and n == len(DEFAULT_SEQUENCES):
+        options.append(", ".join(DEFAULT_SEQUENCES))
+    options.append(OTHER_NAMES)
+    what = "colour channels (R, G, B)" if kind == "rgb" else f"{n} volumes"
+    c1, c2 = st.columns([2, 3])
+    c1.selectbox(f"The {what} of this image are", options, key=f"scan_seq_{base}",
+                 help="Name the channels when they are MR sequences (as the CLI's --sequences does). "
+                      "TCGA-LGG slices store T1 pre-contrast, FLAIR and T1 post-contrast as R, G, B; "
+                      "the grade model needs exactly these.")
+    if st.session_state.get(f"scan_seq_{base}") == OTHER_NAMES:
+        c2.text_input(f"{n} names, comma separated, in channel order", key=f"scan_seq_text_{base}",
+                      placeholder=", ".join(suggested))
+
+
+def _remember_channels(base: str, volume: Volume | None) -> None:
+    if volume is None:
+        return
+    kind = _channel_kind(volume)
+    if kind is not None:
+        info = dict(st.session_state.get(_SEQINFO, {}))
+        info[base] = kind
+        st.session_state[_SEQINFO] = info
 
 
 # ---------------------------------------------------------------------------------- sections
@@ -139,14 +249,24 @@ def channel_picker(volume: Volume) -> str:
     names = list(volume.channels)
     if len(names) <= 1:
         return names[0]
+    if st.session_state.get("scan_channel") not in names:   # the channels changed (renamed)
+        st.session_state.pop("scan_channel", None)
     active = volume.active_channel
     return st.radio("Sequence / channel", names, index=names.index(active) if active in names else 0,
                     horizontal=True, key="scan_channel")
 
 
-def render_viewer(volume: Volume, vkey: str = "v") -> dict:
+def axial_key(vkey: str) -> str:
+    """session_state key of the axial slider (1-based), which the strip and the gallery move."""
+    return f"pos_axial_{vkey}"
+
+
+def render_viewer(volume: Volume, vkey: str = "v", axial_overlay=None) -> dict:
     """Three linked planes with sliders and crosshairs. Returns the view state (channel, position
-    (z, y, x), window) so later sections (verdict, Grad-CAM) can follow the user's slice."""
+    (z, y, x), window) so later sections (verdict, Grad-CAM) can follow the user's slice.
+
+    axial_overlay(index, windowed (H, W) slice) -> (RGB uint8 image, caption) or None: drawn in
+    place of the axial slice (the Grad-CAM heat map of the slice on screen)."""
     channel = channel_picker(volume)
     center, width = window_controls()
     data = normalized(volume, channel)
@@ -167,6 +287,12 @@ def render_viewer(volume: Volume, vkey: str = "v") -> dict:
     for col, plane in zip(cols, planes):
         idx = position[preprocess.PLANES.index(plane)]
         img = preprocess.apply_window(preprocess.display_slice(data, plane, idx), center, width)
+        note = None
+        if plane == "axial" and axial_overlay is not None:
+            with col:
+                drawn = axial_overlay(idx, img)
+            if drawn is not None:
+                img, note = drawn
         others = [p for p in preprocess.PLANES if p != plane]
         cross = preprocess.crosshair(shape, plane, position) if len(planes) > 1 else None
         # horizontal line: the plane cutting rows; vertical: the plane cutting columns
@@ -178,7 +304,7 @@ def render_viewer(volume: Volume, vkey: str = "v") -> dict:
         with col:
             st.plotly_chart(fig, key=f"fig_{plane}_{vkey}", config={"displayModeBar": False})
             n = preprocess.num_slices(shape, plane)
-            st.caption(f"slice {idx + 1} / {n}")
+            st.caption(f"slice {idx + 1} / {n}" + (f" · {note}" if note else ""))
     return {"channel": channel, "position": position, "window": (center, width)}
 
 
@@ -197,7 +323,10 @@ def render_metadata(volume: Volume) -> None:
 
 
 def _jsonable(v):
-    if isinstance(v, (str, int, float, bool)) or v is None:
+    if isinstance(v, float) or isinstance(v, np.floating):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, (str, int, bool)) or v is None:
         return v
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
@@ -208,12 +337,377 @@ def _jsonable(v):
     return str(v)
 
 
-def render_verdict(volume: Volume, view: dict) -> None:
-    """Placeholder until the models ship: the verdict section hooks in here."""
+# ------------------------------------------------------------------------------------ models
+def active_versions() -> tuple[tuple[str, str], ...]:
+    """((task, active version), ...) for the tasks that have a model; read on every run, so a
+    promotion (active.json) or a newly shipped version is picked up without a restart."""
+    from model_zoo.checkpoints import active_version
+
+    out = []
+    for task in TASKS:
+        try:
+            version = active_version(task)
+        except Exception as exc:  # noqa: BLE001 - one unreadable task must not hide the others
+            log.warning("active version of %s unavailable: %s", task, exc)
+            version = None
+        if version:
+            out.append((task, str(version)))
+    return tuple(out)
+
+
+@st.cache_resource(show_spinner="Loading the models...", max_entries=4)
+def _predictor_for(versions: tuple[tuple[str, str], ...], home: str, device: str):
+    """One Predictor per (active versions, NEUROGRADE_HOME, device setting), shared by sessions."""
+    from core.inference import Predictor
+
+    refs = {task: f"{task}@{version}" for task, version in versions}
+    try:
+        return Predictor.from_refs(refs, device=device)
+    except ValueError as exc:  # a bad NEUROGRADE_DEVICE: run on the CPU and say so
+        return Predictor.from_refs(refs, device="cpu", notes=[f"device: {exc}; running on the CPU"])
+
+
+def get_predictor():
+    """(Predictor or None when no model is installed, active versions)."""
+    from core.config import get_settings
+
+    versions = active_versions()
+    if not versions:
+        return None, versions
+    settings = get_settings()
+    return _predictor_for(versions, str(settings.home), str(settings.device or "auto")), versions
+
+
+def case_prediction(predictor, versions, volume: Volume, case_key: str, source: str):
+    """The prediction of the current case, computed once per (case, model versions)."""
+    key = (case_key, versions)
+    cached = st.session_state.get(_PRED)
+    if cached is not None and cached["key"] == key:
+        return cached["pred"]
+    with st.spinner("Running the models on every slice..."):
+        pred = predictor.predict_volume(volume, source=source)
+    st.session_state[_PRED] = {"key": key, "pred": pred}
+    st.session_state.pop(_XSL, None)
+    st.session_state.pop(_PDF, None)
+    return pred
+
+
+def model_slices(predictor, volume: Volume, case_key: str, task: str) -> np.ndarray:
+    """The axial slices `task`'s model reads ((N, H, W), or (N, C, H, W) for a multi-sequence
+    model), display-oriented and normalised like the prediction's; once per case and task."""
+    store = st.session_state.get(_XSL)
+    if store is None or store.get("case") != case_key:
+        store = {"case": case_key}
+        st.session_state[_XSL] = store
+    if task not in store:
+        base = store.get("_base")
+        if base is None:
+            base = store["_base"] = preprocess.slices(volume, "axial")
+        x, _why = predictor._task_slices(task, volume, base, None, True)
+        store[task] = base if x is None else x
+    return store[task]
+
+
+# ----------------------------------------------------------------------------------- verdict
+def _pretty(label: str) -> str:
+    return CLASS_TITLES.get(str(label), str(label).replace("_", " ").capitalize())
+
+
+def headline(pred) -> tuple[str, str | None, float | None]:
+    """(verdict headline, the task that decided it, its calibrated probability)."""
+    from core.inference import NO_TUMOUR_VERDICT
+
+    tasks = pred.tasks
+    if not tasks:
+        return "No prediction", None, None
+    if pred.verdict == NO_TUMOUR_VERDICT:
+        res = tasks.get("presence")
+        if res is not None:
+            return "No tumour detected", "presence", float(max(res.probabilities))
+        return "No tumour detected", None, None
+    if "tumor_type" in tasks:
+        res = tasks["tumor_type"]
+        text = _pretty(res.label)
+        if "grade" in tasks:
+            text += f" · {_pretty(tasks['grade'].label)}"
+        return text, "tumor_type", float(max(res.probabilities))
+    first = next(iter(tasks))
+    res = tasks[first]
+    return _pretty(res.label), first, float(max(res.probabilities))
+
+
+def refer_messages(pred) -> list[str]:
+    """The reasons to refer, each once: the input check first, then each task's own reasons."""
+    out = []
+    ood = pred.ood or {}
+    if ood.get("is_ood"):
+        out.append("**Input**: looks unlike the training data — " + ("; ".join(ood.get("reasons") or [])
+                                                                   or "out-of-distribution score high"))
+    for task, res in pred.tasks.items():
+        for why in res.refer_reasons:
+            if why.startswith("input looks unlike"):
+                continue
+            out.append(f"**{TASK_TITLES.get(task, task)}**: {why}")
+    if pred.refer and not out:
+        out.append("the model is not confident")
+    return out
+
+
+def thresholds_text() -> str:
+    from core import inference as inf
+
+    return (f"Refer to a human reader when the normalised entropy exceeds {inf.ENTROPY_REFER:g}, the "
+            f"top-2 margin is below {inf.MARGIN_REFER:g}, MC-dropout BALD exceeds {inf.BALD_REFER:g} "
+            f"(when enabled), or the input looks unlike brain MRI. A slice counts as showing tumour "
+            f"when P(tumour) ≥ {inf.PRESENCE_THRESHOLD:g}; the volume verdict weights slices by "
+            f"P(tumour)^{inf.RELEVANCE_SHARPEN:g}. Probabilities are calibrated (temperature scaling "
+            f"from each model card).")
+
+
+def _task_table(pred) -> str:
+    rows = ["| | Result | Probability | Entropy | Margin | |", "|---|---|---:|---:|---:|---|"]
+    for task, res in pred.tasks.items():
+        u = res.uncertainty
+        flag = ":orange[refer]" if res.refer else ":green[ok]"
+        label = _pretty(res.label) + (f" *({res.note})*" if res.note else "")
+        rows.append(f"| {TASK_TITLES.get(task, task)} | {label} | {max(res.probabilities):.1%} | "
+                    f"{u.get('entropy_norm', 0.0):.2f} | {u.get('margin', 0.0):.2f} | {flag} |")
+    return "\n".join(rows)
+
+
+def render_verdict(pred, predictor=None) -> None:
+    """Verdict card: the refer banner with its reasons, the verdict with its calibrated probability
+    and uncertainty, a row per task, probability bars per task, thresholds and model versions."""
     st.subheader("Verdict")
-    st.info("Models arrive in the next release: tumour presence, tumour type and grade with "
-            "calibrated probabilities, an explicit 'refer to a human' when unsure, and Grad-CAM "
-            "heat maps on the slices that drove the verdict.", icon=":material/schedule:")
+    if pred.refer:
+        st.warning("**Refer to a human reader.** The model is unsure or the scan is unlike its "
+                   "training data:\n\n" + "\n".join(f"- {m}" for m in refer_messages(pred)),
+                   icon=":material/front_hand:")
+    text, task, prob = headline(pred)
+    with st.container(border=True):
+        left, right = st.columns([1.15, 1], gap="large")
+        with left:
+            badge = (":orange-badge[:material/front_hand: Refer to a human reader]" if pred.refer
+                     else ":green-badge[:material/check_circle: Within the confidence thresholds]")
+            st.markdown(f"## {text}\n{badge}")
+            res = pred.tasks.get(task) if task else None
+            if res is not None:
+                u = res.uncertainty
+                m1, m2, m3 = st.columns(3)
+                m1.metric("Probability", f"{prob:.1%}",
+                          help=f"{TASK_TITLES.get(task, task)}: calibrated probability of '{res.label}' "
+                               "(temperature scaling from the model card)")
+                m2.metric("Entropy", f"{u.get('entropy_norm', 0.0):.2f}",
+                          help="uncertainty: predictive entropy / log(number of classes); 0 = certain, 1 = uniform")
+                m3.metric("Margin", f"{u.get('margin', 0.0):.2f}",
+                          help="top-1 minus top-2 class probability")
+            if pred.tasks:
+                st.markdown(_task_table(pred))
+        with right:
+            for t, r in pred.tasks.items():
+                st.markdown(f"**{TASK_TITLES.get(t, t)}** <span style='color:#6b7785;font-size:0.8em'>"
+                            f"{r.model_version}</span>", unsafe_allow_html=True)
+                fig = viz.probability_bars([_pretty(c) for c in r.classes], r.probabilities,
+                                           highlight=_pretty(r.label), height=36 + 30 * len(r.classes))
+                st.plotly_chart(fig, key=f"bars_{t}", config={"displayModeBar": False})
+        st.caption(DISCLAIMER)
+    versions = " · ".join(f"`{v}`" for v in pred.model_versions.values()) or "none"
+    precision = ", ".join(sorted(set(pred.precision.values()))) or "fp32"
+    st.caption(f"Models: {versions} · {precision} on {pred.device} · "
+               f"{pred.timings_ms.get('total', 0.0) / 1e3:.2f} s for {pred.n_slices} "
+               f"slice{'s' if pred.n_slices != 1 else ''}")
+    st.caption(thresholds_text())
+    for note in pred.notes:
+        note = note.replace("name the channels of multi-channel input with sequences=",
+                            "for a multi-channel image, name its channels above")
+        st.caption(f":material/info: {note}")
+
+
+def _goto(key: str, value: int) -> None:
+    st.session_state[key] = int(value)
+
+
+def _strip_selected(strip_key: str, pos_key: str, n: int) -> None:
+    """on_select callback: the clicked slice becomes the viewer's axial slice (before the rerun,
+    so the axial slider is created with it)."""
+    i = viz.selected_slice(st.session_state.get(strip_key), n)
+    if i is not None:
+        st.session_state[pos_key] = i + 1
+
+
+def render_slice_strip(pred, predictor, vkey: str) -> None:
+    """P(tumour) and class probabilities per axial slice; a click moves the viewer there."""
+    from core.inference import PRESENCE_THRESHOLD
+
+    n = len(pred.slices)
+    if n <= 1:
+        return
+    pos_key = axial_key(vkey)
+    current = int(st.session_state.get(pos_key, n // 2 + 1)) - 1
+    task = next((t for t in ("tumor_type", "grade") if pred.slices and t in pred.slices[0]), None)
+    classes = [_pretty(c) for c in predictor.model(task).classes] if task else None
+    fig = viz.slice_strip(pred.slices, task=task, classes=classes, current=current,
+                          key_slices=pred.key_slices, threshold=PRESENCE_THRESHOLD)
+    st.markdown("**Slice by slice**")
+    strip_key = f"strip_{vkey}"
+    st.plotly_chart(fig, key=strip_key, on_select=lambda: _strip_selected(strip_key, pos_key, n),
+                    selection_mode="points", config={"displayModeBar": False})
+    st.caption(f"Bars: P(tumour) per axial slice (the slice's weight in the verdict; dotted line "
+               f"{PRESENCE_THRESHOLD:g}). Lines: {TASK_TITLES.get(task, '').lower() or 'class'} "
+               f"probabilities per slice. ★ key slices. Click a slice to show it in the viewer.")
+
+
+# ---------------------------------------------------------------------------------- Grad-CAM
+def cam_controls(pred, predictor, case_key: str) -> dict:
+    """Method, task, target class (default: the verdict), colour map, opacity."""
+    from core import explain
+
+    tasks = [t for t in pred.tasks if t in predictor.models]
+    if not tasks:
+        return {"on": False}
+    default_task = "tumor_type" if "tumor_type" in tasks else tasks[0]
+    methods = list(explain.METHODS)
+    st.session_state.setdefault("cam_method", explain.DEFAULT_METHOD)
+    st.session_state.setdefault("cam_cmap", COLOR_MAPS[0])
+    st.session_state.setdefault("cam_alpha", 0.4)
+    st.session_state.setdefault("cam_on", True)
+    if st.session_state.get("cam_task") not in tasks:
+        st.session_state["cam_task"] = default_task
+    c0, c1, c2, c3, c4, c5 = st.columns([1.1, 1.2, 1.2, 1.3, 0.9, 1.1], vertical_alignment="bottom")
+    c0.toggle("Heat map", key="cam_on", help="Grad-CAM family overlay on the axial slice on screen")
+    c1.selectbox("Method", methods, key="cam_method",
+                 format_func=lambda m: explain.METHODS[m].label + (" (slow)" if explain.METHODS[m].slow else ""),
+                 help="; ".join(f"{m.label}: {m.note}" for m in explain.METHODS.values()))
+    task = c2.selectbox("Explain", tasks, key="cam_task", format_func=lambda t: TASK_TITLES.get(t, t))
+    res = pred.tasks[task]
+    classes = list(predictor.model(task).classes)
+    class_key = f"cam_class_{task}_{case_key}"
+    if st.session_state.get(class_key) not in classes:
+        st.session_state[class_key] = res.label if res.label in classes else classes[0]
+    target = c3.selectbox("Target class", classes, key=class_key,
+                          format_func=lambda c: _pretty(c) + (" (verdict)" if c == res.label else ""))
+    c4.selectbox("Colours", COLOR_MAPS, key="cam_cmap")
+    c5.slider("Opacity", 0.0, 1.0, step=0.05, key="cam_alpha")
+    method = st.session_state["cam_method"]
+    if explain.METHODS[method].slow and st.session_state["cam_on"]:
+        st.warning(f"{explain.METHODS[method].label} is slow: {explain.METHODS[method].note}. "
+                   "The key-slice gallery and the report keep Grad-CAM.", icon=":material/hourglass_top:")
+    return {"on": bool(st.session_state["cam_on"]), "method": method, "task": task,
+            "class_index": classes.index(target), "class_name": target,
+            "cmap": st.session_state["cam_cmap"], "alpha": float(st.session_state["cam_alpha"])}
+
+
+def slice_cam(predictor, volume: Volume, case_key: str, settings: dict, index: int, method: str | None = None):
+    """CamResult of axial slice `index` for the chosen task, class and method (cached in core.explain)."""
+    from core import explain
+
+    x = model_slices(predictor, volume, case_key, settings["task"])
+    return explain.cam(predictor, x[index], method or settings["method"], settings["class_index"],
+                       task=settings["task"], case_key=case_key, slice_index=int(index))
+
+
+def make_axial_overlay(predictor, volume: Volume, case_key: str, settings: dict):
+    """The viewer's axial overlay: the heat map of the slice on screen, computed on demand."""
+    from core import explain
+
+    if not settings.get("on"):
+        return None
+
+    def draw(index: int, img: np.ndarray):
+        label = explain.METHODS[settings["method"]].label
+        try:
+            with st.spinner(f"{label} for slice {index + 1}..."):
+                res = slice_cam(predictor, volume, case_key, settings, index)
+        except Exception as exc:  # noqa: BLE001 - the viewer still shows the slice
+            log.exception("CAM failed for slice %s", index)
+            st.error(f"Heat map unavailable: {_first_line(exc)}", icon=":material/error:")
+            return None
+        rgb = viz.overlay(img, res.heatmap, settings["cmap"], settings["alpha"])
+        took = "cached" if res.cached else f"{res.ms:.0f} ms"
+        return rgb, f"{label} for {_pretty(res.class_name)} ({took})"
+
+    return draw
+
+
+def gallery_settings(settings: dict) -> dict:
+    """The gallery and the report use the chosen method unless it is slow (then Grad-CAM)."""
+    from core import explain
+
+    method = settings["method"]
+    if explain.METHODS[method].slow:
+        method = explain.DEFAULT_METHOD
+    return {**settings, "method": method}
+
+
+def render_key_slices(pred, predictor, volume: Volume, view: dict, case_key: str, vkey: str,
+                      settings: dict) -> dict:
+    """The key slices (most tumour-like) with their heat maps; returns {index: CamResult}."""
+    from core import explain
+
+    cams = {}
+    if not pred.key_slices or not settings.get("task"):
+        return cams
+    gs = gallery_settings(settings)
+    for k in pred.key_slices:
+        cams[k] = slice_cam(predictor, volume, case_key, gs, k)
+    if len(pred.slices) <= 1:
+        return cams                          # a single image: the viewer already shows it
+    st.markdown("**Key slices**")
+    st.caption(f"The slices with the highest P(tumour), with the {explain.METHODS[gs['method']].label} "
+               f"heat map for {_pretty(gs['class_name'])}.")
+    data = normalized(volume, view["channel"])
+    center, width = view["window"]
+    cols = st.columns(max(3, len(pred.key_slices)))
+    for col, k in zip(cols, pred.key_slices):
+        img = preprocess.apply_window(preprocess.display_slice(data, "axial", k), center, width)
+        rgb = viz.overlay(img, cams[k].heatmap, gs["cmap"], gs["alpha"]) if settings.get("on") else img
+        p = pred.slices[k].get("presence")
+        cap = f"Slice {k + 1}" + (f" · P(tumour) {p:.2f}" if p is not None else "")
+        with col:
+            st.image(rgb, caption=cap, width="stretch", clamp=True,
+                     alt=f"Grad-CAM heat map, key slice {k + 1}")
+            st.button("Show in viewer", key=f"goto_{vkey}_{k}", icon=":material/center_focus_strong:",
+                      on_click=_goto, args=(axial_key(vkey), k + 1), width="stretch")
+    return cams
+
+
+# ---------------------------------------------------------------------------------- downloads
+def _stem(files) -> str:
+    name = getattr(files[0], "name", "scan") if files else "scan"
+    stem = re.sub(r"(\.nii)?\.gz$|\.[A-Za-z0-9]+$", "", str(name))
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:60] or "scan"
+
+
+def render_downloads(pred, predictor, volume: Volume, case_key: str, cams: dict, files) -> None:
+    """PDF case report (key slices with heat maps, probabilities, uncertainty, model cards,
+    intended use) and the JSON export."""
+    from core import report
+
+    stem = _stem(files)
+    pdf_key = (case_key, tuple(sorted((k, c.method, c.class_index, c.task) for k, c in cams.items())))
+    cached = st.session_state.get(_PDF)
+    if cached is None or cached["key"] != pdf_key:
+        with st.spinner("Writing the case report..."):
+            cards = {t: predictor.models[t].card for t in pred.tasks if t in predictor.models}
+            pdf = report.build_pdf(pred, preprocess.slices(volume, "axial"), cams=cams, cards=cards,
+                                   meta=volume.meta)
+        cached = {"key": pdf_key, "pdf": pdf}
+        st.session_state[_PDF] = cached
+    data = json.dumps(_jsonable(report.build_json(pred, meta=volume.meta)), indent=2)
+    st.markdown("**Report**")
+    c1, c2, _ = st.columns([1, 1, 2])
+    c1.download_button("PDF case report", cached["pdf"], file_name=f"neurograde_{stem}.pdf",
+                       mime="application/pdf", icon=":material/picture_as_pdf:", key="dl_pdf",
+                       on_click="ignore", width="stretch")
+    c2.download_button("JSON export", data, file_name=f"neurograde_{stem}.json", mime="application/json",
+                       icon=":material/data_object:", key="dl_json", on_click="ignore", width="stretch")
+
+
+def render_no_models(versions) -> None:
+    st.subheader("Verdict")
+    st.info("No model is installed yet: the viewer works, the verdict needs the tumour presence, "
+            "type and grade models (`python -m core zoo list`; train or install them on the Models "
+            "page).", icon=":material/schedule:")
 
 
 # -------------------------------------------------------------------------------------- page
@@ -225,28 +719,66 @@ def render_scan(files, loader=load_volume) -> Volume | None:
     base = upload_key(files)
     chosen_by_upload = st.session_state.setdefault("_scan_series", {})
     series = chosen_by_upload.get(base)
-    volume, error = load_cached(files, series, loader)
+    sequences = chosen_sequences(base)
+    volume, error = load_cached(files, series, loader, sequences)
+    if error is None and sequences is None:
+        _remember_channels(base, volume)
+    predictor = versions = None
+    with guarded("Loading the models"):
+        predictor, versions = get_predictor()
+    suggested = None
+    if predictor is not None and "grade" in predictor.models:
+        suggested = predictor.models["grade"].sequences
     if error is not None:
+        sequence_picker(base, suggested)
         st.error(error, icon=":material/error:")
         return None
     chosen = select_series(volume, base)
     if chosen != series:
         st.session_state["_scan_series"] = {base: chosen}
-        volume, error = load_cached(files, chosen, loader)
+        volume, error = load_cached(files, chosen, loader, sequences)
         if error is not None:
             st.error(error, icon=":material/error:")
             return None
     vkey = upload_key(files, chosen)
+    case_key = upload_key(files, chosen, sequences)
     render_summary(volume)
+    sequence_picker(base, suggested)
     render_warnings(volume)
-    view = render_viewer(volume, vkey)
+
+    pred = None
+    if predictor is None:
+        if versions is not None:
+            render_no_models(versions)
+    else:
+        with guarded("The prediction"):
+            source = ", ".join(str(getattr(f, "name", "scan")) for f in files)
+            pred = case_prediction(predictor, versions, volume, case_key, source)
+            render_verdict(pred, predictor)
+        if pred is not None:
+            with guarded("The slice strip"):
+                render_slice_strip(pred, predictor, vkey)
+
+    st.subheader("Viewer")
+    settings = {"on": False}
+    if pred is not None:
+        with guarded("The heat map controls"):
+            settings = cam_controls(pred, predictor, case_key)
+    overlay = make_axial_overlay(predictor, volume, case_key, settings) if pred is not None else None
+    view = render_viewer(volume, vkey, axial_overlay=overlay)
+    cams = {}
+    if pred is not None:
+        with guarded("The key-slice gallery"):
+            cams = render_key_slices(pred, predictor, volume, view, case_key, vkey, settings)
+        with guarded("The report"):
+            render_downloads(pred, predictor, volume, case_key, cams, files)
     render_metadata(volume)
-    render_verdict(volume, view)
     return volume
 
 
 def main() -> None:
     st.title("Scan")
+    st.caption(DISCLAIMER)
     files = st.file_uploader("Upload a scan", accept_multiple_files=True, help=UPLOAD_HELP,
                              key="scan_upload")
     render_scan(files)

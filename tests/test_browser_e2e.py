@@ -1,4 +1,5 @@
-"""End to end in a real headless Chromium: `streamlit run app.py`, upload a NIfTI, see the viewer.
+"""End to end in a real headless Chromium: `streamlit run app.py`, upload a NIfTI, see the viewer;
+upload the committed TCIA volume, see the verdict, a heat map, and follow a click on the slice strip.
 
 Needs the Debian chromium package (/usr/bin/chromium); Playwright's own browser download is not
 used. Set NEUROGRADE_E2E_SCREENSHOT=/path.png to keep a screenshot of the final page.
@@ -6,6 +7,7 @@ used. Set NEUROGRADE_E2E_SCREENSHOT=/path.png to keep a screenshot of the final 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -50,10 +52,44 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     raise RuntimeError(f"streamlit not healthy after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+FIXTURES = REPO / "tests" / "fixtures"
+TASK_CLASSES = {"presence": (["no_tumor", "tumor"], None),
+                "tumor_type": (["glioma", "meningioma", "pituitary"], None),
+                "grade": (["G2", "G3"], ["t1pre", "flair", "t1post"])}
+
+
+def seed_missing_models(home: Path, monkeypatch) -> dict[str, str]:
+    """The active model of each task: the shipped one when model_zoo has it, else a tiny random
+    vgg19_slim (32 px) saved and made active in `home` (so the test runs before models ship)."""
+    import torch
+
+    from model_zoo.checkpoints import active_version, save_checkpoint, set_active
+    from model_zoo.registry import create
+
+    monkeypatch.setenv("NEUROGRADE_HOME", str(home))
+    active = {}
+    for task, (classes, sequences) in TASK_CLASSES.items():
+        version = active_version(task)
+        if version is None:
+            torch.manual_seed(len(classes))
+            save_checkpoint(create("vgg19_slim", len(classes)),
+                            {"architecture": "vgg19_slim", "classes": classes,
+                             "input": {"size": 32, "sequences": sequences}}, task, "e2e-tiny")
+            set_active(task, "e2e-tiny")
+            version = "e2e-tiny"
+        active[task] = version
+    return active
+
+
 @pytest.fixture
-def app_url(tmp_path):
+def app_home(tmp_path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def app_url(tmp_path, app_home):
     port = _free_port()
-    env = dict(os.environ, NEUROGRADE_HOME=str(tmp_path / "home"), NEUROGRADE_DEVICE="cpu",
+    env = dict(os.environ, NEUROGRADE_HOME=str(app_home), NEUROGRADE_DEVICE="cpu",
                PYTHONUNBUFFERED="1")
     log = tmp_path / "streamlit.log"
     with open(log, "wb") as out:
@@ -99,10 +135,57 @@ def test_upload_nifti_shows_three_plane_viewer(app_url, tmp_path):
             expect(page.get_by_text("Coronal", exact=True)).to_be_visible()
             expect(page.get_by_text("Sagittal", exact=True)).to_be_visible()
             expect(page.get_by_text("16 × 24 × 20 voxels", exact=False)).to_be_visible()
-            expect(page.locator(".js-plotly-plot")).to_have_count(3, timeout=30_000)
+            expect(page.get_by_text("slice 9 / 16", exact=False).first).to_be_visible(timeout=30_000)
+            assert page.locator(".js-plotly-plot").count() >= 3   # + verdict figures when models exist
             expect(page.get_by_text("Verdict", exact=True)).to_be_visible()
             # the sidebar survives the rerun the upload caused
             expect(page.get_by_text("Device: ", exact=False)).to_be_visible()
+            assert page.locator("[data-testid=stException]").count() == 0
+            shot = os.environ.get("NEUROGRADE_E2E_SCREENSHOT")
+            if shot:
+                page.screenshot(path=shot, full_page=True)
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def seeded_models(app_home, monkeypatch):
+    return seed_missing_models(app_home, monkeypatch)
+
+
+def test_tcia_volume_gets_verdict_heat_map_and_strip_navigation(seeded_models, app_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    fixture = FIXTURES / "tcia_btp_PGBM-010_post_t1post.nii.gz"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(app_url, wait_until="domcontentloaded")
+            expect(page.get_by_text("Upload a scan")).to_be_visible(timeout=60_000)
+            page.locator("input[type=file]").set_input_files(str(fixture))
+            # the verdict card: a verdict, its calibrated probability, the models that made it
+            expect(page.get_by_test_id("stMetricLabel").filter(has_text="Probability")).to_be_visible(timeout=120_000)
+            card = page.locator("[data-testid=stMarkdownContainer] h2").first
+            expect(card).to_have_text(re.compile(r"Glioma|Meningioma|Pituitary|No tumour|Tumour"))
+            expect(page.get_by_text(f"presence@{seeded_models['presence']}").first).to_be_visible()
+            expect(page.get_by_text("Research use only — not a medical device").first).to_be_visible()
+            # the heat map: on the axial slice on screen and in the key-slice gallery
+            expect(page.get_by_text(re.compile(r"slice \d+ / 24 · Grad-CAM for"))).to_be_visible(timeout=60_000)
+            heat = page.get_by_alt_text(re.compile("Grad-CAM heat map, key slice"))
+            expect(heat.first).to_be_visible(timeout=60_000)
+            assert heat.count() >= 1
+            assert page.evaluate("(img) => img.naturalWidth", heat.first.element_handle()) > 0
+            expect(page.get_by_role("button", name="PDF case report")).to_be_visible()
+            expect(page.get_by_role("button", name="JSON export")).to_be_visible()
+            # a click on the per-slice strip moves the viewer (and its axial slider) to that slice
+            strip = page.locator("[class*=st-key-strip_] .js-plotly-plot").first
+            strip.scroll_into_view_if_needed()
+            box = strip.locator(".nsewdrag").first.bounding_box()
+            page.mouse.click(box["x"] + box["width"] * (2.5 / 24), box["y"] + box["height"] * 0.5)
+            expect(page.get_by_text(re.compile(r"slice 3 / 24 · Grad-CAM for"))).to_be_visible(timeout=60_000)
+            slider = page.locator("[class*=st-key-pos_axial_] [data-testid=stSlider]")
+            expect(slider.first).to_have_text(re.compile(r"Axial slice\s*3\s*1\s*24"))   # value, min, max
             assert page.locator("[data-testid=stException]").count() == 0
             shot = os.environ.get("NEUROGRADE_E2E_SCREENSHOT")
             if shot:

@@ -3,6 +3,10 @@
 Tests marked "stub" replace core.io.load_volume with a function returning constructed Volumes
 (the page looks the loader up on every run, so monkeypatching core.io works); the others go
 through the real loader with files written here by nibabel, pydicom and PIL.
+
+Viewer tests run with no model (model_zoo.checkpoints.active_version patched to None, whatever
+ships); the verdict tests (v2) save tiny vgg19_slim models with biased heads into the test's
+NEUROGRADE_HOME and make them active, so the verdict is known in advance.
 """
 import io
 import zipfile
@@ -38,7 +42,15 @@ def _volume(shape=(6, 8, 10), spacing=(2.0, 1.0, 1.0), **kw) -> Volume:
 
 
 @pytest.fixture
-def stub_loader(monkeypatch):
+def no_models(monkeypatch):
+    """The zoo looks empty (whatever model_zoo/checkpoints ships): viewer-only page."""
+    import model_zoo.checkpoints
+
+    monkeypatch.setattr(model_zoo.checkpoints, "active_version", lambda task, root=None: None)
+
+
+@pytest.fixture
+def stub_loader(monkeypatch, no_models):
     calls = []
 
     def install(result):
@@ -62,7 +74,7 @@ def test_empty_page_invites_an_upload():
     assert at.file_uploader(key="scan_upload").accept_multiple_files
 
 
-def test_stub_volume_shows_three_planes_metadata_and_verdict_placeholder(stub_loader):
+def test_stub_volume_without_models_shows_three_planes_metadata_and_says_so(stub_loader):
     calls = stub_loader(_volume(meta={"SeriesDescription": "T1 axial"}, warnings=["Spacing is nominal"]))
     at = _upload(_page().run(), ("scan.nii.gz", b"x" * 10, "application/gzip"))
     assert not at.exception and not at.error
@@ -73,8 +85,8 @@ def test_stub_volume_shows_three_planes_metadata_and_verdict_placeholder(stub_lo
     assert "Spacing is nominal" in at.warning[0].value
     assert [s.max for s in at.slider if s.key.startswith("pos_")] == [6, 8, 10]  # 1-based slices
     assert [s.value for s in at.slider if s.key.startswith("pos_")] == [4, 5, 6]   # middle slices
-    assert at.subheader[-1].value == "Verdict"
-    assert "next release" in at.info[-1].value
+    assert [h.value for h in at.subheader] == ["Verdict", "Viewer"]
+    assert "No model is installed yet" in at.info[0].value
     assert len(calls) == 1
 
 
@@ -143,7 +155,7 @@ def test_unexpected_error_is_caught_without_traceback(stub_loader, caplog):
 
 # ------------------------------------------------------------------ through the real loader
 @pytest.fixture
-def real_loader():
+def real_loader(no_models):
     pytest.importorskip("core.io.loader", reason="core.io.loader not written yet")
 
 
@@ -227,3 +239,196 @@ def test_corrupt_file_shows_error_not_exception(real_loader):
     assert at.error, "a corrupt file must produce a message"
     assert "Traceback" not in at.error[0].value
     assert not at.slider
+
+
+
+# --------------------------------------------------------------------- v2: verdict, Grad-CAM, report
+FIXTURES = REPO / "tests" / "fixtures"
+GRADE_SEQUENCES = ["t1pre", "flair", "t1post"]
+MODELS = {"presence": (["no_tumor", "tumor"], [-4.0, 4.0], None),
+          "tumor_type": (["glioma", "meningioma", "pituitary"], [6.0, 0.0, 0.0], None),
+          "grade": (["G2", "G3"], [4.0, 0.0], GRADE_SEQUENCES)}
+
+
+def save_tiny(task, version, classes, bias, sequences=None, activate=True):
+    """A 32 px vgg19_slim whose head bias makes it confident of one class (the small random head
+    weights keep the heat maps non-trivial), saved and made active in this test's home."""
+    import torch
+
+    from model_zoo.checkpoints import save_checkpoint, set_active
+    from model_zoo.registry import create
+
+    torch.manual_seed(len(classes))
+    model = create("vgg19_slim", len(classes))
+    with torch.no_grad():
+        model.head.fc.bias.copy_(torch.tensor(bias))
+    save_checkpoint(model, {"architecture": "vgg19_slim", "classes": classes,
+                            "input": {"size": 32, "sequences": sequences},
+                            "intended_use": "tests only"}, task, version)
+    if activate:
+        set_active(task, version)
+
+
+@pytest.fixture
+def active_models(monkeypatch):
+    monkeypatch.setenv("NEUROGRADE_DEVICE", "cpu")
+    for task, (classes, bias, seq) in MODELS.items():
+        save_tiny(task, "t1", classes, bias, seq)
+    return "t1"
+
+
+def _brain_nifti(n=6) -> bytes:
+    """A head-like phantom (ellipse on black, a bright blob) of n axial slices, 48 x 40."""
+    import nibabel as nib
+
+    yy, xx = np.mgrid[0:48, 0:40]
+    head = ((((yy - 24) / 20.0) ** 2 + ((xx - 20) / 16.0) ** 2) < 1).astype(np.float32)
+    data = np.stack([head * (100 + 5 * k) for k in range(n)], -1)        # (y, x, z)
+    data[20:28, 12:20, n // 2] += 150
+    data = np.ascontiguousarray(data.transpose(1, 0, 2))                  # (x, y, z)
+    return nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0])).to_bytes()
+
+
+def _noise_png() -> bytes:
+    from PIL import Image
+
+    img = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(img).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _axial_caption(at) -> str:
+    return next(c.value for c in at.caption if c.value.startswith("slice ") and "Grad-CAM" in c.value
+                or c.value.startswith("slice ") and "CAM" in c.value)
+
+
+def _refer_banner(at) -> str | None:
+    return next((w.value for w in at.warning if w.value.startswith("**Refer to a human reader.**")), None)
+
+
+def _verdict(at) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("## "))
+
+
+def test_nifti_upload_shows_verdict_card_heat_maps_and_downloads(active_models, monkeypatch):
+    from core.inference import ENTROPY_REFER, MARGIN_REFER, Predictor
+
+    runs = []
+    original = Predictor.predict_volume
+    monkeypatch.setattr(Predictor, "predict_volume", lambda self, *a, **k: runs.append(1) or original(self, *a, **k))
+    at = _upload(_page().run(), ("brain.nii.gz", _brain_nifti(), "application/gzip"))
+    assert not at.exception and not at.error, _texts(at.error)
+    assert [h.value for h in at.subheader] == ["Verdict", "Viewer"]
+    verdict = _verdict(at)
+    assert verdict.startswith("## Glioma") and "Within the confidence thresholds" in verdict
+    assert _refer_banner(at) is None                         # confident and brain-like: no refer banner
+    assert at.metric[0].label == "Probability" and float(at.metric[0].value.rstrip("%")) > 90
+    captions = _texts(at.caption)
+    assert "`presence@t1`" in captions and "`tumor_type@t1`" in captions
+    assert f"exceeds {ENTROPY_REFER:g}" in captions and f"below {MARGIN_REFER:g}" in captions
+    assert "Research use only — not a medical device" in captions
+    assert "grade: not run" in captions or "grade needs sequences" in captions  # one channel: no grade
+    assert at.get("plotly_chart")                             # bars, strip, three planes
+    # Grad-CAM on the axial slice on screen (default: the verdict class) and the key-slice gallery
+    assert "Grad-CAM for Glioma" in _axial_caption(at)
+    assert at.selectbox(key=next(s.key for s in at.selectbox if s.key.startswith("cam_class_tumor_type"))).value == "glioma"
+    images = at.get("image")
+    assert len(images) == 3                                   # three key slices with heat maps
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["PDF case report", "JSON export"]
+    # reruns reuse the prediction of the case
+    at.slider(key=next(s.key for s in at.slider if s.key.startswith("pos_axial"))).set_value(2).run()
+    assert not at.exception and "slice 2 / 6" in _axial_caption(at)
+    assert len(runs) == 1
+
+
+def test_ood_image_raises_the_refer_banner(active_models):
+    at = _upload(_page().run(), ("noise.png", _noise_png(), "image/png"))
+    assert not at.exception and not at.error, _texts(at.error)
+    banner = _refer_banner(at)
+    assert banner is not None
+    assert "unlike the training data" in banner and "noise-like texture" in banner
+    assert "Refer to a human reader" in _verdict(at)
+    assert "CAM for" in _axial_caption(at)                   # a single image: its heat map in the viewer
+    assert not at.get("image")                               # ... and no gallery of one
+
+
+def test_rgb_slice_channels_can_be_named_for_the_grade_model(active_models):
+    data = (FIXTURES / "tcga_lgg_CS_4941_013.jpg").read_bytes()
+    at = _upload(_page().run(), ("tcga.jpg", data, "image/jpeg"))
+    assert not at.exception and not at.error, _texts(at.error)
+    assert "colour image" in _refer_banner(at)               # unnamed colour channels: refer
+    assert "·" not in _verdict(at).splitlines()[0]          # no grade without its sequences
+    picker = next(s for s in at.selectbox if s.key.startswith("scan_seq_"))
+    assert picker.options[0].startswith("Not MR sequences") and "t1pre, flair, t1post" in picker.options
+    picker.set_value("t1pre, flair, t1post").run()
+    assert not at.exception and not at.error, _texts(at.error)
+    assert at.radio(key="scan_channel").options == GRADE_SEQUENCES
+    assert _verdict(at).splitlines()[0] == "## Glioma · WHO grade II"
+    assert "colour image" not in (_refer_banner(at) or "")
+    assert "`grade@t1`" in _texts(at.caption)
+
+
+def test_gallery_button_moves_the_viewer_and_cam_controls_apply(active_models):
+    at = _upload(_page().run(), ("brain.nii.gz", _brain_nifti(), "application/gzip"))
+    goto = [b for b in at.button if b.key.startswith("goto_")]
+    assert len(goto) == 3
+    k = int(goto[-1].key.rsplit("_", 1)[1])
+    goto[-1].click().run()
+    assert not at.exception
+    axial = next(s for s in at.slider if s.key.startswith("pos_axial"))
+    assert axial.value == k + 1 and _axial_caption(at).startswith(f"slice {k + 1} / 6")
+    class_box = next(s for s in at.selectbox if s.key.startswith("cam_class_tumor_type"))
+    class_box.set_value("meningioma")
+    at.selectbox(key="cam_method").set_value("eigencam").run()
+    assert not at.exception and not at.error
+    assert "EigenCAM for Meningioma" in _axial_caption(at)
+    at.selectbox(key="cam_method").set_value("scorecam").run()
+    assert not at.exception
+    assert any("slow" in w.value for w in at.warning)
+    at.toggle(key="cam_on").set_value(False).run()
+    assert not at.exception and "CAM" not in next(c.value for c in at.caption if c.value.startswith("slice "))
+
+
+def test_promotion_is_picked_up_without_a_restart(active_models):
+    at = _upload(_page().run(), ("brain.nii.gz", _brain_nifti(), "application/gzip"))
+    assert _verdict(at).startswith("## Glioma")
+    save_tiny("tumor_type", "t2", MODELS["tumor_type"][0], [0.0, 6.0, 0.0])   # promoted: now active
+    at.run()
+    assert not at.exception and not at.error
+    assert _verdict(at).startswith("## Meningioma")
+    assert "`tumor_type@t2`" in _texts(at.caption)
+
+
+def test_prediction_error_is_a_message_not_a_traceback(active_models, monkeypatch, caplog):
+    from core.inference import Predictor
+
+    def boom(self, *a, **k):
+        raise RuntimeError("out of memory on the device")
+
+    monkeypatch.setattr(Predictor, "predict_volume", boom)
+    at = _upload(_page().run(), ("brain.nii.gz", _brain_nifti(), "application/gzip"))
+    assert not at.exception
+    assert at.error[0].value == "The prediction failed: out of memory on the device"
+    assert "**Axial**" in _texts(at.markdown)                # the viewer still works
+    assert any("prediction failed" in r.message for r in caplog.records)
+
+
+def test_slice_strip_figure_and_selection():
+    from core import viz
+
+    rows = [{"index": i, "presence": p, "tumor_type": [0.6, 0.3, 0.1]} for i, p in enumerate([0.1, 0.7, 0.9])]
+    fig = viz.slice_strip(rows, classes=["glioma", "meningioma", "pituitary"], current=1, key_slices=[2],
+                          threshold=0.5)
+    names = [t.name for t in fig.data]
+    assert names == ["slice", "P(tumour)", "glioma", "meningioma", "pituitary", "key slice"]
+    bars = fig.data[1]
+    assert list(bars.y) == [0.1, 0.7, 0.9] and list(bars.x) == [1, 2, 3]
+    assert bars.marker.color[0] != bars.marker.color[1] == bars.marker.color[2]   # threshold colouring
+    assert list(fig.data[0].customdata) == [0, 1, 2]
+    assert any(sh.x0 == 2 for sh in fig.layout.shapes)     # the viewer's slice (1-based) is marked
+    assert viz.selected_slice({"selection": {"points": [{"x": 3, "customdata": 2}]}}, 3) == 2
+    assert viz.selected_slice({"selection": {"points": [{"x": 2}]}}, 3) == 1
+    assert viz.selected_slice({"selection": {"points": []}}, 3) is None
+    assert viz.selected_slice({"selection": {"points": [{"x": 9}]}}, 3) is None

@@ -168,3 +168,30 @@ def item_cam(loaded, image01: np.ndarray, task: str, class_index: int | None = N
 
 __all__ = ["ReviewItem", "Outcome", "TASKS", "task_classes", "load_item", "next_item", "item_image01",
            "case_strip", "decide", "load_model", "item_cam"]
+
+
+def slice_predictions(prediction) -> list[dict]:
+    """A VolumePrediction's per-slice outputs as store prediction rows (one per slice and task)."""
+    rows = []
+    for pos, s in enumerate(prediction.slices):
+        for task, ref in prediction.model_versions.items():
+            value = s.get(task)
+            if value is None:
+                continue
+            probs = [1.0 - float(value), float(value)] if task == "presence" else [float(p) for p in value]
+            rows.append({"index": pos, "task": task, "model_version": ref.split("@", 1)[-1],
+                         "probabilities": probs})
+    return rows
+
+
+def send_to_review(repo, volume, prediction, actor: str) -> int:
+    """Store the de-identified case, its axial slices and the model's per-slice predictions, which
+    puts every slice in each task's review queue; returns the case id. The upload's file names are
+    not stored (they can carry patient identity)."""
+    from core.preprocess import slices
+
+    images = slices(volume, "axial")
+    return repo.save_case(volume, images, slice_predictions(prediction),
+                          source=f"scan page upload ({volume.source_format})",
+                          slice_indices=[int(s.get("index", i)) for i, s in enumerate(prediction.slices)],
+                          actor=actor or "anonymous")

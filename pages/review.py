@@ -13,25 +13,12 @@ import streamlit as st
 
 from core import review, viz
 from core.active_learning import STRATEGIES
+from pages.common import get_repo, reviewer_name
 
 STRATEGY_LABELS = {"entropy": "entropy", "margin": "margin", "least_confidence": "least confidence",
                    "bald": "BALD (MC dropout)", "random": "random", "coreset": "core-set (batch-aware)"}
 PIN = "review_current"
 MESSAGE = "review_message"
-
-
-@st.cache_resource(show_spinner=False)
-def _repo_for(db_url: str):
-    from core.store import Repository
-
-    return Repository.open(db_url)
-
-
-def get_repo():
-    """The store of the current settings (one per database URL, shared by the sessions)."""
-    from core.config import get_settings
-
-    return _repo_for(str(get_settings().db_url))
 
 
 @st.cache_resource(show_spinner="Loading the model for Grad-CAM...", max_entries=4)
@@ -44,10 +31,6 @@ def cam_model(task: str, model_version: str):
     from core.config import get_settings
 
     return _cam_model(task, model_version, str(get_settings().models_dir))
-
-
-def reviewer_name() -> str:
-    return str(st.session_state.get("reviewer_name", "") or "").strip()
 
 
 def pinned_item(repo, task: str, strategy: str) -> review.ReviewItem | None:

@@ -41,6 +41,7 @@ _PRED = "_scan_pred"        # session_state: the prediction of the current case
 _XSL = "_scan_xslices"      # session_state: model-input slices of the current case, per task
 _PDF = "_scan_pdf"          # session_state: the PDF report of the current case and CAM settings
 _SEQINFO = "_scan_seqinfo"  # session_state: {upload: (kind, number of channels)} of multi-channel input
+_SENT = "_scan_sent"        # session_state: {case: case id} of cases sent to the review queue
 
 DISCLAIMER = ("Research use only — not a medical device. NeuroGrade supports, and never replaces, "
               "the judgement of a qualified clinician.")
@@ -703,6 +704,24 @@ def render_downloads(pred, predictor, volume: Volume, case_key: str, cams: dict,
                        icon=":material/data_object:", key="dl_json", on_click="ignore", width="stretch")
 
 
+def render_send_to_review(pred, volume: Volume, case_key: str) -> None:
+    """Store the de-identified case with its per-slice predictions in the review queue."""
+    from core import review
+    from pages.common import get_repo, reviewer_name
+
+    sent = st.session_state.setdefault(_SENT, {})
+    if case_key in sent:
+        st.success(f"Sent to the review queue as case {sent[case_key]}.", icon=":material/check:")
+        return
+    name = reviewer_name()
+    if st.button("Send to review", icon=":material/rate_review:", key="send_to_review", disabled=not name,
+                 help="Stores the de-identified slices and the model's outputs; each slice joins the "
+                      "review queue of every task." if name else "Enter your name in the sidebar first."):
+        with st.spinner("Storing the case..."):
+            sent[case_key] = review.send_to_review(get_repo(), volume, pred, actor=name)
+        st.success(f"Sent to the review queue as case {sent[case_key]}.", icon=":material/check:")
+
+
 def render_no_models(versions) -> None:
     st.subheader("Verdict")
     st.info("No model is installed yet: the viewer works, the verdict needs the tumour presence, "
@@ -772,6 +791,8 @@ def render_scan(files, loader=load_volume) -> Volume | None:
             cams = render_key_slices(pred, predictor, volume, view, case_key, vkey, settings)
         with guarded("The report"):
             render_downloads(pred, predictor, volume, case_key, cams, files)
+        with guarded("Sending to review"):
+            render_send_to_review(pred, volume, case_key)
     render_metadata(volume)
     return volume
 

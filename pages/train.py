@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import viz
+from pages.common import get_repo, reviewer_name
 
 TASKS = ("tumor_type", "presence", "grade")
 STRATEGIES = {"head": "head only (seconds: backbone frozen)",
@@ -17,24 +18,6 @@ STRATEGIES = {"head": "head only (seconds: backbone frozen)",
               "full": "full network (slowest)"}
 ACTIVE_STATUSES = ("queued", "running")
 SELECTED = "train_job_id"
-
-
-@st.cache_resource(show_spinner=False)
-def _repo_for(db_url: str):
-    from core.store import Repository
-
-    return Repository.open(db_url)
-
-
-def get_repo():
-    """The store of the current settings (one per database URL, shared by the sessions)."""
-    from core.config import get_settings
-
-    return _repo_for(str(get_settings().db_url))
-
-
-def reviewer_name() -> str:
-    return str(st.session_state.get("reviewer_name", "") or "").strip()
 
 
 def versions(task: str) -> tuple[list[str], str | None]:

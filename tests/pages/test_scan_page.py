@@ -432,3 +432,24 @@ def test_slice_strip_figure_and_selection():
     assert viz.selected_slice({"selection": {"points": [{"x": 2}]}}, 3) == 1
     assert viz.selected_slice({"selection": {"points": []}}, 3) is None
     assert viz.selected_slice({"selection": {"points": [{"x": 9}]}}, 3) is None
+
+
+def test_send_to_review_stores_the_deidentified_case_and_its_predictions(active_models):
+    from core.store import Repository
+
+    at = _upload(_page().run(), ("brain.nii.gz", _brain_nifti(), "application/gzip"))
+    button = at.button(key="send_to_review")
+    assert button.disabled                                   # no reviewer name yet: nobody to record
+    at.session_state["reviewer_name"] = "Dr Test"
+    at.run()
+    at.button(key="send_to_review").click().run()
+    assert not at.exception and not at.error, _texts(at.error)
+    assert "Sent to the review queue as case" in _texts(at.success)
+    repo = Repository.open()
+    (case,) = repo.list_cases()
+    assert case.source == "scan page upload (nifti)" and "brain" not in repr(case)
+    items = repo.case_items(case.id)
+    assert [i.slice_index for i in items] == list(range(6))
+    preds = repo.latest_predictions("tumor_type", item_ids=[i.id for i in items])
+    assert len(preds) == 6 and all(p.model_version == "t1" for p in preds.values())
+    assert all(abs(sum(p.probabilities) - 1) < 1e-5 for p in preds.values())

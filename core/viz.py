@@ -192,3 +192,193 @@ def metric_comparison_figure(rows, height: int = 260) -> go.Figure:
     fig.update_layout(barmode="group", height=height, margin=dict(l=0, r=0, t=8, b=0),
                       legend=dict(orientation="h", y=1.1))
     return fig
+
+
+# ------------------------------------------------------------------------------ scan page v2
+TASK_COLORS = {"glioma": "#8e5bd4", "meningioma": "#29a35a", "pituitary": "#d4a23b",
+               "G2": "#3b8bd4", "G3": "#c0392b"}
+_SERIES_PALETTE = ("#8e5bd4", "#29a35a", "#d4a23b", "#3b8bd4", "#c0392b", "#5f6b7a")
+PRESENCE_COLOR = "#e4572e"
+
+
+def slice_strip(slices, *, task: str | None = "tumor_type", classes=None, current: int | None = None,
+                key_slices=(), threshold: float | None = None, height: int = 200) -> go.Figure:
+    """Per-slice evidence along the scan: P(tumour) per axial slice as bars (the slice relevance,
+    strong colour at or above `threshold`), `task`'s class probabilities per slice as lines,
+    the slice shown in the viewer (`current`, 0-based) as a vertical line, `key_slices` as stars.
+
+    slices: `VolumePrediction.slices` ([{"index", "presence", "<task>": [probs]}]). x is the
+    1-based slice number (as the viewer's slider counts); every point carries the 0-based index in
+    `customdata`. A faint full-height bar per slice makes the whole column clickable.
+    """
+    rows = list(slices or [])
+    n = len(rows)
+    x = list(range(1, n + 1))
+    idx = [int(r.get("index", i)) for i, r in enumerate(rows)]
+    keep = dict(selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=1.0)))
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=x, y=[1.0] * n, customdata=idx, name="slice", showlegend=False,
+                         marker=dict(color="rgba(120,130,140,0.07)", line=dict(width=0)),
+                         hovertemplate="slice %{x}<extra>click to view</extra>", **keep))
+    presence = [r.get("presence") for r in rows]
+    if n and all(p is not None for p in presence):
+        thr = 0.5 if threshold is None else float(threshold)
+        colors = [PRESENCE_COLOR if float(p) >= thr else "rgba(228,87,46,0.35)" for p in presence]
+        fig.add_trace(go.Bar(x=x, y=[float(p) for p in presence], customdata=idx, name="P(tumour)",
+                             marker=dict(color=colors, line=dict(width=0)),
+                             hovertemplate="slice %{x}: P(tumour) %{y:.2f}<extra></extra>", **keep))
+    if task and n and all(task in r for r in rows):
+        probs = np.asarray([r[task] for r in rows], dtype=np.float64)
+        names = list(classes) if classes is not None else [f"class {k}" for k in range(probs.shape[1])]
+        for k, name in enumerate(names[:probs.shape[1]]):
+            color = TASK_COLORS.get(str(name), _SERIES_PALETTE[k % len(_SERIES_PALETTE)])
+            fig.add_trace(go.Scatter(x=x, y=probs[:, k], customdata=idx, name=str(name), mode="lines",
+                                     line=dict(color=color, width=2, shape="spline", smoothing=0.4),
+                                     hovertemplate=f"slice %{{x}}: P({name}) %{{y:.2f}}<extra></extra>",
+                                     **keep))
+    ks = [int(k) for k in key_slices if 0 <= int(k) < n]
+    if ks:
+        fig.add_trace(go.Scatter(x=[k + 1 for k in ks], y=[1.06] * len(ks), customdata=ks, mode="markers",
+                                 name="key slice", marker=dict(symbol="star", size=11, color="#f0b429",
+                                                               line=dict(color="#8a6100", width=1)),
+                                 hovertemplate="key slice %{x}<extra></extra>", **keep))
+    if threshold is not None and n:
+        fig.add_hline(y=float(threshold), line=dict(color="#888", dash="dot", width=1))
+    if current is not None and 0 <= int(current) < n:
+        fig.add_vline(x=int(current) + 1, line=dict(color="#1f2d3d", width=2))
+    fig.update_xaxes(title_text=None, range=[0.5, n + 0.5], dtick=max(1, int(np.ceil(n / 24))),
+                     showgrid=False, fixedrange=True)
+    fig.update_yaxes(range=[0, 1.12], tickvals=[0, 0.5, 1], tickformat=".0%", fixedrange=True,
+                     gridcolor="rgba(120,130,140,0.15)")
+    fig.update_layout(height=height, barmode="overlay", bargap=0.08, margin=dict(l=0, r=0, t=4, b=0),
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right",
+                                  font=dict(size=11)),
+                      hovermode="closest", clickmode="event+select", dragmode=False,
+                      plot_bgcolor="rgba(0,0,0,0)", paper_bgcolor="rgba(0,0,0,0)")
+    return fig
+
+
+def selected_slice(selection, n: int) -> int | None:
+    """The 0-based slice a plotly selection on `slice_strip` points at (its first point), or None.
+    Accepts Streamlit's selection state ({"selection": {"points": [...]}}) or a list of points."""
+    if selection is None:
+        return None
+    pts = selection
+    if isinstance(selection, dict) or hasattr(selection, "get"):
+        sel = selection.get("selection", selection)
+        pts = sel.get("points", []) if hasattr(sel, "get") else []
+    for p in pts or []:
+        cd = p.get("customdata")
+        if isinstance(cd, (list, tuple)):
+            cd = cd[0] if cd else None
+        try:
+            i = int(cd) if cd is not None else int(round(float(p.get("x"))) - 1)
+        except (TypeError, ValueError):
+            continue
+        if 0 <= i < n:
+            return i
+    return None
+
+
+# ----------------------------------------------------------------------------- research studies
+STRATEGY_COLORS = {"entropy": "#e4572e", "margin": "#d4a23b", "least_confidence": "#8e5bd4", "bald": "#29a35a",
+                   "coreset": "#3b8bd4", "random": "#555555"}
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def al_curve_figure(result: dict, level: str = "patient_auc", height: int = 380) -> go.Figure:
+    """Active-learning curves of an `al-simulate` result: per strategy the mean AUC over seeds
+    with its 95% band, against the labelled fraction of the pool; the full-pool baseline as a
+    dashed line with its 95% patient-bootstrap band; a marker where a strategy first reaches it."""
+    fig = go.Figure()
+    base = (result.get("baseline") or {})
+    b_val, b_ci = base.get(level), base.get(f"{level}_ci95") or [None, None]
+    budgets_all = [b for e in result.get("strategies", {}).values() for b in e.get("budgets", [])]
+    x_lo, x_hi = (min(budgets_all) * 100, max(budgets_all) * 100) if budgets_all else (0, 100)
+    if b_ci[0] is not None and b_ci[1] is not None:
+        fig.add_trace(go.Scatter(x=[x_lo, x_hi, x_hi, x_lo], y=[b_ci[0], b_ci[0], b_ci[1], b_ci[1]], fill="toself",
+                                 fillcolor="rgba(0,0,0,0.06)", line=dict(width=0), hoverinfo="skip",
+                                 name="baseline 95% CI (test patients)"))
+    if b_val is not None:
+        fig.add_trace(go.Scatter(x=[x_lo, x_hi], y=[b_val, b_val], mode="lines", line=dict(color="#222", dash="dash"),
+                                 name=f"full pool {b_val:.3f}"))
+    for name, e in (result.get("strategies") or {}).items():
+        color = STRATEGY_COLORS.get(name, "#888888")
+        xs = [b * 100 for b in e["budgets"]]
+        band = e.get(level) or {}
+        lo, hi = band.get("lo") or [], band.get("hi") or []
+        if lo and all(v is not None for v in lo + hi):
+            fig.add_trace(go.Scatter(x=xs + xs[::-1], y=list(hi) + list(lo)[::-1], fill="toself",
+                                     fillcolor=_rgba(color, 0.12), line=dict(width=0), hoverinfo="skip",
+                                     legendgroup=name, showlegend=False))
+        fig.add_trace(go.Scatter(x=xs, y=band.get("mean"), mode="lines+markers", name=name, legendgroup=name,
+                                 line=dict(color=color, width=3 if name == "random" else 2,
+                                           dash="dot" if name == "random" else "solid"),
+                                 hovertemplate=f"{name}: %{{y:.3f}} at %{{x:.0f}}%<extra></extra>"))
+        reach = ((e.get("label_saving") or {}).get(level) or {}).get("budget_to_baseline")
+        if reach is not None and reach < 1.0:
+            i = e["budgets"].index(reach)
+            fig.add_trace(go.Scatter(x=[reach * 100], y=[band["mean"][i]], mode="markers", legendgroup=name,
+                                     marker=dict(symbol="star", size=13, color=color, line=dict(color="#222", width=1)),
+                                     showlegend=False, hovertemplate=f"{name} reaches the baseline at %{{x:.0f}}%<extra></extra>"))
+    fig.update_xaxes(title_text="labelled fraction of the pool (%)", ticksuffix="%")
+    fig.update_yaxes(title_text=level.replace("_", " ").replace("auc", "AUC"))
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=8, b=0), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def transferability_figure(result: dict, score: str = "logme", actual: str = "balanced_accuracy",
+                           height: int = 360) -> go.Figure:
+    """Transferability score (x, before fine-tuning) against the head-only fine-tuned metric (y)
+    per candidate, with the Kendall / Spearman agreement in the title."""
+    rows = [r for r in result.get("candidates", []) if r.get("status") == "ok"
+            and (r.get("scores") or {}).get(score) is not None and (r.get("fine_tuned") or {}).get(actual) is not None]
+    colors = {"zoo": "#3b8bd4", "random": "#888888", "imagenet": "#29a35a"}
+    fig = go.Figure()
+    for kind in ("zoo", "random", "imagenet"):
+        sel = [r for r in rows if r.get("kind") == kind]
+        if not sel:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[r["scores"][score] for r in sel], y=[r["fine_tuned"][actual] for r in sel], mode="markers+text",
+            text=[r["candidate"] for r in sel], textposition="top center", name=kind,
+            marker=dict(size=11, color=colors[kind], symbol=["diamond" if r.get("saw_target_images") else "circle" for r in sel]),
+            hovertemplate="%{text}<br>" + score + " %{x:.4f}<br>" + actual + " %{y:.3f}<extra></extra>"))
+    ag = ((result.get("agreement") or {}).get(actual) or {}).get(score) or {}
+    tau, rho = ag.get("kendall_tau"), ag.get("spearman_rho")
+    title = f"{score} vs fine-tuned {actual.replace('_', ' ')}"
+    if tau is not None:
+        title += f" - Kendall tau {tau:.2f}, Spearman rho {rho:.2f} (n={ag.get('n')})"
+    fig.update_xaxes(title_text=f"{score} (before fine-tuning)")
+    fig.update_yaxes(title_text=f"head-only {actual.replace('_', ' ')}")
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=36, b=0), title=dict(text=title, x=0, font=dict(size=13)),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def imbalance_figure(result: dict, height: int = 340) -> go.Figure:
+    """ACGAN ablation: balanced accuracy and the minority class's sensitivity per treatment, mean
+    over seeds with the standard deviation as error bars."""
+    treatments = list((result.get("treatments") or {}).keys())
+    minority = (result.get("config") or {}).get("minority")
+    fig = go.Figure()
+    series = [("balanced accuracy", "#3b8bd4", lambda s: s["balanced_accuracy"])]
+    if minority:
+        series.append((f"sensitivity {minority}", "#e4572e", lambda s: s["sensitivity"][minority]))
+    for label, color, get in series:
+        means, errs = [], []
+        for t in treatments:
+            s = get(result["treatments"][t]["summary"])
+            means.append(s.get("mean"))
+            errs.append(s.get("std") or 0)
+        fig.add_trace(go.Bar(x=treatments, y=means, name=label, marker_color=color,
+                             error_y=dict(type="data", array=errs, visible=True),
+                             text=[f"{m:.2f}" if m is not None else "" for m in means], textposition="outside"))
+    fig.update_yaxes(range=[0, 1.1])
+    fig.update_layout(barmode="group", height=height, margin=dict(l=0, r=0, t=8, b=0), legend=dict(orientation="h", y=1.12))
+    return fig

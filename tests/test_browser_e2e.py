@@ -136,7 +136,8 @@ def test_upload_nifti_shows_three_plane_viewer(app_url, tmp_path):
             expect(page.get_by_text("Sagittal", exact=True)).to_be_visible()
             expect(page.get_by_text("16 × 24 × 20 voxels", exact=False)).to_be_visible()
             expect(page.get_by_text("slice 9 / 16", exact=False).first).to_be_visible(timeout=30_000)
-            assert page.locator(".js-plotly-plot").count() >= 3   # + verdict figures when models exist
+            # three planes (+ verdict figures when models exist); plotly draws asynchronously
+            expect(page.locator(".js-plotly-plot").nth(2)).to_be_visible(timeout=60_000)
             expect(page.get_by_text("Verdict", exact=True)).to_be_visible()
             # the sidebar survives the rerun the upload caused
             expect(page.get_by_text("Device: ", exact=False)).to_be_visible()

@@ -19,7 +19,7 @@ champion model version changes (each score row keeps the model version that prod
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from core.verdict import headline, thresholds_text
+
 DISCLAIMER = ("Research use only - not a medical device. This report supports, and never replaces, "
               "the judgement of a qualified clinician.")
 # metadata keys that are never written out, whatever a loader left in `meta`
@@ -95,7 +97,8 @@ def build_pdf(prediction, slices01: np.ndarray | None = None, cams: Mapping[int,
          f"Slices: {prediction.n_slices}   Device: {prediction.device}", 8, color=(90, 90, 90))
     line(DISCLAIMER, 8, "I", color=(150, 0, 0))
     pdf.ln(2)
-    line(f"Verdict: {prediction.verdict or 'no prediction'}", 14, "B", 8)
+    text, task, prob = headline(prediction)
+    line(f"Verdict: {text}" + (f" ({prob:.0%}, {task})" if prob is not None else ""), 14, "B", 8)
     if prediction.refer:
         pdf.set_fill_color(255, 228, 200)
         pdf.set_font("Helvetica", "B", 11)
@@ -128,6 +131,7 @@ def build_pdf(prediction, slices01: np.ndarray | None = None, cams: Mapping[int,
          f" (score {ood.get('score', 0):.2f}" + (f", energy {ood['energy']:.2f}" if 'energy' in ood else "") + ")", 9)
     for n in prediction.notes:
         line(f"Note: {n}", 8, color=(90, 90, 90))
+    line(thresholds_text(), 7, color=(90, 90, 90))
 
     # key slices with CAM overlays
     if slices01 is not None and len(prediction.key_slices):

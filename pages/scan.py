@@ -27,6 +27,7 @@ import streamlit as st
 from core import preprocess, viz
 from core.io import VolumeLoadError, load_volume
 from core.io.volume import Volume
+from core.verdict import TASK_TITLES, headline, pretty, refer_messages, thresholds_text
 
 log = logging.getLogger("neurograde.pages.scan")
 
@@ -46,9 +47,6 @@ _SENT = "_scan_sent"        # session_state: {case: case id} of cases sent to th
 DISCLAIMER = ("Research use only — not a medical device. NeuroGrade supports, and never replaces, "
               "the judgement of a qualified clinician.")
 TASKS = ("presence", "tumor_type", "grade")
-TASK_TITLES = {"presence": "Tumour presence", "tumor_type": "Tumour type", "grade": "Glioma grade"}
-CLASS_TITLES = {"no_tumor": "No tumour", "tumor": "Tumour", "glioma": "Glioma", "meningioma": "Meningioma",
-                "pituitary": "Pituitary tumour", "G2": "WHO grade II", "G3": "WHO grade III"}
 COLOR_MAPS = ("jet", "turbo", "inferno", "viridis", "hot")
 DEFAULT_SEQUENCES = ("t1pre", "flair", "t1post")   # TCGA-LGG slices store them as R, G, B
 NOT_SEQUENCES = {"rgb": "Not MR sequences (a colour picture)", "volumes": "Unnamed (t0, t1, …)"}
@@ -410,67 +408,12 @@ def model_slices(predictor, volume: Volume, case_key: str, task: str) -> np.ndar
 
 
 # ----------------------------------------------------------------------------------- verdict
-def _pretty(label: str) -> str:
-    return CLASS_TITLES.get(str(label), str(label).replace("_", " ").capitalize())
-
-
-def headline(pred) -> tuple[str, str | None, float | None]:
-    """(verdict headline, the task that decided it, its calibrated probability)."""
-    from core.inference import NO_TUMOUR_VERDICT
-
-    tasks = pred.tasks
-    if not tasks:
-        return "No prediction", None, None
-    if pred.verdict == NO_TUMOUR_VERDICT:
-        res = tasks.get("presence")
-        if res is not None:
-            return "No tumour detected", "presence", float(max(res.probabilities))
-        return "No tumour detected", None, None
-    if "tumor_type" in tasks:
-        res = tasks["tumor_type"]
-        text = _pretty(res.label)
-        if "grade" in tasks:
-            text += f" · {_pretty(tasks['grade'].label)}"
-        return text, "tumor_type", float(max(res.probabilities))
-    first = next(iter(tasks))
-    res = tasks[first]
-    return _pretty(res.label), first, float(max(res.probabilities))
-
-
-def refer_messages(pred) -> list[str]:
-    """The reasons to refer, each once: the input check first, then each task's own reasons."""
-    out = []
-    ood = pred.ood or {}
-    if ood.get("is_ood"):
-        out.append("**Input**: looks unlike the training data — " + ("; ".join(ood.get("reasons") or [])
-                                                                   or "out-of-distribution score high"))
-    for task, res in pred.tasks.items():
-        for why in res.refer_reasons:
-            if why.startswith("input looks unlike"):
-                continue
-            out.append(f"**{TASK_TITLES.get(task, task)}**: {why}")
-    if pred.refer and not out:
-        out.append("the model is not confident")
-    return out
-
-
-def thresholds_text() -> str:
-    from core import inference as inf
-
-    return (f"Refer to a human reader when the normalised entropy exceeds {inf.ENTROPY_REFER:g}, the "
-            f"top-2 margin is below {inf.MARGIN_REFER:g}, MC-dropout BALD exceeds {inf.BALD_REFER:g} "
-            f"(when enabled), or the input looks unlike brain MRI. A slice counts as showing tumour "
-            f"when P(tumour) ≥ {inf.PRESENCE_THRESHOLD:g}; the volume verdict weights slices by "
-            f"P(tumour)^{inf.RELEVANCE_SHARPEN:g}. Probabilities are calibrated (temperature scaling "
-            f"from each model card).")
-
-
 def _task_table(pred) -> str:
     rows = ["| | Result | Probability | Entropy | Margin | |", "|---|---|---:|---:|---:|---|"]
     for task, res in pred.tasks.items():
         u = res.uncertainty
         flag = ":orange[refer]" if res.refer else ":green[ok]"
-        label = _pretty(res.label) + (f" *({res.note})*" if res.note else "")
+        label = pretty(res.label) + (f" *({res.note})*" if res.note else "")
         rows.append(f"| {TASK_TITLES.get(task, task)} | {label} | {max(res.probabilities):.1%} | "
                     f"{u.get('entropy_norm', 0.0):.2f} | {u.get('margin', 0.0):.2f} | {flag} |")
     return "\n".join(rows)
@@ -508,8 +451,8 @@ def render_verdict(pred, predictor=None) -> None:
             for t, r in pred.tasks.items():
                 st.markdown(f"**{TASK_TITLES.get(t, t)}** <span style='color:#6b7785;font-size:0.8em'>"
                             f"{r.model_version}</span>", unsafe_allow_html=True)
-                fig = viz.probability_bars([_pretty(c) for c in r.classes], r.probabilities,
-                                           highlight=_pretty(r.label), height=36 + 30 * len(r.classes))
+                fig = viz.probability_bars([pretty(c) for c in r.classes], r.probabilities,
+                                           highlight=pretty(r.label), height=36 + 30 * len(r.classes))
                 st.plotly_chart(fig, key=f"bars_{t}", config={"displayModeBar": False})
         st.caption(DISCLAIMER)
     versions = " · ".join(f"`{v}`" for v in pred.model_versions.values()) or "none"
@@ -546,7 +489,7 @@ def render_slice_strip(pred, predictor, vkey: str) -> None:
     pos_key = axial_key(vkey)
     current = int(st.session_state.get(pos_key, n // 2 + 1)) - 1
     task = next((t for t in ("tumor_type", "grade") if pred.slices and t in pred.slices[0]), None)
-    classes = [_pretty(c) for c in predictor.model(task).classes] if task else None
+    classes = [pretty(c) for c in predictor.model(task).classes] if task else None
     fig = viz.slice_strip(pred.slices, task=task, classes=classes, current=current,
                           key_slices=pred.key_slices, threshold=PRESENCE_THRESHOLD)
     st.markdown("**Slice by slice**")
@@ -586,7 +529,7 @@ def cam_controls(pred, predictor, case_key: str) -> dict:
     if st.session_state.get(class_key) not in classes:
         st.session_state[class_key] = res.label if res.label in classes else classes[0]
     target = c3.selectbox("Target class", classes, key=class_key,
-                          format_func=lambda c: _pretty(c) + (" (verdict)" if c == res.label else ""))
+                          format_func=lambda c: pretty(c) + (" (verdict)" if c == res.label else ""))
     c4.selectbox("Colours", COLOR_MAPS, key="cam_cmap")
     c5.slider("Opacity", 0.0, 1.0, step=0.05, key="cam_alpha")
     method = st.session_state["cam_method"]
@@ -625,7 +568,7 @@ def make_axial_overlay(predictor, volume: Volume, case_key: str, settings: dict)
             return None
         rgb = viz.overlay(img, res.heatmap, settings["cmap"], settings["alpha"])
         took = "cached" if res.cached else f"{res.ms:.0f} ms"
-        return rgb, f"{label} for {_pretty(res.class_name)} ({took})"
+        return rgb, f"{label} for {pretty(res.class_name)} ({took})"
 
     return draw
 
@@ -655,7 +598,7 @@ def render_key_slices(pred, predictor, volume: Volume, view: dict, case_key: str
         return cams                          # a single image: the viewer already shows it
     st.markdown("**Key slices**")
     st.caption(f"The slices with the highest P(tumour), with the {explain.METHODS[gs['method']].label} "
-               f"heat map for {_pretty(gs['class_name'])}.")
+               f"heat map for {pretty(gs['class_name'])}.")
     data = normalized(volume, view["channel"])
     center, width = view["window"]
     cols = st.columns(max(3, len(pred.key_slices)))

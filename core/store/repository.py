@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime

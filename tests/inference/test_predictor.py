@@ -141,7 +141,6 @@ def test_mc_dropout_gives_bald():
 
 
 def _ood_volume(kind: str):
-    from core.io.volume import Volume
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:96, 0:96] / 95.0

@@ -23,7 +23,11 @@ def test_pdf_contains_verdict_refer_and_disclaimer(tiny_predictor):
              for t, m in tiny_predictor.models.items()}
     pdf = report.build_pdf(pred, sl, cams, cards, meta={"PatientName": "Doe^Jane", "Modality": "MR"}, compress=False)
     assert pdf.startswith(b"%PDF")
-    assert f"Verdict: {pred.verdict}".encode() in pdf
+    from core.verdict import headline
+
+    text, _task, _prob = headline(pred)                      # the same words as the scan page
+    assert f"Verdict: {text}".encode() in pdf
+    assert b"Refer to a human reader when the normalised entropy exceeds" in pdf
     assert b"Research use only" in pdf and b"not a medical device" in pdf
     assert b"Doe^Jane" not in pdf
     assert pdf.count(b"/Subtype /Image") >= len(pred.key_slices)

@@ -195,3 +195,24 @@ def send_to_review(repo, volume, prediction, actor: str) -> int:
                           source=f"scan page upload ({volume.source_format})",
                           slice_indices=[int(s.get("index", i)) for i, s in enumerate(prediction.slices)],
                           actor=actor or "anonymous")
+
+
+def predict_items(repo, task: str, item_ids: list[int], model_ref: str | None = None) -> list[dict]:
+    """Calibrated probabilities of the active (or given) model for stored items, one mapping per id:
+    what `active_learning.refresh_scores(predict=...)` needs to order a bulk-imported queue."""
+    import torch
+
+    from core.preprocess import model_input
+    from model_zoo.checkpoints import load_checkpoint
+
+    loaded = load_checkpoint(model_ref or f"{task}@active")
+    images = repo.item_images(item_ids)
+    out = []
+    with torch.inference_mode():
+        for item_id in item_ids:
+            img = np.asarray(images[item_id], dtype=np.float32) / 255.0
+            x = img.transpose(2, 0, 1)[None] if img.ndim == 3 else img[None]   # (1, C, H, W) / (1, H, W)
+            logits = loaded.model(model_input(x, loaded.spec)).float()
+            probs = torch.softmax(logits / float(loaded.temperature or 1.0), dim=1)[0]
+            out.append({"probabilities": [float(p) for p in probs]})
+    return out

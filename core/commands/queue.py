@@ -65,10 +65,11 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_stats)
 
-    p = sub.add_parser("refresh", help="recompute stored scores for the champion model version")
+    p = sub.add_parser("refresh", help="score pending items with the active model version (predicting "
+                                       "the items it has not seen)")
     p.add_argument("--task", required=True)
     p.add_argument("--strategy", default="entropy", choices=STRATEGY_CHOICES[:-1])
-    p.add_argument("--model-version", default=None)
+    p.add_argument("--model-version", default=None, help="default: the task's active version")
     p.set_defaults(func=run_refresh)
 
     p = sub.add_parser("import", help="bulk-import image folders / volumes into the queue")
@@ -196,8 +197,16 @@ def run_stats(args) -> int:
 
 def run_refresh(args) -> int:
     from core.active_learning import refresh_scores
+    from core.review import predict_items
+    from model_zoo.checkpoints import active_version
 
-    print(json.dumps(refresh_scores(_repo(), args.task, args.strategy, args.model_version)))
+    repo = _repo()
+    version = args.model_version or active_version(args.task)
+    if version is None:
+        print(f"error: no model version of {args.task} to score with", file=sys.stderr)
+        return 1
+    predict = lambda ids: predict_items(repo, args.task, ids, f"{args.task}@{version}")  # noqa: E731
+    print(json.dumps(refresh_scores(repo, args.task, args.strategy, version, predict=predict)))
     return 0
 
 

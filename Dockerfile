@@ -3,6 +3,9 @@
 # (torch's pip wheels bundle the CUDA libraries; the base only needs the driver stack.)
 ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE}
+# CPU wheels of torch by default (a few hundred MB instead of the CUDA build); for a GPU image pass
+#   --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     NEUROGRADE_HOME=/data \
@@ -10,7 +13,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /app
 COPY requirements.txt .
-RUN python3 -m pip install -r requirements.txt
+RUN python3 -m pip install --extra-index-url ${TORCH_INDEX} -r requirements.txt
 COPY . .
 
 RUN useradd --create-home neurograde && mkdir -p /data && chown neurograde /data

@@ -1,10 +1,11 @@
-# NeuroGrade on CPU by default. For CUDA, pass a CUDA runtime base with Python 3.11, e.g.
-#   docker build --build-arg BASE=nvidia/cuda:12.8.0-runtime-ubuntu24.04 .
-# (torch's pip wheels bundle the CUDA libraries; the base only needs the driver stack.)
+# NeuroGrade on CPU by default:  docker build -t neurograde .
+# On a GPU: torch's CUDA wheels bundle the CUDA libraries, so the CUDA build is a wheel-index switch
+#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t neurograde:cuda .
+#   docker run --gpus all -p 8501:8501 neurograde:cuda
+# BASE can name another image with Python 3.11 and pip (e.g. a CUDA runtime image with Python added).
 ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE}
-# CPU wheels of torch by default (a few hundred MB instead of the CUDA build); for a GPU image pass
-#   --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# where torch comes from: CPU wheels (a few hundred MB) unless told otherwise
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \

@@ -23,8 +23,8 @@ RECIPES: dict[str, dict] = {
     "presence": dict(
         task="presence", data="{data}/tcga-lgg,{data}/tcia-btp,{data}/figshare-cemri:600",
         arch="vgg19_slim", strategy="full", init="random", folds=3, test_fraction=0.2, final=True,
-        img_size=64, epochs=6, batch_size=32, lr=4e-3, weight_decay=5e-4, label_smoothing=0.05,
-        schedule="onecycle", val_fraction=0.1, select_metric="auc", version="1.0.0",
+        img_size=64, epochs=12, batch_size=32, lr=4e-3, weight_decay=5e-4, label_smoothing=0.05,
+        schedule="onecycle", val_fraction=0.1, select_metric="auc", version="1.1.0",
     ),
     # WHO grade II vs III on TCGA-LGG tumour slices, 3 channels (t1pre, flair, t1post)
     "grade": dict(

@@ -74,6 +74,9 @@ def evaluate(ref: str, data: str | None = None, fold: int | None = None, split: 
             raise SystemExit(f"evaluate: {ref} has no CV fold {fold} (folds: {sorted(entries)})")
         entry = entries[fold]
         path = loaded.path / entry["weights"]["file"]
+        if not path.is_file():   # only some fold models ship, to keep the repository small
+            raise SystemExit(f"evaluate: the fold {fold} model of {ref} is not shipped; rebuild it with the "
+                             f"card's command (`python -m core train --recipe {loaded.task} ...`)")
         from model_zoo.registry import sha256_file
 
         if sha256_file(path) != entry["weights"]["sha256"]:

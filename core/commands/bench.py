@@ -131,8 +131,9 @@ def run(args) -> int:
     res: dict = {"models": used, "device": str(dev), "precision": predictor.precision,
                  "torch_threads": torch.get_num_threads(), "notes": list(predictor.notes)}
 
-    # naive baseline: fp32 copies, one slice at a time, no channels_last, gradients on
-    naive = {t: copy.deepcopy(predictor.model(t).fp32).float().to(memory_format=torch.contiguous_format)
+    # naive baseline: the checkpoint as loaded (fp32, BatchNorm unfolded), one slice at a time, no
+    # channels_last, gradients on
+    naive = {t: copy.deepcopy(predictor.model(t).loaded.model).float().to(memory_format=torch.contiguous_format)
              for t in tasks}
     for m in naive.values():
         for p in m.parameters():

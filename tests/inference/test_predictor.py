@@ -244,3 +244,25 @@ def test_predictor_is_thread_safe(tiny_predictor):
     assert explain.hook_count(tm.model) == hooks
     for r in results:
         np.testing.assert_allclose(r.tasks["tumor_type"].probabilities, ref.tasks["tumor_type"].probabilities, atol=1e-6)
+
+
+def test_folding_batchnorm_keeps_the_outputs():
+    import torch
+
+    from core.inference import fold_batchnorm
+    from model_zoo.registry import create
+
+    torch.manual_seed(0)
+    for arch in ("vgg19_slim", "resnet18"):
+        model = create(arch, 3).eval()
+        for m in model.modules():               # non-trivial running statistics
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+        x = torch.randn(2, 3, 64, 64)
+        with torch.no_grad():
+            ref = model(x)
+            folded = fold_batchnorm(model)
+            n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+            torch.testing.assert_close(folded(x), ref, rtol=1e-4, atol=1e-4)
+        assert n_bn < sum(isinstance(m, torch.nn.BatchNorm2d) for m in create(arch, 3).modules())

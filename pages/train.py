@@ -35,18 +35,28 @@ def start_form(repo) -> None:
     prog = repo.progress(task)
     st.caption(f"{prog['labelled']} confirmed labels for {task}"
                + (f" ({', '.join(f'{k}: {v}' for k, v in prog['by_class'].items())})" if prog["by_class"] else ""))
+    advisor(repo, task)
+    options = names or ["(none: random initialisation)"]
+    if st.session_state.get("train_base") not in options:      # another task's choice, or none yet
+        st.session_state.pop("train_base", None)
+    base_kw = {} if "train_base" in st.session_state else {"index": names.index(active) if active in names else 0}
     with st.form("train_form", enter_to_submit=False):
-        base = st.selectbox("Base model", names or ["(none: random initialisation)"],
-                            index=names.index(active) if active in names else 0, key="train_base",
-                            format_func=lambda v: f"{v} (active)" if v == active else v)
+        base = st.selectbox("Base model", options, key="train_base",
+                            format_func=lambda v: f"{v} (active)" if v == active else v, **base_kw)
         strategy = st.radio("Fine-tuning", list(STRATEGIES), format_func=STRATEGIES.get, key="train_strategy")
         epochs = st.number_input("Epochs", min_value=1, max_value=200, value=3, step=1, key="train_epochs")
+        balance = st.checkbox("Balance with synthetic features", key="train_balance_synthetic",
+                              help="Head only: before the head trains, feature-ACGAN vectors top up the minority "
+                                   "classes of the training split (never the held-out data).") \
+            if st.session_state.get("train_strategy", "head") == "head" else False
         submitted = st.form_submit_button("Start training", type="primary", disabled=not reviewer_name())
     if not reviewer_name():
         st.caption("Enter your name in the sidebar to start a run.")
     if submitted:
         params = {"task": task, "base": base if base in names else None, "strategy": strategy,
                   "epochs": int(epochs)}
+        if strategy == "head" and balance:
+            params["balance_synthetic"] = True
         try:
             job_id = training_job.create_training_job(repo, params, reviewer_name())
             training_job.launch_training_job(job_id, repo=repo)
@@ -55,6 +65,55 @@ def start_form(repo) -> None:
             return
         st.session_state[SELECTED] = job_id
         st.success(f"Job {job_id} started.")
+
+
+def _run_advisor(repo, task: str) -> None:
+    """Button callback (runs before the page reruns, so it may pre-fill the form's widgets)."""
+    from core.research.transfer_study import advise_for_training
+
+    try:
+        result = advise_for_training(task, repo)
+    except (ValueError, OSError) as exc:
+        st.session_state[f"train_advice_{task}"] = {"error": str(exc)}
+        return
+    st.session_state[f"train_advice_{task}"] = result
+    best = result.get("best")
+    if result.get("best_version"):
+        st.session_state["train_base"] = result["best_version"]
+    if best and best.get("suggested_strategy") in STRATEGIES:
+        st.session_state["train_strategy"] = best["suggested_strategy"]
+
+
+def advisor(repo, task: str) -> None:
+    """Which base model, and how many blocks to unfreeze: LogME ranking, on click only."""
+    key = f"train_advice_{task}"
+    result = st.session_state.get(key)
+    with st.expander("Advisor: which base model, how many blocks", expanded=result is not None):
+        st.caption("Ranks this task's zoo versions and random initialisation by LogME of their frozen "
+                   "features on your confirmed labels (or the task's shared data when there are too few), "
+                   "at most 300 images, before any fine-tuning.")
+        st.button("Rank base models", key="train_advise", icon=":material/insights:",
+                  on_click=_run_advisor, args=(repo, task))
+        if result is None:
+            return
+        if "error" in result:
+            st.warning(f"No advice: {result['error']}")
+            return
+        st.caption(f"Scored on {result['source']} ({result['n_images']} images).")
+        st.dataframe([{"candidate": r["candidate"], "LogME": round(r["score"], 4),
+                       "suggested strategy": r["suggested_strategy"],
+                       "blocks to unfreeze": r["suggested_unfreeze_blocks"]}
+                      for r in result["rows"] if r.get("rank") is not None], hide_index=True)
+        best = result.get("best")
+        if best is None:
+            st.warning("No candidate could be scored.")
+        elif result.get("best_version"):
+            st.success(f"Suggested: base {task}@{result['best_version']}, {best['suggested_strategy']}"
+                       + (f", unfreeze {best['suggested_unfreeze_blocks']} block(s)"
+                          if best["suggested_unfreeze_blocks"] else "") + " (pre-filled below).")
+        else:
+            st.info("Random initialisation scores highest: the zoo's features add little on this data. "
+                    "The form keeps its base model; expect little from transfer.")
 
 
 def _job_label(job) -> str:

@@ -34,3 +34,15 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "browser" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture
+def no_shipped_models(tmp_path, monkeypatch):
+    """An empty shipped-model folder, so a test's own versions (e.g. "1.0.0") neither collide with
+    nor lose to the models committed in model_zoo/checkpoints/."""
+    import model_zoo.checkpoints as ck
+
+    shipped = tmp_path / "shipped-models"
+    shipped.mkdir()
+    monkeypatch.setattr(ck, "SHIPPED_ROOT", shipped)
+    return shipped

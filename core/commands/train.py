@@ -17,7 +17,7 @@ import shlex
 import sys
 
 _FIT_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "schedule", "patience",
-              "keep", "select_metric", "bf16", "seed")
+              "keep", "select_metric", "bf16", "seed", "balance_synthetic")
 _CFG_FLAGS = ("task", "data", "arch", "strategy", "init", "folds", "img_size", "final", "test_fraction",
               "val_fraction", "max_blocks", "lr_decay", "n_boot")
 
@@ -48,6 +48,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-blocks", type=int, help="block-wise: unfreeze at most this many blocks")
     p.add_argument("--lr-decay", type=float, help="block-wise: lr factor per deeper stage")
     p.add_argument("--n-boot", type=int)
+    p.add_argument("--balance-synthetic", action="store_true", default=None,
+                   help="head stage: add feature-ACGAN vectors of the minority classes to each training "
+                        "split (never to validation or test)")
     p.add_argument("--final", action="store_true", default=None, help="also train the final model on all training folds")
     p.add_argument("--output", help="root folder for <task>/<version>/ (default NEUROGRADE_HOME/models)")
     p.add_argument("--version", help="version name, e.g. 1.0.0 (default: a timestamp)")

@@ -29,7 +29,7 @@ from core.research.features import DEFAULT_SIZE, dataset_features, parse_ref
 from core.research.transferability import h_score, leep, logme, nce, rank_agreement, rank_candidates
 
 __all__ = ["default_candidates", "head_only_accuracy", "run_transferability", "advise_base_model",
-           "SCORES"]
+           "SCORES", "advisor_candidates", "advise_on_images", "advise_for_training"]
 
 SCORES = ("logme", "h_score", "leep", "nce")
 OTHER_TASKS = ("presence", "tumor_type", "grade")
@@ -233,3 +233,99 @@ def advise_base_model(task: str, data: str, candidates: Sequence[str] | None = N
     candidate, score, init (a zoo ref or "random"), suggested_strategy, suggested_unfreeze_blocks."""
     res = run_transferability(task, data, candidates, max_slices=max_slices, validate=False, seed=seed)
     return advice(res["candidates"], by=by)
+
+
+# ------------------------------------------------------------------ the Train page's advisor
+ADVISOR_MAX_IMAGES = 300
+ADVISOR_MIN_LABELS = 20
+ADVISOR_DEPTHS = (None, 3, 4)     # penultimate, block 3, block 4: which depth transfers best
+
+
+def advisor_candidates(task: str, depths: Sequence[int | None] = ADVISOR_DEPTHS) -> list[str]:
+    """The zoo versions of ``task`` (the bases a retraining job can start from) and random init,
+    each at the advisor's depths."""
+    from model_zoo.checkpoints import list_checkpoints
+
+    sources = [f"{task}@{c.version}" for c in list_checkpoints(task)] + ["random:vgg19_slim"]
+    return [src + (f"#block{b}" if b else "") for src in sources for b in depths]
+
+
+def advise_on_images(images: np.ndarray, labels, candidates: Sequence[str], *, groups=None,
+                     max_images: int = ADVISOR_MAX_IMAGES, seed: int = 0, by: str = "logme") -> list[dict]:
+    """Rank ``candidates`` by LogME of their frozen features of ``images`` (uint8 (N, H, W) or
+    (N, C, H, W)) against ``labels``; at most ``max_images`` (whole patients when ``groups``).
+    Returns :func:`advice` rows plus one "unavailable" row per candidate that could not load."""
+    from core.research.al_simulation import _one_blas_thread
+    from core.research.features import extract_features, load_backbone
+
+    y = np.asarray(labels, dtype=np.int64)
+    g = np.asarray([str(v) for v in (np.arange(len(y)) if groups is None else np.asarray(groups)).tolist()])
+    idx = _subsample(len(y), g, max_images, seed)
+    imgs, y = np.asarray(images)[idx], y[idx]
+    in_ch = imgs.shape[1] if imgs.ndim == 4 else 1
+    rows, missing = [], []
+    with _one_blas_thread():
+        for name in candidates:
+            ref = parse_ref(name)
+            row: dict = {"candidate": ref.name, "source": ref.source, "kind": ref.kind, "block": ref.block}
+            try:
+                bb = load_backbone(ref, size=DEFAULT_SIZE, in_channels=3 if in_ch == 3 else 1, seed=seed)
+                f, _ = extract_features(bb, imgs)
+            except Exception as exc:  # noqa: BLE001 - an unusable candidate is a result, not a crash
+                missing.append({"candidate": ref.name, "status": "unavailable",
+                                "reason": f"{type(exc).__name__}: {str(exc)[:200]}"})
+                continue
+            row.update(status="ok", scores={"logme": logme(f, y)}, n_slices=int(len(y)))
+            rows.append(row)
+    return advice(rows, by=by) + missing
+
+
+def advise_for_training(task: str, repo=None, *, data: str | None = None, max_images: int = ADVISOR_MAX_IMAGES,
+                        min_labels: int = ADVISOR_MIN_LABELS, candidates: Sequence[str] | None = None,
+                        seed: int = 0) -> dict:
+    """The Train page's advisor: rank the bases a retraining job can start from (the zoo versions of
+    ``task``, and random init as the no-transfer control) by LogME, before any fine-tuning.
+
+    Scored on the review queue's confirmed labels (``StoreLabels``); when there are fewer than
+    ``min_labels`` of them (or one class only), on the task's shared data (``data``, default
+    ``studies.default_data(task)``) when it is on this machine. At most ``max_images`` slices.
+    Returns {"task", "source", "n_images", "rows" (advice rows), "best" (the top row or None),
+    "best_version" (the zoo version of the top row or None for random init)}; raises ValueError
+    when neither source has two classes."""
+    from pathlib import Path
+
+    from core.training.datasets import load_dataset
+    from core.training.store_labels import StoreLabels
+
+    cands = list(candidates) if candidates is not None else advisor_candidates(task)
+    ds, source = None, None
+    try:
+        store = StoreLabels(repo=repo).load(task, DEFAULT_SIZE)
+        if len(store) >= min_labels and len(set(store.labels.tolist())) >= 2:
+            ds, source = store, f"review queue: {len(store)} confirmed labels"
+    except ValueError:
+        store = None
+    if ds is None:
+        if data is None:
+            from core.research.studies import default_data
+
+            data = default_data(task)
+        if not Path(str(data).split(",")[0].rsplit(":", 1)[0]).exists():
+            n = 0 if store is None else len(store)
+            raise ValueError(f"too few confirmed labels for {task} ({n}; the advisor needs {min_labels} of two "
+                             f"classes or more) and no shared data at {data}")
+        ds = load_dataset(str(data), task, DEFAULT_SIZE, seed=seed)
+        source = f"shared data {ds.name} ({data})" + (f"; only {len(store)} confirmed labels" if store else "")
+    if len(set(ds.labels.tolist())) < 2:
+        raise ValueError(f"{source}: one class only, nothing to rank on")
+    rows = advise_on_images(ds.images, ds.labels, cands, groups=ds.groups, max_images=max_images, seed=seed)
+    ok = [r for r in rows if r.get("rank") is not None]
+    best = ok[0] if ok else None
+    best_version = None
+    if best is not None and best["init"] != "random" and "@" in best["init"]:
+        best_version = best["init"].split("@", 1)[1]
+    n_used = len(_subsample(len(ds), np.asarray([str(v) for v in ds.groups.tolist()]), max_images, seed))
+    return {"task": task, "source": source, "n_images": int(n_used),
+            "rows": rows, "best": best, "best_version": best_version,
+            "note": "LogME of frozen features (penultimate, block 3, block 4) before any fine-tuning; a source's "
+                    "best depth b < 5 suggests re-training blocks b+1..5, its penultimate features the head only"}

@@ -18,7 +18,8 @@ The Train page creates a job (kind "train", params below) and launches the worke
 
 Job params: task (required), base (version; default the active one), strategy (head | blockwise |
 full), epochs, img_size, batch_size, lr, holdout (fraction, default 0.25), n_boot (default 200),
-seed, version (name; default "<base>.rq<job id>"), threads.
+seed, version (name; default "<base>.rq<job id>"), threads, balance_synthetic (bool: head stage, top
+up minority classes of the training split with feature-ACGAN vectors; see core.training.strategies).
 """
 from __future__ import annotations
 
@@ -120,7 +121,8 @@ def retrain(params: Mapping[str, Any], *, job_id: int | None = None, repo=None,
     spec = model_spec(arch, size)
     size = spec.input_size
     init = f"{task}@{base}" if base else "random"
-    say(f"task {task}: base {init}, {arch} at {size} px, strategy {strategy}, {epochs} epochs, device {device}")
+    say(f"task {task}: base {init}, {arch} at {size} px, strategy {strategy}, {epochs} epochs, device {device}"
+        + (", balanced with synthetic features" if params.get("balance_synthetic") else ""))
 
     store = StoreLabels(repo=repo)
     ds = store.load(task, size)
@@ -154,7 +156,8 @@ def retrain(params: Mapping[str, Any], *, job_id: int | None = None, repo=None,
     n_groups = len(set(ds.groups[pool].tolist()))
     fit = FitConfig(epochs=epochs, batch_size=int(params.get("batch_size", 32)),
                     lr=float(params.get("lr", 1e-3 if strategy != "head" else 3e-3)), seed=seed,
-                    log_every=int(params.get("log_every", 10)))
+                    log_every=int(params.get("log_every", 10)),
+                    balance_synthetic=bool(params.get("balance_synthetic", False)))
     cfg = TrainConfig(task=task, data="store:review-queue", arch=arch, strategy=strategy, init=init, folds=0,
                       img_size=size, final=True, test_fraction=0.0,
                       val_fraction=float(params.get("val_fraction", 0.15 if n_groups >= 10 else 0.0)),

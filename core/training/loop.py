@@ -39,6 +39,8 @@ class FitConfig:
     select_metric: str = "accuracy"       # accuracy | auc | nll, on validation
     seed: int = 0
     log_every: int = 20                   # steps between progress calls
+    balance_synthetic: bool = False       # head stage: top up minority classes of the TRAINING
+                                          # features with feature-ACGAN samples (core.research.acgan)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -8,6 +8,11 @@
   the best stage's weights are kept.
 - `full`: every parameter trains from the first step.
 
+"Balance with synthetic features" (`FitConfig.balance_synthetic`, the head stage only): a feature
+ACGAN (`core.research.acgan`) is trained on the cached TRAINING features of this model (one fold's
+training split, never its validation split nor any test fold) and its samples top up every minority
+class to the largest class count before the head trains; the report records what was added.
+
 Each strategy is `fn(model, spec, data, cfg, ...) -> report` and trains `model` in place.
 """
 from __future__ import annotations
@@ -57,11 +62,15 @@ def train_head(model, spec, data: Data, cfg: FitConfig, *, on_progress=None, dev
     head = zoo.classifier(model, spec)
     ftr = _features(model, spec, data.train_x, device)
     fval = _features(model, spec, data.val_x, device) if len(data.val_y) else None
-    ytr = torch.from_numpy(data.train_y)
+    train_y = np.asarray(data.train_y, dtype=np.int64)
+    synthetic = None
+    if getattr(cfg, "balance_synthetic", False):
+        ftr, train_y, synthetic = balance_training_features(ftr, train_y, data.n_classes, cfg.seed)
+    ytr = torch.from_numpy(train_y)
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
-    counts = np.bincount(data.train_y, minlength=data.n_classes).astype(np.float64)
+    counts = np.bincount(train_y, minlength=data.n_classes).astype(np.float64)
     weight = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / data.n_classes, 0.0),
                           dtype=torch.float32) if cfg.class_weights else None
     history = []
@@ -88,7 +97,31 @@ def train_head(model, spec, data: Data, cfg: FitConfig, *, on_progress=None, dev
         history.append(row)
         if on_progress:
             on_progress({**row, "step": 0, "val": {k[4:]: v for k, v in row.items() if k.startswith("val_")}})
-    return {"strategy": "head", "history": history}
+    out = {"strategy": "head", "history": history}
+    if synthetic is not None:
+        out["synthetic"] = synthetic
+    return out
+
+
+SYNTHETIC_GAN_EPOCHS = 200
+
+
+def balance_training_features(ftr: torch.Tensor, train_y: np.ndarray, n_classes: int, seed: int,
+                              epochs: int | None = None) -> tuple[torch.Tensor, np.ndarray, dict]:
+    """TRAINING features topped up with feature-ACGAN rows of the minority classes (a GAN trained
+    on these rows only). Returns (features, labels, summary for the report)."""
+    from core.research.acgan import balance_with_synthetic
+
+    epochs = int(epochs or SYNTHETIC_GAN_EPOCHS)
+    real_counts = np.bincount(train_y, minlength=n_classes)
+    feats, labels, is_syn = balance_with_synthetic(ftr.numpy(), train_y, "max", n_classes=n_classes,
+                                                   epochs=epochs, seed=int(seed))
+    added = np.bincount(labels[is_syn], minlength=n_classes)
+    summary = {"method": "feature ACGAN (core.research.acgan), trained on this model's training split only",
+               "target": "largest class count", "gan_epochs": int(epochs), "n_real": int(len(train_y)),
+               "n_synthetic": int(is_syn.sum()), "real_per_class": real_counts.tolist(),
+               "synthetic_per_class": added.tolist()}
+    return torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)), labels.astype(np.int64), summary
 
 
 def train_full(model, spec, data: Data, cfg: FitConfig, *, on_progress=None, device="cpu", dist=None) -> dict:

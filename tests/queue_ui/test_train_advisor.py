@@ -11,14 +11,6 @@ from queue_ui_helpers import TYPE_CLASSES, held_out_metrics, label_all, make_ver
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 
 
-@pytest.fixture(autouse=True)
-def _no_shipped(tmp_path, monkeypatch):
-    import model_zoo.checkpoints as ck
-
-    (tmp_path / "shipped").mkdir()
-    monkeypatch.setattr(ck, "SHIPPED_ROOT", tmp_path / "shipped")
-
-
 @pytest.fixture
 def repo():
     import torch

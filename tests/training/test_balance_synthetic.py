@@ -9,7 +9,6 @@ import torch
 
 import model_zoo.registry as zoo
 import core.research.acgan as acgan
-from core.training import strategies
 from core.training.experiment import model_spec
 from core.training.loop import FitConfig
 from core.training.strategies import Data, train_head
@@ -118,11 +117,7 @@ def test_cli_flag_reaches_the_card_and_test_folds_stay_real(tmp_path, monkeypatc
     assert card["metrics"]["test"]["n"] == 16 - n_train                   # the test split: real rows only
 
 
-def test_job_param_reaches_fit_config(monkeypatch, tmp_path):
-    import model_zoo.checkpoints as ck
-
-    (tmp_path / "shipped").mkdir()
-    monkeypatch.setattr(ck, "SHIPPED_ROOT", tmp_path / "shipped")     # no real shipped versions
+def test_job_param_reaches_fit_config(monkeypatch, no_shipped_models):
     from core.training.job import create_training_job
     from core.training.loop import FitConfig as FC
 

@@ -469,10 +469,12 @@ class Predictor:
                 continue
             if not getattr(loaded, "task", ""):
                 loaded.task = task
-            tm = TaskModel(loaded, self.device, precision, batch_size)
+            self.models[task] = TaskModel(loaded, self.device, precision, batch_size)
+        by_note: dict[str, list[str]] = {}     # one line per note, e.g. "presence, grade: fp32"
+        for task, tm in self.models.items():
             if tm.note:
-                self.notes.append(f"{task}: {tm.note}")
-            self.models[task] = tm
+                by_note.setdefault(tm.note, []).append(task)
+        self.notes += [f"{', '.join(tasks)}: {note}" for note, tasks in by_note.items()]
 
     # -- construction
     @classmethod

@@ -23,6 +23,7 @@ tumor_type: slice balanced accuracy; presence: slice ROC AUC; grade: patient-lev
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
@@ -34,6 +35,9 @@ PRIMARY: dict[str, tuple[str, str]] = {
 }
 SHOWN_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc", "ece")
 PER_CLASS_KEYS = ("sensitivity", "specificity", "precision", "f1")
+RESCORE_STRATEGIES = ("entropy", "margin", "least_confidence", "bald", "random")   # per-item ones
+
+log = logging.getLogger(__name__)
 
 
 class PromotionError(Exception):
@@ -284,11 +288,56 @@ class PromotionResult:
     forced: bool
     comparison: Comparison | None
     active_file: str
+    rescore: dict | None = None    # refresh_queue_scores() after the change (errors included)
 
     def to_dict(self) -> dict:
         return {"task": self.task, "version": self.version, "previous": self.previous, "forced": self.forced,
                 "comparison": self.comparison.to_dict() if self.comparison else None,
-                "active_file": self.active_file}
+                "active_file": self.active_file, "rescore": self.rescore}
+
+
+def rescore_note(rescore: Mapping | None) -> str:
+    """One line about a post-promotion re-scoring, for pages and the CLI ("" when none ran)."""
+    if not rescore:
+        return ""
+    done = rescore.get("strategies") or {}
+    n = max((int(c.get("rescored", 0)) for c in done.values()), default=0)
+    text = (f"Review queue re-scored with {rescore.get('model_version')}: {n} pending item(s)"
+            + (f" ({', '.join(done)})" if done else ""))
+    errors = rescore.get("errors") or {}
+    if errors:
+        text += "; re-scoring FAILED for " + ", ".join(f"{k}: {v}" for k, v in errors.items())
+    return text + "."
+
+
+def refresh_queue_scores(task: str, version: str, repo=None) -> dict:
+    """Re-score `task`'s pending review items with the (new) champion `version`, for "entropy" and
+    every other per-item strategy that has stored scores for the task. Never raises: a strategy that
+    fails is logged and reported under "errors" (the promotion it follows stands).
+
+    Items are predicted once by `version` (recorded as predictions); further strategies reuse them.
+    Returns {"model_version", "strategies": {strategy: refresh_scores() counts}, "errors": {strategy: msg}}."""
+    out: dict = {"model_version": version, "strategies": {}, "errors": {}}
+    try:
+        from core.active_learning import refresh_scores
+        from core.review import predict_items
+
+        repo = _repo(repo)
+        strategies = ["entropy"] + [s for s in RESCORE_STRATEGIES[1:] if repo.scores(task, s)]
+    except Exception as exc:  # noqa: BLE001 - the store or the model code is unavailable
+        log.exception("re-scoring the %s queue for %s@%s failed", task, task, version)
+        out["errors"]["*"] = f"{type(exc).__name__}: {exc}"
+        return out
+    ref = f"{task}@{version}"
+    predict = lambda ids: predict_items(repo, task, ids, ref)  # noqa: E731
+    for strategy in strategies:
+        try:
+            out["strategies"][strategy] = refresh_scores(repo, task, strategy, model_version=version,
+                                                         predict=predict)
+        except Exception as exc:  # noqa: BLE001 - must not undo the promotion
+            log.exception("re-scoring the %s queue (%s) for %s failed", task, strategy, ref)
+            out["errors"][strategy] = f"{type(exc).__name__}: {exc}"
+    return out
 
 
 def _headline(task: str, version: str) -> dict:
@@ -335,11 +384,13 @@ def _ensure_baseline(repo, task: str, champion: str | None) -> None:
 
 
 def promote(task: str, version: str, actor: str, force: bool = False, reason: str | None = None, *,
-            repo=None) -> PromotionResult:
+            repo=None, rescore_queue: bool = True) -> PromotionResult:
     """Make task@version the active model if it beats the champion on a shared locked test split.
 
     force=True promotes anyway (a reason is required and both are audited). Raises
-    PromotionRefused (with .comparison) otherwise, PromotionError for unknown versions."""
+    PromotionRefused (with .comparison) otherwise, PromotionError for unknown versions.
+    Afterwards the pending review queue is re-scored with the new champion (rescore_queue; see
+    refresh_queue_scores: a failure there is reported in result.rescore, never raised)."""
     from model_zoo.checkpoints import active_version
 
     if not str(actor or "").strip():
@@ -371,12 +422,15 @@ def promote(task: str, version: str, actor: str, force: bool = False, reason: st
     except BaseException:
         undo()
         raise
+    rescore = refresh_queue_scores(task, version, repo) if rescore_queue else None
     return PromotionResult(task, version, champion, comparison is not None and not comparison.beats,
-                           comparison, str(path))
+                           comparison, str(path), rescore)
 
 
-def rollback(task: str, actor: str, reason: str | None = None, *, repo=None) -> PromotionResult:
-    """Give the active title back to the version promoted before the current champion."""
+def rollback(task: str, actor: str, reason: str | None = None, *, repo=None,
+             rescore_queue: bool = True) -> PromotionResult:
+    """Give the active title back to the version promoted before the current champion (then
+    re-score the pending queue with it, as promote() does)."""
     from model_zoo.checkpoints import active_version
 
     if not str(actor or "").strip():
@@ -397,7 +451,8 @@ def rollback(task: str, actor: str, reason: str | None = None, *, repo=None) -> 
     except BaseException:
         undo()
         raise
-    return PromotionResult(task, target, current, False, None, str(path))
+    rescore = refresh_queue_scores(task, target, repo) if rescore_queue else None
+    return PromotionResult(task, target, current, False, None, str(path), rescore)
 
 
 def history(task: str, repo=None) -> list[dict]:
@@ -409,5 +464,5 @@ def history(task: str, repo=None) -> list[dict]:
 
 
 __all__ = ["PRIMARY", "Comparison", "Evaluation", "PromotionError", "PromotionRefused", "PromotionResult",
-           "compare", "promote", "rollback", "history", "evaluations", "record_evaluation",
+           "compare", "promote", "rollback", "history", "refresh_queue_scores", "rescore_note", "evaluations", "record_evaluation",
            "card_evaluation", "card_fingerprint", "primary_metric"]

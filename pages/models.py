@@ -85,8 +85,10 @@ def _promote(task: str, version: str, force: bool) -> None:
     except PromotionError as exc:
         st.session_state[MESSAGE] = ("error", str(exc))
     else:
+        from core.promotion import rescore_note
+
         st.session_state[MESSAGE] = ("success", f"{task}@{res.version} is now active (was {res.previous or '-'})"
-                                     + (" — forced" if res.forced else "") + ".")
+                                     + (" — forced" if res.forced else "") + ". " + rescore_note(res.rescore))
 
 
 def _rollback(task: str) -> None:
@@ -98,8 +100,10 @@ def _rollback(task: str) -> None:
     except PromotionError as exc:
         st.session_state[MESSAGE] = ("error", str(exc))
     else:
+        from core.promotion import rescore_note
+
         st.session_state[MESSAGE] = ("success", f"{task} rolled back: {res.version} is active again "
-                                                f"(was {res.previous}).")
+                                                f"(was {res.previous}). " + rescore_note(res.rescore))
 
 
 def promotion_panel(task: str, version: str, active: str | None) -> None:

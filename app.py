@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import importlib
 
+# Imported here, once, before any page runs: Streamlit runs a page and its polling fragments on
+# different threads, and two threads importing pandas lazily (plotly does, on first figure) can
+# meet a half-initialised module ("partially initialized module 'pandas'").
+import pandas  # noqa: F401
+import plotly.graph_objects  # noqa: F401
 import streamlit as st
 
 from core.config import get_settings

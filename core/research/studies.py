@@ -387,6 +387,11 @@ def al_headline(result: dict, level: str = "patient_auc", max_budget: float = 0.
         "budget_to_baseline") is not None and result["strategies"][n]["label_saving"][level]["budget_to_baseline"] <= max_budget + 1e-9]
     beat = [n for n in unc if (((result["strategies"][n].get("vs_random") or {}).get(level) or {}).get(
         "mean_diff_below_full") or 0) > 0]
+    if ci[0] is not None and ci[0] <= 0.5:
+        # a baseline no better than chance is reached by anything: "label saving" would be vacuous
+        lines.append(f"Target: **not assessable** — the full-pool model is not better than chance (its "
+                     f"{level.replace('_', ' ')} CI includes 0.5), so no label saving can be claimed.")
+        return lines
     lines.append(f"Target (uncertainty sampling reaches the baseline with <= {max_budget:.0%} of the pool): "
                  + ("met by " + ", ".join(ok) if ok else "**not met**") + ". Beats random on average: "
                  + (", ".join(beat) if beat else "**none**") + ".")

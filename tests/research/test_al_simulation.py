@@ -180,3 +180,18 @@ def test_clean_test_split_draws_only_patients_the_backbone_never_saw():
     assert "backbone_saw_pool_patients" not in info2
     with pytest.raises(ValueError, match="unseen"):
         clean_test_split(y, g, "src", {"src": {f"p{i:02d}" for i in range(38)}}, 0.2)
+
+
+def test_headline_refuses_label_saving_against_a_chance_level_baseline():
+    from core.research.studies import al_headline
+
+    def result(base, ci):
+        strat = {"label_saving": {"patient_auc": {"budget_to_baseline": 0.1}},
+                 "vs_random": {"patient_auc": {"mean_diff_below_full": 0.02}}}
+        return {"baseline": {"patient_auc": base, "patient_auc_ci95": ci}, "test": {"n_patients": 18},
+                "strategies": {"entropy": strat, "random": {}}}
+
+    chance = al_headline(result(0.27, [0.03, 0.60]))
+    assert "not assessable" in chance[-1] and not any("met by" in line for line in chance)
+    informative = al_headline(result(0.80, [0.70, 0.90]))
+    assert "met by entropy" in informative[-1]

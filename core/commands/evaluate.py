@@ -1,11 +1,11 @@
 """`python -m core evaluate`: re-score a model version on its held-out data, the way its card says.
 
     python -m core evaluate --model grade@1.0.0 --data ../shared/data/tcga-lgg --split test --json
-    python -m core evaluate --model tumor_type@1.0.0 --data ../shared/data/figshare-cemri --fold 2 --json
+    python -m core evaluate --model tumor_type@1.0.0 --data ../shared/data/figshare-cemri --fold 1 --json
 
 --split test: the version's model on the locked test patients recorded in the card (the split is
 recomputed and its fingerprint checked). --fold F: that CV fold's model (kept beside model.pt) on
-fold F's test patients. Without --data the card's training data paths are used.
+fold F's test patients (shipped: fold 1 of tumor_type only). Without --data the card's training data paths are used.
 """
 from __future__ import annotations
 

@@ -47,31 +47,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import sys
-    import time
-
-    import torch
-
     from core.research.al_simulation import ALConfig
-    from core.research.studies import (argv_from_args, default_data, run_al_study, run_maybe_as_job, stamp,
-                                       write_json)
+    from core.research.studies import run_al_study, run_study_command
 
-    torch.set_num_threads(1)
-    data = args.data or default_data(args.task)
     cfg = ALConfig(strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
                    seeds=tuple(seeds_arg(args.seeds)), budgets=tuple(_floats(args.budgets)),
                    round_fraction=args.round_fraction, per_patient_cap=args.per_patient_cap or None,
                    C=args.C, ensemble=args.ensemble, test_fraction=args.test_fraction)
-    argv = argv_from_args("al-simulate", args, data)
-
-    def work(progress):
-        t0 = time.time()
-        res = run_al_study(args.task, data, backbone=args.backbone, cfg=cfg, n_boot=args.n_boot,
-                           on_progress=progress)
-        stamp(res, argv, t0)
-        res["_output"] = str(write_json(res, args.json))
-        print(f"wrote {args.json}", file=sys.stderr)
-        return res
-
-    return run_maybe_as_job(args.job, work)
-
+    return run_study_command(args, "al-simulate", lambda data, progress: run_al_study(
+        args.task, data, backbone=args.backbone, cfg=cfg, n_boot=args.n_boot, on_progress=progress))

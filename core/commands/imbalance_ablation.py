@@ -32,27 +32,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import sys
-    import time
-
-    import torch
-
     from core.commands.al_simulate import seeds_arg
-    from core.research.studies import (argv_from_args, default_data, run_acgan_study, run_maybe_as_job, stamp,
-                                       write_json)
+    from core.research.studies import run_acgan_study, run_study_command
 
-    torch.set_num_threads(1)
-    data = args.data or default_data(args.task)
-
-    def work(progress):
-        t0 = time.time()
-        res = run_acgan_study(args.task, data, minority=args.minority, fraction=args.fraction,
-                              seeds=seeds_arg(args.seeds), backbone=args.backbone, head=args.head,
-                              head_epochs=args.head_epochs, gan_epochs=args.gan_epochs,
-                              test_fraction=args.test_fraction, on_progress=progress)
-        stamp(res, argv_from_args("imbalance-ablation", args, data), t0)
-        res["_output"] = str(write_json(res, args.json))
-        print(f"wrote {args.json}", file=sys.stderr)
-        return res
-
-    return run_maybe_as_job(args.job, work)
+    return run_study_command(args, "imbalance-ablation", lambda data, progress: run_acgan_study(
+        args.task, data, minority=args.minority, fraction=args.fraction, seeds=seeds_arg(args.seeds),
+        backbone=args.backbone, head=args.head, head_epochs=args.head_epochs, gan_epochs=args.gan_epochs,
+        test_fraction=args.test_fraction, on_progress=progress))

@@ -32,30 +32,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import json
-    import sys
-    import time
-
-    import torch
-
-    from core.research.studies import (_clean, argv_from_args, default_data, run_maybe_as_job, stamp,
-                                       write_json)
+    from core.research.studies import run_study_command
     from core.research.transfer_study import run_transferability
 
-    torch.set_num_threads(1)
-    data = args.data or default_data(args.task)
     cands = [c.strip() for c in args.candidates.split(",") if c.strip()] if args.candidates else None
-
-    def work(progress):
-        t0 = time.time()
-        res = run_transferability(args.task, data, cands, folds=args.folds, seed=args.seed, size=args.size,
-                                  max_slices=args.max_slices, validate=not args.no_validate, on_progress=progress)
-        stamp(res, argv_from_args("transferability", args, data), t0)
-        if args.json in (None, "-"):
-            print(json.dumps(_clean(res), indent=1))
-        else:
-            res["_output"] = str(write_json(res, args.json))
-            print(f"wrote {args.json}", file=sys.stderr)
-        return res
-
-    return run_maybe_as_job(args.job, work)
+    return run_study_command(args, "transferability", lambda data, progress: run_transferability(
+        args.task, data, cands, folds=args.folds, seed=args.seed, size=args.size,
+        max_slices=args.max_slices, validate=not args.no_validate, on_progress=progress))

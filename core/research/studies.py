@@ -300,6 +300,31 @@ def run_maybe_as_job(job_id: int | None, work: Callable[[Callable[[int, int, str
     return run_job(job_id, job_work, repo=repo)
 
 
+def run_study_command(args, command: str, study: Callable[[str, Callable], dict]) -> int:
+    """The common body of the research commands: one torch thread, the task's default data, the
+    result stamped with its command line and written to `args.json` (or printed for "-"), progress
+    reported to a store job when `--job` is given. `study(data, on_progress) -> result dict`."""
+    import time
+
+    import torch
+
+    torch.set_num_threads(1)
+    data = args.data or default_data(args.task)
+    argv = argv_from_args(command, args, data)
+
+    def work(progress):
+        t0 = time.time()
+        res = stamp(study(data, progress), argv, t0)
+        if args.json in (None, "-"):
+            print(json.dumps(_clean(res), indent=1))
+        else:
+            res["_output"] = str(write_json(res, args.json))
+            print(f"wrote {args.json}", file=sys.stderr)
+        return res
+
+    return run_maybe_as_job(args.job, work)
+
+
 # ------------------------------------------------------------------------------ tables (for the page)
 def _r(v, nd: int = 3):
     return None if v is None else round(float(v), nd)

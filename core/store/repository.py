@@ -566,6 +566,24 @@ class Repository:
         stmt = stmt.values(version=QueueEntry.version + 1, updated_at=utcnow())
         return s.execute(stmt.execution_options(synchronize_session=False)).rowcount == 1
 
+    @contextlib.contextmanager
+    def _claimed_entry(self, item_id: int, task: str,
+                       expect_version: int | None) -> Iterator[tuple[Session, QueueEntry]]:
+        """(session, queue entry) with the entry's version already bumped, in one transaction: the
+        UPDATE ... WHERE version = expected is what stops two savers from both winning. Raises
+        VersionConflict, having written nothing, when someone saved since `expect_version`."""
+        self._prepare(item_id, task)
+        with self.session() as s:
+            claimed = self._bump(s, item_id, task, expect_version)
+            if claimed:
+                yield s, s.scalar(select(QueueEntry).where(QueueEntry.item_id == item_id,
+                                                           QueueEntry.task == task)
+                                  .execution_options(populate_existing=True))
+            else:
+                s.rollback()
+        if not claimed:
+            raise self._conflict(item_id, task, expect_version)
+
     def _conflict(self, item_id: int, task: str, expect_version: int | None) -> VersionConflict:
         e = self.entry(item_id, task)
         return VersionConflict(item_id, task, e.current_label, e.version, expect_version)
@@ -588,47 +606,36 @@ class Repository:
             raise ValueError(f"source must be one of {LABEL_SOURCES}, got {source!r}")
         if not str(reviewer or "").strip():
             raise ValueError("a reviewer name is required")
-        self._prepare(item_id, task)
-        with self.session() as s:
-            if not self._bump(s, item_id, task, expect_version):
-                s.rollback()
-                conflict = True
-            else:
-                conflict = False
-                entry = s.scalar(select(QueueEntry).where(QueueEntry.item_id == item_id,
-                                                          QueueEntry.task == task)
-                                 .execution_options(populate_existing=True))
-                prior = s.get(Label, entry.current_label_id) if entry.current_label_id else None
-                before = {"version": entry.version - 1, "status": entry.status,
-                          "label": prior.value if prior else None,
-                          "reviewer": prior.reviewer if prior else None}
-                reading = None
-                status = "labelled"
-                if entry.readings_required > 1 and source == "review":
-                    readers = self._readings(s, item_id, task)
-                    readers[reviewer] = value
-                    order = list(readers)
-                    reading = order.index(reviewer) + 1
-                    if len(readers) < entry.readings_required:
-                        status = "pending"
-                    elif len(set(readers.values())) > 1:
-                        status = "disputed"
-                label = Label(item_id=item_id, task=task, value=str(value), reviewer=reviewer,
-                              source=source, replaced_label_id=prior.id if prior else None,
-                              comment=comment, version=entry.version, reading=reading,
-                              created_at=utcnow())
-                s.add(label)
-                s.flush()
-                entry.current_label_id = label.id
-                entry.status = status
-                entry.comment = comment
-                self._audit(s, reviewer, "label" if source != "adjudication" else "adjudicate",
-                            "queue_entry", f"{item_id}:{task}", before,
-                            {"version": entry.version, "status": status, "label": label.value,
-                             "label_id": label.id, "source": source, "reading": reading})
-                new_version = entry.version
-        if conflict:
-            raise self._conflict(item_id, task, expect_version)
+        with self._claimed_entry(item_id, task, expect_version) as (s, entry):
+            prior = s.get(Label, entry.current_label_id) if entry.current_label_id else None
+            before = {"version": entry.version - 1, "status": entry.status,
+                      "label": prior.value if prior else None,
+                      "reviewer": prior.reviewer if prior else None}
+            reading = None
+            status = "labelled"
+            if entry.readings_required > 1 and source == "review":
+                readers = self._readings(s, item_id, task)
+                readers[reviewer] = value
+                order = list(readers)
+                reading = order.index(reviewer) + 1
+                if len(readers) < entry.readings_required:
+                    status = "pending"
+                elif len(set(readers.values())) > 1:
+                    status = "disputed"
+            label = Label(item_id=item_id, task=task, value=str(value), reviewer=reviewer,
+                          source=source, replaced_label_id=prior.id if prior else None,
+                          comment=comment, version=entry.version, reading=reading,
+                          created_at=utcnow())
+            s.add(label)
+            s.flush()
+            entry.current_label_id = label.id
+            entry.status = status
+            entry.comment = comment
+            self._audit(s, reviewer, "label" if source != "adjudication" else "adjudicate",
+                        "queue_entry", f"{item_id}:{task}", before,
+                        {"version": entry.version, "status": status, "label": label.value,
+                         "label_id": label.id, "source": source, "reading": reading})
+            new_version = entry.version
         return new_version
 
     def _readings(self, s: Session, item_id: int, task: str) -> dict[str, str]:
@@ -658,24 +665,12 @@ class Repository:
     def flag_item(self, item_id: int, task: str, reviewer: str, comment: str,
                   expect_version: int | None = None) -> int:
         """Take the item out of the queue for a human look (bad image, wrong case...)."""
-        self._prepare(item_id, task)
-        with self.session() as s:
-            if not self._bump(s, item_id, task, expect_version):
-                s.rollback()
-                conflict = True
-            else:
-                conflict = False
-                entry = s.scalar(select(QueueEntry).where(QueueEntry.item_id == item_id,
-                                                          QueueEntry.task == task)
-                                 .execution_options(populate_existing=True))
-                before = {"version": entry.version - 1, "status": entry.status, "comment": entry.comment}
-                entry.status, entry.comment = "flagged", comment
-                self._audit(s, reviewer, "flag", "queue_entry", f"{item_id}:{task}", before,
-                            {"version": entry.version, "status": "flagged", "comment": comment})
-                new_version = entry.version
-        if conflict:
-            raise self._conflict(item_id, task, expect_version)
-        return new_version
+        with self._claimed_entry(item_id, task, expect_version) as (s, entry):
+            before = {"version": entry.version - 1, "status": entry.status, "comment": entry.comment}
+            entry.status, entry.comment = "flagged", comment
+            self._audit(s, reviewer, "flag", "queue_entry", f"{item_id}:{task}", before,
+                        {"version": entry.version, "status": "flagged", "comment": comment})
+            return entry.version
 
     def flagged(self, task: str) -> list[EntryView]:
         with self.session() as s:

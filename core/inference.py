@@ -528,7 +528,7 @@ class Predictor:
         tm = self.model(task)
         return tm.probabilities(model_input(slices, tm.spec))[0]
 
-    def _task_slices(self, task: str, volume, base: np.ndarray, sequences: Sequence[str] | None,
+    def task_slices(self, task: str, volume, base: np.ndarray, sequences: Sequence[str] | None,
                      forced: bool) -> tuple[np.ndarray | None, str]:
         """The pixels `task`'s model reads: its declared sequences stacked (N, C, H, W) when the scan
         has them, the active channel otherwise. (None, reason) when a multi-sequence model's inputs
@@ -602,7 +602,7 @@ class Predictor:
         if "presence" in self.models:   # always: it weights the other tasks; reported when asked
             t0 = time.perf_counter()
             tm = self.models["presence"]
-            x, why = self._task_slices("presence", vol, base, None, True)
+            x, why = self.task_slices("presence", vol, base, None, True)
             if why:
                 notes.append(why)
             pp, lg = self.predict_and_logits("presence", x)
@@ -639,7 +639,7 @@ class Predictor:
         if run("tumor_type"):
             t0 = time.perf_counter()
             tm = self.models["tumor_type"]
-            x, why = self._task_slices("tumor_type", vol, base, None, True)
+            x, why = self.task_slices("tumor_type", vol, base, None, True)
             if why:
                 notes.append(why)
             pt = self.predict_slices_x("tumor_type", x)
@@ -659,7 +659,7 @@ class Predictor:
             is_glioma = type_res is not None and type_res.label == GLIOMA and (presence is None or any_relevant)
             want_grade = (forced is not None and "grade" in forced) or (forced is None and is_glioma)
             if want_grade:
-                x, why = self._task_slices("grade", vol, base, None, forced is not None)
+                x, why = self.task_slices("grade", vol, base, None, forced is not None)
                 if why:
                     notes.append(why)
                 if x is not None:

@@ -402,7 +402,7 @@ def model_slices(predictor, volume: Volume, case_key: str, task: str) -> np.ndar
         base = store.get("_base")
         if base is None:
             base = store["_base"] = preprocess.slices(volume, "axial")
-        x, _why = predictor._task_slices(task, volume, base, None, True)
+        x, _why = predictor.task_slices(task, volume, base, None, True)
         store[task] = base if x is None else x
     return store[task]
 

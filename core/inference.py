@@ -78,7 +78,7 @@ class TaskResult:
 @dataclass
 class VolumePrediction:
     tasks: dict[str, TaskResult]
-    slices: list[dict]                      # [{"index", "presence", "<task>": [probs]}]
+    slices: list[dict]                      # [{"index", "presence", "<task>": [probs] | None}]
     key_slices: list[int]
     verdict: str
     refer: bool
@@ -558,11 +558,15 @@ class Predictor:
         return base, msg + "; ran on the active channel replicated as asked (substitute inputs)"
 
     def predict_volume(self, volume, tasks: Iterable[str] | None = None, mc_passes: int | None = None,
-                       source: str | None = None) -> VolumePrediction:
+                       source: str | None = None, every_slice: bool = False) -> VolumePrediction:
         """Run the cascade on a `Volume` (or an array of slices (N, H, W) in [0, 1]).
 
         tasks: run exactly these tasks whatever the cascade decides (default: the cascade).
         mc_passes: MC-dropout passes for BALD (default: the predictor's, 0 = off).
+        every_slice: run tumor_type and grade on every slice. By default they read only the slices
+            that weigh in the verdict (P(tumour) >= PRESENCE_THRESHOLD; all slices when none does):
+            the verdict is the same, and the other slices get None (the type and grade models were
+            trained on tumour slices only, so their output there means nothing).
         """
         from core.preprocess import slices as _slices
 
@@ -596,6 +600,7 @@ class Predictor:
         per_slice: list[dict] = [{"index": i} for i in range(n)]
         results: dict[str, TaskResult] = {}
         run = (lambda t: t in self.models and (forced is None or t in forced))
+        inputs = _InputCache()
 
         # 1. presence
         presence = None
@@ -605,7 +610,8 @@ class Predictor:
             x, why = self.task_slices("presence", vol, base, None, True)
             if why:
                 notes.append(why)
-            pp, lg = self.predict_and_logits("presence", x)
+            xt = inputs.get(x, tm.spec)
+            pp, lg = tm.probabilities(xt)
             t_idx = tm.classes.index("tumor") if "tumor" in tm.classes else len(tm.classes) - 1
             presence = pp[:, t_idx]
             en = energy_score(lg, tm.temperature)
@@ -627,12 +633,13 @@ class Predictor:
             mcp = None
             if mc > 0 and tm.has_dropout() and run("presence"):
                 top = np.argsort(presence)[::-1][:MC_MAX_SLICES]
-                mcp = np.stack([volume_presence(self._mc(tm, x[top], 1)[0][:, t_idx]) for _ in range(mc)])
+                mcp = np.stack([volume_presence(self._mc(tm, xt[top], 1)[0][:, t_idx]) for _ in range(mc)])
                 mcp = np.stack([mcp if j == t_idx else (1 - mcp) / len(other) for j in range(len(tm.classes))], 1)
             if run("presence"):
                 results["presence"] = self._result(tm, probs, n, mcp)
             timings["presence"] = (time.perf_counter() - t0) * 1e3
         weights, any_relevant = relevance_weights(presence, n)
+        read = np.arange(n) if every_slice else np.flatnonzero(weights > 0)   # slices type/grade read
 
         # 2. tumour type
         verdict = ""
@@ -642,12 +649,8 @@ class Predictor:
             x, why = self.task_slices("tumor_type", vol, base, None, True)
             if why:
                 notes.append(why)
-            pt = self.predict_slices_x("tumor_type", x)
-            for i in range(n):
-                per_slice[i]["tumor_type"] = [float(v) for v in pt[i]]
-            agg = (weights[:, None] * pt).sum(0)
-            mcp = self._mc_aggregate(tm, x, weights, mc)
-            results["tumor_type"] = self._result(tm, agg, int((weights > 0).sum()), mcp)
+            agg, mcp = self._weighted(tm, inputs.get(x, tm.spec), weights, read, mc, per_slice)
+            results["tumor_type"] = self._result(tm, agg, len(read), mcp)
             if presence is not None and not any_relevant:
                 results["tumor_type"].note = NO_TUMOUR_VERDICT
             timings["tumor_type"] = (time.perf_counter() - t0) * 1e3
@@ -664,12 +667,8 @@ class Predictor:
                     notes.append(why)
                 if x is not None:
                     t0 = time.perf_counter()
-                    pg = self.predict_slices_x("grade", x)
-                    for i in range(n):
-                        per_slice[i]["grade"] = [float(v) for v in pg[i]]
-                    agg = (weights[:, None] * pg).sum(0)
-                    mcp = self._mc_aggregate(tm, x, weights, mc)
-                    res = self._result(tm, agg, int((weights > 0).sum()), mcp)
+                    agg, mcp = self._weighted(tm, inputs.get(x, tm.spec), weights, read, mc, per_slice)
+                    res = self._result(tm, agg, len(read), mcp)
                     if "substitute inputs" in why:
                         res.refer = True
                         res.refer_reasons.append("grade ran on substitute inputs (declared sequences missing)")
@@ -709,27 +708,29 @@ class Predictor:
             shape=tuple(getattr(vol, "shape", base.shape)))
 
     # -- helpers
-    def predict_and_logits(self, task: str, slices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from core.preprocess import model_input
+    def _weighted(self, tm: TaskModel, x, weights: np.ndarray, read: np.ndarray, mc: int,
+                  per_slice: list[dict]) -> tuple[np.ndarray, np.ndarray | None]:
+        """`tm` on the model-input slices `x[read]`: per-slice probabilities into `per_slice` (None
+        for unread slices), the relevance-weighted volume probabilities, and their MC-dropout
+        samples (passes, K) when asked."""
+        p = tm.probabilities(x[read])[0] if len(read) else np.zeros((0, len(tm.classes)))
+        for i in range(len(per_slice)):
+            per_slice[i][tm.task] = None
+        for j, i in enumerate(read):
+            per_slice[i][tm.task] = [float(v) for v in p[j]]
+        w = weights[read]
+        agg = (w[:, None] * p).sum(0)
+        mcp = None
+        if mc > 0 and tm.has_dropout():
+            top = read[np.argsort(-w, kind="stable")[:MC_MAX_SLICES]]
+            wt = weights[top] / max(weights[top].sum(), 1e-12)
+            mcp = np.stack([(wt[:, None] * q).sum(0) for q in self._mc(tm, x[top], mc)])
+        return agg, mcp
 
-        tm = self.model(task)
-        return tm.probabilities(model_input(slices, tm.spec))
-
-    def predict_slices_x(self, task: str, slices: np.ndarray) -> np.ndarray:
-        return self.predict_and_logits(task, slices)[0]
-
-    def _mc(self, tm: TaskModel, slices: np.ndarray, passes: int) -> list[np.ndarray]:
-        from core.preprocess import model_input
-
-        x = model_input(slices, tm.spec)
+    @staticmethod
+    def _mc(tm: TaskModel, x, passes: int) -> list[np.ndarray]:
+        """`passes` MC-dropout samples of calibrated probabilities on model-input slices `x`."""
         return [softmax(tm.logits(x, mc_dropout=True), tm.temperature) for _ in range(passes)]
-
-    def _mc_aggregate(self, tm: TaskModel, slices: np.ndarray, weights: np.ndarray, passes: int):
-        if passes <= 0 or not tm.has_dropout():
-            return None
-        top = np.argsort(-weights, kind="stable")[:MC_MAX_SLICES]
-        w = weights[top] / max(weights[top].sum(), 1e-12)
-        return np.stack([(w[:, None] * p).sum(0) for p in self._mc(tm, slices[top], passes)])
 
     def _result(self, tm: TaskModel, probs, n_used: int, mc_probs=None) -> TaskResult:
         p = np.asarray(probs, dtype=np.float64)
@@ -739,6 +740,24 @@ class Predictor:
         return TaskResult(task=tm.task, classes=list(tm.classes), probabilities=[float(v) for v in p],
                           label=tm.classes[int(p.argmax())], uncertainty=u, refer=bool(reasons),
                           refer_reasons=reasons, model_version=tm.ref, n_slices_used=int(n_used))
+
+
+class _InputCache:
+    """Model-input tensors of one prediction, one per (pixels, input spec): presence and tumor_type
+    read the same slices at the same size, so the resize and normalisation run once."""
+
+    def __init__(self):
+        self._items: dict = {}
+
+    def get(self, pixels: np.ndarray, spec):
+        from core.preprocess import model_input
+
+        key = (id(pixels), int(spec.input_size), int(getattr(spec, "in_channels", 3)),
+               tuple(np.ravel(spec.mean).tolist()), tuple(np.ravel(spec.std).tolist()))
+        hit = self._items.get(key)
+        if hit is None or hit[0] is not pixels:     # the held pixels keep their id() unique
+            hit = self._items[key] = (pixels, model_input(pixels, spec))
+        return hit[1]
 
 
 def _dedupe(items: list[str]) -> list[str]:

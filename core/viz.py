@@ -207,7 +207,7 @@ def slice_strip(slices, *, task: str | None = "tumor_type", classes=None, curren
     strong colour at or above `threshold`), `task`'s class probabilities per slice as lines,
     the slice shown in the viewer (`current`, 0-based) as a vertical line, `key_slices` as stars.
 
-    slices: `VolumePrediction.slices` ([{"index", "presence", "<task>": [probs]}]). x is the
+    slices: `VolumePrediction.slices` ([{"index", "presence", "<task>": [probs] | None}]). x is the
     1-based slice number (as the viewer's slider counts); every point carries the 0-based index in
     `customdata`. A faint full-height bar per slice makes the whole column clickable.
     """
@@ -227,8 +227,10 @@ def slice_strip(slices, *, task: str | None = "tumor_type", classes=None, curren
         fig.add_trace(go.Bar(x=x, y=[float(p) for p in presence], customdata=idx, name="P(tumour)",
                              marker=dict(color=colors, line=dict(width=0)),
                              hovertemplate="slice %{x}: P(tumour) %{y:.2f}<extra></extra>", **keep))
-    if task and n and all(task in r for r in rows):
-        probs = np.asarray([r[task] for r in rows], dtype=np.float64)
+    read = [r.get(task) for r in rows] if task else []
+    width = next((len(v) for v in read if v is not None), 0)
+    if width:  # None: the task did not read that slice (a gap in its lines)
+        probs = np.asarray([v if v is not None else [np.nan] * width for v in read], dtype=np.float64)
         names = list(classes) if classes is not None else [f"class {k}" for k in range(probs.shape[1])]
         for k, name in enumerate(names[:probs.shape[1]]):
             color = TASK_COLORS.get(str(name), _SERIES_PALETTE[k % len(_SERIES_PALETTE)])

@@ -498,7 +498,8 @@ def render_slice_strip(pred, predictor, vkey: str) -> None:
                     selection_mode="points", config={"displayModeBar": False})
     st.caption(f"Bars: P(tumour) per axial slice (the slice's weight in the verdict; dotted line "
                f"{PRESENCE_THRESHOLD:g}). Lines: {TASK_TITLES.get(task, '').lower() or 'class'} "
-               f"probabilities per slice. ★ key slices. Click a slice to show it in the viewer.")
+               f"probabilities on the slices that weigh in the verdict (the type and grade models read "
+               f"only those). ★ key slices. Click a slice to show it in the viewer.")
 
 
 # ---------------------------------------------------------------------------------- Grad-CAM

@@ -154,15 +154,22 @@ def run(args) -> int:
     predictor.predict_volume(vols["tcia_24x256"], tasks=tasks)
     naive_scan(vols["tcia_24x256"], limit=2)
 
+    # ours: the cascade as the app runs it (tumor_type reads only the slices that weigh in the
+    # verdict) and, for a same-work comparison, with every slice read by both models
     scans = {}
     for name, vol in vols.items():
         n = vol.shape[0]
-        ours = _median_time(lambda: predictor.predict_volume(vol, tasks=tasks), args.repeats if n < 100 else max(1, args.repeats - 1))
+        reps = args.repeats if n < 100 else max(1, args.repeats - 1)
+        ours = _median_time(lambda: predictor.predict_volume(vol, tasks=tasks), reps)
+        every = _median_time(lambda: predictor.predict_volume(vol, tasks=tasks, every_slice=True), reps)
+        read = sum(s["tumor_type"] is not None for s in predictor.predict_volume(vol, tasks=tasks).slices)
         lim = None if n <= 24 else args.naive_slices
         t_naive = _median_time(lambda: naive_scan(vol, lim), 1)
         naive_full = t_naive * (n / lim if lim else 1)
-        scans[name] = {"slices": n, "ours_s": ours, "naive_s": naive_full,
+        scans[name] = {"slices": n, "ours_s": ours, "ours_every_slice_s": every, "naive_s": naive_full,
+                       "tumor_type_slices_read": read,
                        "naive_estimated_from_slices": lim, "speedup": naive_full / ours if ours else None,
+                       "speedup_same_work": naive_full / every if every else None,
                        "throughput_slices_per_s": n / ours if ours else None}
     res["scan"] = scans
 
@@ -245,7 +252,7 @@ def run(args) -> int:
     per_slice = sum(flops_per_slice.values())
     peak = _peak_flops(dev)
     s = scans["brats_155x240"]
-    achieved = per_slice * s["slices"] / s["ours_s"]
+    achieved = per_slice * s["slices"] / s["ours_every_slice_s"]
     naive_achieved = per_slice * s["slices"] / s["naive_s"]
     prec = next(iter(predictor.precision.values()), "fp32")
     ref_peak = peak.get("bf16" if prec == "bf16" else "fp32")
@@ -253,8 +260,9 @@ def run(args) -> int:
                     "achieved_gflops": achieved / 1e9, "naive_gflops": naive_achieved / 1e9,
                     "peak_estimate": peak,
                     "fraction_of_peak": (achieved / ref_peak) if ref_peak else None,
-                    "note": "forward FLOPs of presence + tumor_type on the 155-slice volume / its scan time; "
-                            "preprocessing time is included, so this is a lower bound on kernel efficiency"}
+                    "note": "forward FLOPs of presence + tumor_type on every slice of the 155-slice volume / "
+                            "the every-slice scan time; preprocessing time is included, so this is a lower "
+                            "bound on kernel efficiency"}
 
     tracemalloc.start()
     predictor.predict_volume(vols["tcia_24x256"], tasks=tasks)
@@ -266,7 +274,7 @@ def run(args) -> int:
     targets = {"scan_24_s<=2": scans["tcia_24x256"]["ours_s"] <= 2,
                "scan_155_s<=10": scans["brats_155x240"]["ours_s"] <= 10,
                "cam_cold_s<=0.5": res["cam"]["ours_cold_s"] <= 0.5,
-               "speedup>=5 (155-slice scan)": (scans["brats_155x240"]["speedup"] or 0) >= 5,
+               "speedup>=5 (155-slice scan, cascade)": (scans["brats_155x240"]["speedup"] or 0) >= 5,
                "labels>=99.5%": all(a["identical_labels_pct"] >= 99.5 for a in agreement.values())}
     res["targets_met"] = targets
     res["bench_wall_s"] = time.perf_counter() - t_start
@@ -282,7 +290,10 @@ def run(args) -> int:
     print(f"{'':<22}{'ours':>10}{'naive':>10}{'ratio':>8}")
     for name, s in scans.items():
         est = f" (naive from {s['naive_estimated_from_slices']} slices)" if s["naive_estimated_from_slices"] else ""
-        print(f"{name + ' scan s':<22}{s['ours_s']:>10.3f}{s['naive_s']:>10.3f}{s['speedup']:>7.1f}x{est}")
+        print(f"{name + ' scan s':<22}{s['ours_s']:>10.3f}{s['naive_s']:>10.3f}{s['speedup']:>7.1f}x{est}; "
+              f"tumor_type read {s['tumor_type_slices_read']}/{s['slices']} slices")
+        print(f"{name + ' every slice s':<22}{s['ours_every_slice_s']:>10.3f}{s['naive_s']:>10.3f}"
+              f"{s['speedup_same_work']:>7.1f}x (same work as naive)")
         print(f"{name + ' +3 CAMs s':<22}{s['case_ours_s']:>10.3f}{s['case_naive_s']:>10.3f}{s['case_speedup']:>7.1f}x")
         print(f"{name + ' slices/s':<22}{s['throughput_slices_per_s']:>10.1f}")
     c = res["cam"]

@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     p.add_argument("--mc-dropout", type=int, default=0, metavar="N", help="MC-dropout passes (BALD)")
     p.add_argument("--allow-ct", action="store_true", help="load CT (it will be flagged as unlike the training data)")
     p.add_argument("--series", default=None, help="SeriesInstanceUID (or index) to load")
+    p.add_argument("--every-slice", action="store_true",
+                   help="run tumor_type and grade on every slice (default: only on the slices that "
+                        "weigh in the verdict; the others get null)")
     p.set_defaults(func=run)
 
 
@@ -84,7 +87,7 @@ def run(args) -> int:
     def one(source, label: str) -> bool:
         try:
             vol = load_volume(source, **opts)
-            pred = predictor.predict_volume(vol, tasks=tasks, source=label)
+            pred = predictor.predict_volume(vol, tasks=tasks, source=label, every_slice=args.every_slice)
         except (VolumeLoadError, ValueError, OSError) as exc:
             print(f"{label}: {exc}", file=sys.stderr)
             return False

@@ -24,7 +24,7 @@ def test_batch_size_does_not_change_results(device):
         p = Predictor({"presence": tiny_loaded("presence", PRESENCE_CLASSES, seed=1),
                        "tumor_type": tiny_loaded("tumor_type", TYPE_CLASSES, seed=2)},
                       device=device, precision="fp32", batch_size=bs)
-        outs.append(p.predict_volume(vol))
+        outs.append(p.predict_volume(vol, every_slice=True))
     a = np.array([[s["presence"]] + s["tumor_type"] for s in outs[0].slices])
     for o in outs[1:]:
         b = np.array([[s["presence"]] + s["tumor_type"] for s in o.slices])
@@ -46,8 +46,8 @@ def test_bf16_agrees_with_fp32():
     bf = Predictor({"tumor_type": tiny_loaded("tumor_type", TYPE_CLASSES, seed=2)}, device="cpu", precision="bf16")
     assert bf.precision["tumor_type"] == "bf16"
     assert next(bf.model("tumor_type").model.parameters()).dtype == torch.bfloat16
-    a = np.array([s["tumor_type"] for s in fp.predict_volume(vol).slices])
-    b = np.array([s["tumor_type"] for s in bf.predict_volume(vol).slices])
+    a = np.array([s["tumor_type"] for s in fp.predict_volume(vol, every_slice=True).slices])
+    b = np.array([s["tumor_type"] for s in bf.predict_volume(vol, every_slice=True).slices])
     np.testing.assert_allclose(a, b, atol=0.05)
     agree = bf.model("tumor_type").agreement()
     assert agree["max_abs_diff"] < 0.05
@@ -88,9 +88,22 @@ def test_cascade_weights_type_by_presence():
     assert 4 in pred.key_slices
     # the volume's type equals the one relevant slice's probabilities (weights zero elsewhere)
     np.testing.assert_allclose(pred.tasks["tumor_type"].probabilities, pred.slices[4]["tumor_type"], atol=1e-9)
-    uniform = np.mean([s["tumor_type"] for s in pred.slices], axis=0)
-    assert pred.tasks["tumor_type"].probabilities[0] > uniform[0] + 0.05
     assert pred.tasks["tumor_type"].n_slices_used == 1
+    # only that slice was read by the type model; reading every slice gives the same verdict
+    assert [i for i, s in enumerate(pred.slices) if s["tumor_type"] is not None] == [4]
+    full = p.predict_volume(volume_of(sl), every_slice=True)
+    assert all(s["tumor_type"] is not None for s in full.slices)
+    np.testing.assert_allclose(full.tasks["tumor_type"].probabilities, pred.tasks["tumor_type"].probabilities,
+                               atol=1e-9)
+    uniform = np.mean([s["tumor_type"] for s in full.slices], axis=0)
+    assert pred.tasks["tumor_type"].probabilities[0] > uniform[0] + 0.05
+
+
+def test_cascade_reads_every_slice_when_none_is_relevant():
+    pred = _stubs().predict_volume(volume_of(phantom(5)))
+    assert all(s["presence"] < 0.5 for s in pred.slices)
+    assert all(s["tumor_type"] is not None for s in pred.slices)
+    assert pred.tasks["tumor_type"].n_slices_used == 5
 
 
 def test_grade_runs_for_glioma_with_sequences_and_is_skipped_without():

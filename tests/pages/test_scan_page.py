@@ -434,6 +434,16 @@ def test_slice_strip_figure_and_selection():
     assert viz.selected_slice({"selection": {"points": [{"x": 9}]}}, 3) is None
 
 
+def test_slice_strip_leaves_gaps_where_the_type_model_did_not_read():
+    from core import viz
+
+    rows = [{"index": 0, "presence": 0.1, "tumor_type": None},
+            {"index": 1, "presence": 0.8, "tumor_type": [0.6, 0.3, 0.1]}]
+    fig = viz.slice_strip(rows, task="tumor_type", classes=["glioma", "meningioma", "pituitary"])
+    glioma = next(t for t in fig.data if t.name == "glioma")
+    assert np.isnan(glioma.y[0]) and glioma.y[1] == 0.6
+
+
 def test_send_to_review_stores_the_deidentified_case_and_its_predictions(active_models):
     from core.store import Repository
 

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from core.verdict import headline, thresholds_text
+from core.training.card_text import results_summary
 
 DISCLAIMER = ("Research use only - not a medical device. This report supports, and never replaces, "
               "the judgement of a qualified clinician.")
@@ -162,6 +163,9 @@ def build_pdf(prediction, slices01: np.ndarray | None = None, cams: Mapping[int,
         line("Models", 11, "B", 7)
         for task, card in cards.items():
             line(f"{task}@{card.get('version', '?')} - {card.get('architecture', '?')}; metrics: {_card_metrics(card)}", 9, "B")
+            summary = results_summary(card)
+            if summary:
+                line("Held-out results: " + " ".join(summary), 8)
             if card.get("intended_use"):
                 line(f"Intended use: {card['intended_use']}", 8)
             lim = card.get("limitations") or []

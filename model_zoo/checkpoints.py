@@ -276,6 +276,24 @@ def save_checkpoint(model: "nn.Module", card: dict, task: str, version: str,
     return folder
 
 
+# what a version's model is: fixed once written (a card may gain descriptive text, never these)
+_DEFINING_KEYS = ("task", "version", "architecture", "classes", "input", "temperature", "sha256", "metrics")
+
+
+def write_card(folder: str | os.PathLike, card: dict) -> None:
+    """Rewrite a version's card.json with descriptive changes only (e.g. its results summary);
+    refuses to change what defines the model or its measured results."""
+    folder = Path(folder)
+    old = _read_card(folder)
+    if old is None:
+        raise FileNotFoundError(f"{folder / CARD_FILE} not found")
+    new = json.loads(json.dumps(card, default=str))
+    changed = [k for k in _DEFINING_KEYS if old.get(k) != new.get(k)]
+    if changed:
+        raise ValueError(f"a card's {', '.join(changed)} cannot change: train a new version")
+    _atomic_write(folder / CARD_FILE, (json.dumps(new, indent=2) + "\n").encode("utf-8"))
+
+
 def spec_from_card(card: dict) -> ModelSpec:
     """The architecture's spec with the input size, channels and normalisation the card records."""
     import dataclasses

@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import viz
+from core.training.card_text import results_summary
 from pages.common import get_repo, reviewer_name
 
 TASKS = ("tumor_type", "presence", "grade")
@@ -62,6 +63,9 @@ def show_card(task: str, ckpt, active: str | None) -> None:
     if test.get("confusion"):
         st.plotly_chart(viz.confusion_figure(test["confusion"], card.get("classes") or [], "locked test"),
                         key=f"models_cm_{task}_{ckpt.version}", config={"displayModeBar": False})
+    summary = results_summary(card)
+    if summary:
+        st.markdown("**Held-out results.**\n" + "\n".join(f"- {x}" for x in summary))
     if card.get("intended_use"):
         st.markdown(f"**Intended use.** {card['intended_use']}")
     if card.get("limitations"):

@@ -120,11 +120,13 @@ def run(args) -> int:
     try:
         result = run_experiment(cfg, on_progress=progress, dist=info, device=device, command=command_line(args))
         if info.is_main:
+            from core.training.card_text import GENERATED_KEY, results_summary
             from model_zoo.checkpoints import save_checkpoint
 
             card = dict(result.card)
             card.setdefault("intended_use", INTENDED_USE.get(cfg.task, ""))
             card.setdefault("limitations", LIMITATIONS.get(cfg.task, []))
+            card[GENERATED_KEY] = results_summary(card)
             folder = save_checkpoint(result.model, card, cfg.task, version, root=args.output)
             for name, data in result.fold_weights.items():
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,8 @@
                                                        only if it beats the champion (exit 4 when refused)
     python -m core zoo rollback TASK [--reason TEXT] [--actor NAME]
                                                        back to the version promoted before the current one
+    python -m core zoo summarize TASK@VERSION [--write]
+                                                       the card's results in sentences, from its metrics
 """
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ def register(subparsers) -> None:
     p_rb.add_argument("--reason", default=None)
     p_rb.add_argument("--actor", default=None, help="who rolls back (default: $USER)")
     p_rb.add_argument("--json", action="store_true")
+    p_sum = sub.add_parser("summarize", help="the card's held-out results in sentences, written from its metrics")
+    p_sum.add_argument("ref", metavar="TASK@VERSION")
+    p_sum.add_argument("--write", action="store_true", help="store them in the card (key results_summary)")
     parser.set_defaults(func=run, _zoo_parser=parser)
 
 
@@ -210,8 +215,26 @@ def _run_rollback(args) -> int:
     return 0
 
 
+def _run_summarize(args) -> int:
+    from core.training.card_text import GENERATED_KEY, results_summary
+    from model_zoo.checkpoints import resolve_ref, write_card
+
+    try:
+        ckpt = resolve_ref(args.ref)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    lines = results_summary(ckpt.card)
+    print("\n".join(lines) if lines else "no held-out metrics in this card")
+    if args.write:
+        write_card(ckpt.path, {**ckpt.card, GENERATED_KEY: lines})
+    return 0
+
+
 def run(args) -> int:
     cmd = getattr(args, "zoo_command", None)
+    if cmd == "summarize":
+        return _run_summarize(args)
     if cmd == "compare":
         return _run_compare(args)
     if cmd == "promote":

@@ -14,8 +14,8 @@ RECIPES: dict[str, dict] = {
     # Swati et al.'s task: Figshare CE-MRI, 4-fold CV over the manifest's patient-grouped folds
     "tumor_type": dict(
         task="tumor_type", data="{data}/figshare-cemri", arch="vgg19_slim", strategy="full", init="random",
-        folds=4, test_fraction=0.0, final=True, img_size=64, epochs=24, batch_size=32, lr=4e-3,
-        weight_decay=5e-4, label_smoothing=0.1, schedule="onecycle", val_fraction=0.1, version="1.0.0",
+        folds=4, test_fraction=0.0, final=True, img_size=96, epochs=40, batch_size=32, lr=4e-3,
+        weight_decay=5e-4, label_smoothing=0.1, schedule="onecycle", val_fraction=0.1, version="1.1.0",
     ),
     # tumour visible on this slice? TCGA-LGG (FLAIR channel: its masks outline the FLAIR
     # abnormality), TCIA glioblastoma volumes (T1 post-contrast, tumour-free slices too) and a

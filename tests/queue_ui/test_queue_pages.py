@@ -146,6 +146,8 @@ def test_models_page_refuses_a_worse_challenger_with_the_reason(repo):
     at = _page("models.py")
     _ok(at)
     assert any("Intended use" in m.value for m in at.markdown)
+    results = next(m.value for m in at.markdown if "Held-out results" in m.value)  # written from the metrics
+    assert "Locked test split (40 slices): slice accuracy 0.700 (95% CI 0.650-0.750)" in results
     assert at.selectbox(key="models_version_tumor_type").value == "0.9.0"
     at.button(key="models_promote_tumor_type").click().run()
     _ok(at)

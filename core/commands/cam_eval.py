@@ -19,6 +19,9 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="tumor_type@active", help="TASK@VERSION to explain")
     p.add_argument("--class", dest="target", choices=["label", "predicted"], default="label",
                    help="explain the true class (default) or the predicted one")
+    p.add_argument("--layer", default=None,
+                   help="module whose activations are explained (default: the architecture's cam_layer), "
+                        "e.g. features.block4.relu4 for a finer map")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -107,6 +110,15 @@ def run(args) -> int:
         print(f"no tumor_type model: {exc}", file=sys.stderr)
         return 1
     fold, held_out = held_out_model(loaded, args.fold)
+    if args.layer:
+        import dataclasses
+
+        try:
+            loaded.model.get_submodule(args.layer)
+        except AttributeError:
+            print(f"{loaded.ref} has no module {args.layer!r}", file=sys.stderr)
+            return 2
+        loaded.spec = dataclasses.replace(loaded.spec, cam_layer=args.layer)
     predictor = Predictor({"tumor_type": loaded})
     rows = [r for r in csv.DictReader(open(manifest, newline="")) if str(r.get("fold")) == str(fold)]
     rows = rows[:: max(1, len(rows) // max(1, args.limit))][: args.limit]
@@ -114,13 +126,13 @@ def run(args) -> int:
         [k for k, m in explain.METHODS.items() if not m.slow]
     result = evaluate(predictor, rows, root, methods, args.target)
     result.update(model=predictor.model("tumor_type").ref, fold=fold, n_images=len(rows), target=args.target,
-                  explained=held_out)
+                  explained=held_out, layer=loaded.spec.cam_layer)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"CAM quality on Figshare fold {fold}, {len(rows)} images, {result['model']} "
               f"(explaining the {args.target} class); chance energy = box area {result['chance_box_area']:.3f}")
-        print(f"model explained: {held_out}")
+        print(f"model explained: {held_out}; layer {loaded.spec.cam_layer}")
         print(f"{'method':<12}{'pointing':>10}{'energy in box':>15}{'ms':>8}")
         for m, v in result["methods"].items():
             print(f"{m:<12}{v['pointing_hit_rate']:>10.3f}{v['energy_in_box']:>15.3f}{v['ms_median']:>8.0f}")

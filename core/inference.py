@@ -21,6 +21,7 @@ path only when it agrees with fp32 on a probe batch, else fp32.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -332,6 +333,9 @@ class TaskModel:
         self.batch_size = int(batch_size)
         self.lock = threading.RLock()
         self.note = ""
+        # the card's metrics average the logits of each slice and its mirror image (flip test-time
+        # augmentation): run the same, so the app delivers what the card measured
+        self.tta_flip = bool((self.card.get("recipe") or {}).get("tta", False))
         with torch.no_grad():
             fp32 = fold_batchnorm(copy.deepcopy(loaded.model).to(self.device).eval())
             if self.device.type == "cpu":      # oneDNN's fast path; inputs are made channels_last too
@@ -402,11 +406,10 @@ class TaskModel:
         if self.device.type != "mps":
             xb = xb.contiguous(memory_format=torch.channels_last)
         xb = xb.to(dtype)
-        if autocast is not None:
-            with torch.autocast(self.device.type, dtype=autocast):
-                out = model(xb)
-        else:
+        with torch.autocast(self.device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext():
             out = model(xb)
+            if self.tta_flip:
+                out = (out + model(torch.flip(xb, dims=[3]))) / 2
         return out.float().cpu().numpy()
 
     def logits(self, x, fp32: bool = False, mc_dropout: bool = False) -> np.ndarray:

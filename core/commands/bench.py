@@ -140,13 +140,18 @@ def run(args) -> int:
             p.requires_grad_(True)
     specs = {t: predictor.model(t).spec for t in tasks}
 
+    tta = {t: predictor.model(t).tta_flip for t in tasks}
+
     def naive_scan(vol, limit=None):
         sl = slices(vol)
         labels = {t: [] for t in tasks}
         for i in range(len(sl) if limit is None else min(limit, len(sl))):
             for t in tasks:
                 with torch.no_grad():
-                    out = naive[t](model_input(sl[i], specs[t]).to(dev))
+                    x = model_input(sl[i], specs[t]).to(dev)
+                    out = naive[t](x)
+                    if tta[t]:      # the same flip averaging as ours (the card's metrics use it)
+                        out = (out + naive[t](torch.flip(x, dims=[3]))) / 2
                 labels[t].append(int(out.argmax(1)))
         return labels
 
@@ -248,7 +253,7 @@ def run(args) -> int:
         x = model_input(sl[:8], m.spec).to(dev)
         with FlopCounterMode(display=False) as fc, torch.no_grad():
             m.fp32(x)
-        flops_per_slice[t] = fc.get_total_flops() / len(x)
+        flops_per_slice[t] = fc.get_total_flops() / len(x) * (2 if m.tta_flip else 1)
     per_slice = sum(flops_per_slice.values())
     peak = _peak_flops(dev)
     s = scans["brats_155x240"]
@@ -286,7 +291,7 @@ def run(args) -> int:
         print(json.dumps(res, default=float))
         return 0
     print(f"NeuroGrade bench on {res['device']} ({res['torch_threads']} threads), precision {res['precision']}")
-    print("models: " + "; ".join(f"{t}: {u}" for t, u in used.items()))
+    print("models: " + "; ".join(f"{t}: {u}" + (" (flip TTA)" if res["flip_tta"][t] else "") for t, u in used.items()))
     print(f"{'':<22}{'ours':>10}{'naive':>10}{'ratio':>8}")
     for name, s in scans.items():
         est = f" (naive from {s['naive_estimated_from_slices']} slices)" if s["naive_estimated_from_slices"] else ""

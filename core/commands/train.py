@@ -155,7 +155,13 @@ INTENDED_USE = {
 LIMITATIONS = {
     "presence": ["Trained on two glioma collections and Figshare tumour slices only; other pathologies, "
                  "paediatric scans, CT and post-operative scans were not seen."],
-    "tumor_type": ["Trained on one public collection (Figshare CE-MRI, 2 Chinese hospitals, 2005-2010); "
-                   "only three tumour types: a slice with another tumour or none still gets one of them."],
+    "tumor_type": ["No locked test split on Figshare: the four manifest folds (grouped by pid_family) are the "
+                   "held-out estimate; the shipped model is trained on all folds (minus a 10% validation split "
+                   "that fits the temperature); fold 1's CV model ships in folds/ for `evaluate --fold 1`.",
+                   "One public collection (Figshare CE-MRI: two Chinese hospitals, 2005-2010, T1 post-contrast "
+                   "slices in axial, coronal and sagittal planes); only three tumour types: a slice with another "
+                   "tumour or none still gets one of them. Use it on slices the presence model flags.",
+                   "A width-reduced VGG19-BN trained from scratch on a 2-core CPU (no ImageNet weights here), "
+                   "below Swati et al.'s 94.8% with ImageNet VGG19."],
     "grade": ["88 patients (TCGA-LGG): wide confidence intervals; grade II/III only (no grade IV)."],
 }

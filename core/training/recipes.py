@@ -1,12 +1,14 @@
 """The recipes of the three shipped models: defaults for `python -m core train --recipe NAME`
 (any flag given on the command line wins). `{data}` is NEUROGRADE_DATA_DIR (../shared/data).
 
-Budget: a shared 2-core CPU without AMX (bf16 autocast was slower than fp32 there), one thread
-per training, about 40-60 minutes per task including cross-validation and the final model. So each
-recipe is a fixed, short schedule (no epoch chosen on a test fold) of the width-reduced VGG19-BN
-trained from scratch (no ImageNet weights on this machine) at 64 px, one-cycle learning rate,
-label smoothing, class weights, mild geometric + intensity augmentation, flip test-time averaging.
-These are compute-starved recipes: more epochs and 128 px are the first levers on a faster machine.
+Budget: a shared 2-core CPU without AMX (bf16 autocast was slower than fp32 there), about an hour
+per task including cross-validation and the final model. So each recipe is a fixed schedule (no
+epoch chosen on a test fold) of the width-reduced VGG19-BN trained from scratch (no ImageNet weights
+on this machine), one-cycle learning rate, label smoothing, class weights, mild geometric + intensity
+augmentation, flip test-time averaging. tumor_type 1.1.0 went to 96 px and 40 epochs after a fold-1
+pilot (train on folds 2-4, score fold 1): 64 px / 24 epochs 0.798, 64 px / 40 epochs 0.858,
+96 px / 24 epochs 0.863. These are compute-starved recipes: more epochs and 128 px are the next
+levers on a faster machine.
 """
 from __future__ import annotations
 

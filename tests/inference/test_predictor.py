@@ -279,3 +279,20 @@ def test_folding_batchnorm_keeps_the_outputs():
             n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
             torch.testing.assert_close(folded(x), ref, rtol=1e-4, atol=1e-4)
         assert n_bn < sum(isinstance(m, torch.nn.BatchNorm2d) for m in create(arch, 3).modules())
+
+
+def test_flip_tta_runs_when_the_card_was_measured_with_it():
+    """The app must deliver what the card measured: flip-averaged logits when its recipe says tta."""
+    from core.inference import TaskModel
+    from core.preprocess import model_input
+
+    plain = tiny_loaded("tumor_type", TYPE_CLASSES, seed=2)
+    tta = tiny_loaded("tumor_type", TYPE_CLASSES, seed=2)
+    tta.card = {**tta.card, "recipe": {"tta": True}}
+    a, b = TaskModel(plain, "cpu", precision="fp32"), TaskModel(tta, "cpu", precision="fp32")
+    assert (a.tta_flip, b.tta_flip) == (False, True)
+    x = model_input(phantom(3, bright=(1,)), a.spec)
+    flipped = torch.flip(x, dims=[3])
+    np.testing.assert_allclose(b.logits(x), (a.logits(x) + a.logits(flipped)) / 2, atol=1e-5)
+    np.testing.assert_allclose(b.logits(x), b.logits(flipped), atol=1e-5)    # mirror-invariant
+    assert not np.allclose(a.logits(x), a.logits(flipped), atol=1e-5)

@@ -138,8 +138,8 @@ def _resolve(target, task: str, spec=None) -> _Target:
     if isinstance(target, Predictor):
         target = target.model(task)
     if isinstance(target, TaskModel):
-        return _Target(target.model, target.spec, target.classes, target.dtype, target.autocast,
-                       target.lock, target.ref, target.task)
+        model, dtype, autocast = target.explainable()
+        return _Target(model, target.spec, target.classes, dtype, autocast, target.lock, target.ref, target.task)
     if hasattr(target, "model") and hasattr(target, "spec"):          # LoadedModel
         m = target.model.eval()
         for p in m.parameters():

@@ -29,6 +29,7 @@ import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -36,7 +37,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 TASKS = ("presence", "tumor_type", "grade")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 # ---- decision constants (stated in the UI; change them here only) --------------------------------
 PRESENCE_THRESHOLD = 0.5      # a slice is "relevant" (shows tumour) when P(tumour) >= this
@@ -45,6 +46,7 @@ ENTROPY_REFER = 0.6           # refer when normalised predictive entropy (H / lo
 MARGIN_REFER = 0.2            # refer when top-1 minus top-2 probability is below this
 BALD_REFER = 0.05             # refer when MC-dropout mutual information (nats) exceeds this
 AGREEMENT_TOLERANCE = 0.05    # "auto" precision: largest |p_fast - p_fp32| accepted on the probe
+INT8_MIN_AGREEMENT = 0.995    # "auto" int8: share of fp32 labels kept on real images at calibration
 KEY_SLICES = 3                # how many key slices a volume reports
 MC_MAX_SLICES = 16            # MC-dropout runs on at most this many (most relevant) slices
 GLIOMA = "glioma"
@@ -356,15 +358,21 @@ class TaskModel:
         import torch
 
         dev = self.device.type
+        if want == "int8" and dev != "cpu":
+            raise ValueError("int8 is for CPUs (x86 kernels)")
         if dev == "cpu":
             if want == "fp16":
                 raise ValueError("fp16 is for CUDA; use bf16 on a CPU")
-            if want == "auto" and not _bf16_cpu_ok():
-                self.note = "no AMX on this CPU: fp32 (faster than bf16 here)"
+            int8 = self._int8_model(required=want == "int8") if want in ("auto", "int8") else None
+            if int8 is not None:
+                cand = (int8, torch.float32, None, "int8")
+            elif want == "auto" and not _bf16_cpu_ok():
+                self.note = self.note or "no AMX on this CPU: fp32 (faster than bf16 here)"
                 return
-            with torch.no_grad():
-                fast = copy.deepcopy(self.fp32).to(torch.bfloat16).to(memory_format=torch.channels_last)
-            cand = (fast, torch.bfloat16, None, "bf16")
+            else:
+                with torch.no_grad():
+                    fast = copy.deepcopy(self.fp32).to(torch.bfloat16).to(memory_format=torch.channels_last)
+                cand = (fast, torch.bfloat16, None, "bf16")
         elif dev == "cuda":
             if want == "auto":
                 want = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -377,6 +385,16 @@ class TaskModel:
                 return
             dt = torch.bfloat16 if want == "bf16" else torch.float16
             cand = (self.fp32, torch.float32, dt, want)
+        if cand[3] == "int8":
+            # judged on real images at calibration (the card), not on the synthetic probe batch
+            measured = ((self.card.get("int8") or {}).get("agreement_with_fp32") or {})
+            self.agreement_probe = measured
+            if want == "auto" and (measured.get("identical_labels") or 0) < INT8_MIN_AGREEMENT:
+                self.note = (f"int8 kept {100 * (measured.get('identical_labels') or 0):.1f}% of fp32 labels "
+                             f"at calibration (< {100 * INT8_MIN_AGREEMENT:.1f}%): fp32")
+                return
+            self.model, self.dtype, self.autocast, self.precision = cand
+            return
         prev = (self.model, self.dtype, self.autocast, self.precision)
         self.model, self.dtype, self.autocast, self.precision = cand
         agree = self.agreement()
@@ -387,6 +405,41 @@ class TaskModel:
                          f"(max |dp| {agree['max_abs_diff']:.3f}): fp32")
         elif not agree["ok"]:
             self.note = f"{cand[3]} differs from fp32 on the probe batch (max |dp| {agree['max_abs_diff']:.3f})"
+
+    def _int8_model(self, required: bool):
+        """The int8 model from the version's calibration (`python -m core quantize`), or None (with
+        a note; an error when `required`) when there is none, it was altered, or no x86 kernels."""
+        import torch
+
+        from core import quantize
+        from model_zoo.registry import sha256_file
+
+        info = self.card.get("int8") or {}
+        folder = getattr(self.loaded, "path", None)
+        f = Path(folder) / info.get("file", quantize.OBSERVERS_FILE) if folder and info else None
+        why = ""
+        if not quantize.available():
+            why = "no x86 int8 kernels in this torch build"
+        elif f is None or not f.is_file():
+            why = f"no int8 calibration (run `python -m core quantize {self.ref}`)"
+        elif sha256_file(f) != info.get("sha256"):
+            why = f"{f.name} does not match the card's sha256"
+        if why:
+            if required:
+                raise ValueError(f"{self.ref}: {why}")
+            self.note = f"{why}: fp32"
+            return None
+        observers = torch.load(f, map_location="cpu", weights_only=True)
+        return quantize.quantized(self.fp32, observers, _probe_batch(self.spec, 1))
+
+    def explainable(self):
+        """(model, dtype, autocast) that Grad-CAM hooks into: the fast model, or fp32 when the fast
+        one has no gradients (int8)."""
+        import torch
+
+        if self.precision == "int8":
+            return self.fp32, torch.float32, None
+        return self.model, self.dtype, self.autocast
 
     def agreement(self, x=None) -> dict:
         """Compare the current precision with fp32 on `x` (default: the probe batch)."""

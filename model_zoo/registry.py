@@ -73,7 +73,7 @@ class ModelSpec:
     in_channels: int = 3
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)   # applied to [0,1] pixels
     std: tuple[float, ...] = (0.25, 0.25, 0.25)
-    cam_layer: str = ""             # dotted module path for Grad-CAM (last conv block output)
+    cam_layer: str = ""             # dotted module path for Grad-CAM (a late conv block's output)
     blocks: tuple[tuple[str, ...], ...] = ()   # backbone blocks bottom->top, parameter-name prefixes
     head: tuple[str, ...] = ()      # parameter-name prefixes of the classifier head
     imagenet_weights: str | None = None   # torchvision weights enum name, "VGG19_Weights.IMAGENET1K_V1"

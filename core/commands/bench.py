@@ -15,7 +15,7 @@ def register(subparsers) -> None:
                               description=__doc__.split("\n", 1)[1])
     p.add_argument("--json", action="store_true")
     p.add_argument("--repeats", type=int, default=3, help="timed runs after warm-up (median)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
     p.add_argument("--device", default=None)
     p.add_argument("--naive-slices", type=int, default=24,
                    help="slices the naive baseline runs on the 155-slice volume (time extrapolated)")
@@ -105,7 +105,9 @@ def _peak_flops(device) -> dict:
         bf16, how = fp32 * 2, "AVX512-BF16 dot products (2x fp32)"
     else:
         bf16, how = fp32, "no native bf16"
-    return {"fp32": fp32, "bf16": bf16, "ghz": ghz, "cores": cores, "lanes": lanes, "bf16_basis": how,
+    # int8: AVX512-VNNI multiplies 4 int8 pairs per 32-bit lane per FMA slot (4x fp32)
+    int8 = fp32 * 4 if "avx512_vnni" in flags else fp32 * 2 if "avx2" in flags else fp32
+    return {"fp32": fp32, "bf16": bf16, "int8": int8, "ghz": ghz, "cores": cores, "lanes": lanes, "bf16_basis": how,
             "formula": "cores x 2 FMA units x lanes x 2 FLOP x GHz"}
 
 
@@ -129,6 +131,7 @@ def run(args) -> int:
     tasks = ["presence", "tumor_type"]
     vols = {"tcia_24x256": phantom_volume(24, 256, 1), "brats_155x240": phantom_volume(155, 240, 2)}
     res: dict = {"models": used, "device": str(dev), "precision": predictor.precision,
+                 "flip_tta": {t: predictor.model(t).tta_flip for t in tasks},
                  "torch_threads": torch.get_num_threads(), "notes": list(predictor.notes)}
 
     # naive baseline: the checkpoint as loaded (fp32, BatchNorm unfolded), one slice at a time, no
@@ -260,7 +263,7 @@ def run(args) -> int:
     achieved = per_slice * s["slices"] / s["ours_every_slice_s"]
     naive_achieved = per_slice * s["slices"] / s["naive_s"]
     prec = next(iter(predictor.precision.values()), "fp32")
-    ref_peak = peak.get("bf16" if prec == "bf16" else "fp32")
+    ref_peak = peak.get(prec if prec in ("bf16", "int8") else "fp32")
     res["flops"] = {"per_slice_gflop": {t: v / 1e9 for t, v in flops_per_slice.items()},
                     "achieved_gflops": achieved / 1e9, "naive_gflops": naive_achieved / 1e9,
                     "peak_estimate": peak,
@@ -311,7 +314,8 @@ def run(args) -> int:
     print(f"FLOP/s: {f['achieved_gflops']:.1f} GFLOP/s achieved (naive {f['naive_gflops']:.1f}); peak estimate "
           f"fp32 {peak.get('fp32', 0) / 1e9 if peak.get('fp32') else float('nan'):.0f} GFLOP/s, "
           f"bf16 {peak.get('bf16', 0) / 1e9 if peak.get('bf16') else float('nan'):.0f} GFLOP/s "
-          f"({peak.get('bf16_basis', '')}); fraction {f['fraction_of_peak'] or float('nan'):.3f}")
+          f"({peak.get('bf16_basis', '')}), int8 {(peak.get('int8') or 0) / 1e9:.0f} GOP/s; fraction of the "
+          f"{prec} peak {f['fraction_of_peak'] or float('nan'):.3f}")
     print(f"memory: maxrss {res['memory']['maxrss_mb']:.0f} MB, python heap peak {res['memory']['python_heap_peak_mb_24_slice_scan']:.1f} MB")
     print("targets: " + ", ".join(f"{k} {'OK' if v else 'MISSED'}" for k, v in targets.items()))
     if res.get("load_average"):

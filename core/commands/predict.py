@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--sequences", default=None, help="channel names of multi-channel input, e.g. t1pre,flair,t1post")
     p.add_argument("--model", action="append", default=[], metavar="TASK@VERSION",
                    help="use this version instead of the active one (repeatable)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
     p.add_argument("--device", default=None, help="auto | cpu | cuda[:N] | mps (default NEUROGRADE_DEVICE)")
     p.add_argument("--mc-dropout", type=int, default=0, metavar="N", help="MC-dropout passes (BALD)")
     p.add_argument("--allow-ct", action="store_true", help="load CT (it will be flagged as unlike the training data)")

@@ -22,3 +22,4 @@ def test_bench_reports_cascade_and_same_work_figures(capsys):
         assert a["identical_labels_pct"] == 100.0 and a["precision"] == "fp32"
     assert res["cam"]["cached_hit"] is True
     assert set(res["targets_met"]) >= {"scan_24_s<=2", "speedup>=5 (155-slice scan, cascade)", "labels>=99.5%"}
+    assert set(res["flip_tta"]) == {"presence", "tumor_type"}

@@ -101,7 +101,7 @@ def test_slim_runs_at_other_sizes_and_is_small():
             assert model(torch.randn(1, 3, size, size)).shape == (1, 3)
     assert 1_000_000 <= count_parameters(model) <= 3_000_000
     assert get_spec("vgg19_slim").input_size == 128
-    assert get_spec("vgg19_slim").cam_layer == "features.block5.relu4"
+    assert get_spec("vgg19_slim").cam_layer == "features.block4.relu4"   # measured finer maps (cam-eval)
 
 
 @pytest.mark.parametrize("name", ALL)

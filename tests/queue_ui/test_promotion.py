@@ -1,5 +1,6 @@
 """core.promotion: compare on a shared locked test split, promote only a better challenger, roll back;
-the zoo's active.json and the store's champion history move together; the zoo CLI."""
+the zoo's active.json and the store's champion history move together; the zoo CLI. Challenger
+versions avoid the shipped names: the CLI test runs in a subprocess that sees model_zoo/checkpoints."""
 import json
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def type_versions():
     from model_zoo import set_active
 
     make_version("tumor_type", "1.0.1", TYPE_CLASSES, held_out_metrics(0.80), "fp-A")
-    make_version("tumor_type", "1.1.0", TYPE_CLASSES, held_out_metrics(0.85), "fp-A", seed=1)
+    make_version("tumor_type", "1.2.0", TYPE_CLASSES, held_out_metrics(0.85), "fp-A", seed=1)
     make_version("tumor_type", "0.9.0", TYPE_CLASSES, held_out_metrics(0.70), "fp-A", seed=2)
     make_version("tumor_type", "2.0.0", TYPE_CLASSES, held_out_metrics(0.99), "fp-OTHER", seed=3)
     set_active("tumor_type", "1.0.1")
@@ -33,7 +34,7 @@ def type_versions():
 def test_compare_pairs_the_same_split_with_cis_deltas_and_confusions(type_versions, repo):
     from core.promotion import compare
 
-    c = compare("tumor_type", "1.1.0", repo=repo)
+    c = compare("tumor_type", "1.2.0", repo=repo)
     assert c.champion == "1.0.1" and c.comparable and c.beats
     assert c.primary == "balanced_accuracy" and c.fingerprint == "fp-A"
     assert c.challenger_value == pytest.approx(0.85) and c.champion_value == pytest.approx(0.80)
@@ -79,16 +80,16 @@ def test_promote_then_rollback_moves_zoo_and_store_together(type_versions, repo)
     from core.promotion import PromotionError, promote, rollback
     from model_zoo import active_version
 
-    res = promote("tumor_type", "1.1.0", actor="Dr Ada", repo=repo)
+    res = promote("tumor_type", "1.2.0", actor="Dr Ada", repo=repo)
     assert res.previous == "1.0.1" and not res.forced
-    assert active_version("tumor_type") == "1.1.0"
-    assert repo.champion("tumor_type").version == "1.1.0"
-    assert repo.champion_history("tumor_type") == ["1.0.1", "1.1.0"]
+    assert active_version("tumor_type") == "1.2.0"
+    assert repo.champion("tumor_type").version == "1.2.0"
+    assert repo.champion_history("tumor_type") == ["1.0.1", "1.2.0"]
     decisions = repo.audit_log(action="promotion_decision")
     assert decisions[-1].actor == "Dr Ada" and decisions[-1].after["comparison"]["beats"] is True
 
     back = rollback("tumor_type", actor="Dr Bob", repo=repo)
-    assert back.version == "1.0.1" and back.previous == "1.1.0"
+    assert back.version == "1.0.1" and back.previous == "1.2.0"
     assert active_version("tumor_type") == "1.0.1"
     assert repo.champion("tumor_type").version == "1.0.1"
     with pytest.raises(PromotionError, match="no earlier champion"):
@@ -116,12 +117,12 @@ def test_grade_is_judged_on_patient_level_auc(repo):
     chal = held_out_metrics(0.90, classes=GRADE_CLASSES, patient=True)
     chal["patient"]["auc"] = 0.60          # better slices, worse patients
     make_version("grade", "1.0.1", GRADE_CLASSES, champ, "fp-G", channels=3)
-    make_version("grade", "1.1.0", GRADE_CLASSES, chal, "fp-G", channels=3, seed=1)
+    make_version("grade", "1.2.0", GRADE_CLASSES, chal, "fp-G", channels=3, seed=1)
     set_active("grade", "1.0.1")
-    c = compare("grade", "1.1.0", repo=repo)
+    c = compare("grade", "1.2.0", repo=repo)
     assert (c.primary, c.level) == ("auc", "patient") and not c.beats
     with pytest.raises(PromotionRefused):
-        promote("grade", "1.1.0", actor="Dr Ada", repo=repo)
+        promote("grade", "1.2.0", actor="Dr Ada", repo=repo)
     assert active_version("grade") == "1.0.1"
 
 
@@ -138,10 +139,10 @@ def test_zoo_cli_promote_and_rollback(type_versions):
     out = _cli("zoo", "promote", "tumor_type@0.9.0", "--actor", "cli-test")
     assert out.returncode == 4, out.stderr
     assert "does not beat" in out.stderr
-    out = _cli("zoo", "promote", "tumor_type@1.1.0", "--actor", "cli-test", "--json")
+    out = _cli("zoo", "promote", "tumor_type@1.2.0", "--actor", "cli-test", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["previous"] == "1.0.1"
-    assert active_version("tumor_type") == "1.1.0"
+    assert active_version("tumor_type") == "1.2.0"
     out = _cli("zoo", "rollback", "tumor_type", "--actor", "cli-test")
     assert out.returncode == 0, out.stderr
     assert active_version("tumor_type") == "1.0.1"
@@ -165,20 +166,20 @@ def test_promote_and_rollback_rescore_the_pending_queue_with_the_new_champion(ty
     pending = set(ids[1:])
     before = _pending_scores(repo, "entropy")
 
-    res = promote("tumor_type", "1.1.0", actor="Dr Ada", repo=repo)
+    res = promote("tumor_type", "1.2.0", actor="Dr Ada", repo=repo)
     assert res.rescore["errors"] == {}
     assert set(res.rescore["strategies"]) == {"entropy", "margin"}      # the strategies stored for the task
     assert res.rescore["strategies"]["entropy"]["predicted"] == len(pending)
     assert res.rescore["strategies"]["margin"]["predicted"] == 0        # predictions reused
     for strategy in ("entropy", "margin"):
         now = _pending_scores(repo, strategy)
-        assert {i for i, (_, mv) in now.items() if mv == "1.1.0"} == pending
+        assert {i for i, (_, mv) in now.items() if mv == "1.2.0"} == pending
         assert now[ids[0]][1] == "1.0.1"                                # the labelled item is left alone
     new = _pending_scores(repo, "entropy")
     assert any(abs(new[i][0] - before[i][0]) > 1e-6 for i in pending)   # really the new model's scores
-    preds = repo.latest_predictions("tumor_type", "1.1.0", sorted(pending))
+    preds = repo.latest_predictions("tumor_type", "1.2.0", sorted(pending))
     assert set(preds) == pending and all(len(p.probabilities) == 3 for p in preds.values())
-    assert res.to_dict()["rescore"]["model_version"] == "1.1.0"
+    assert res.to_dict()["rescore"]["model_version"] == "1.2.0"
 
     back = rollback("tumor_type", actor="Dr Bob", repo=repo)
     assert back.rescore["strategies"]["entropy"]["predicted"] == 0      # 1.0.0's predictions are stored
@@ -201,9 +202,9 @@ def test_a_failed_rescore_does_not_undo_the_promotion(type_versions, repo, monke
         raise RuntimeError("model file unreadable")
 
     monkeypatch.setattr(core.review, "predict_items", broken)
-    res = promote("tumor_type", "1.1.0", actor="Dr Ada", repo=repo)
-    assert active_version("tumor_type") == "1.1.0" and repo.champion("tumor_type").version == "1.1.0"
+    res = promote("tumor_type", "1.2.0", actor="Dr Ada", repo=repo)
+    assert active_version("tumor_type") == "1.2.0" and repo.champion("tumor_type").version == "1.2.0"
     assert "model file unreadable" in res.rescore["errors"]["entropy"]
     assert "FAILED" in rescore_note(res.rescore)
     assert any("re-scoring" in r.getMessage() for r in caplog.records)
-    assert all(mv != "1.1.0" for _, mv in repo.scores("tumor_type", "entropy").values())
+    assert all(mv != "1.2.0" for _, mv in repo.scores("tumor_type", "entropy").values())

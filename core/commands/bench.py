@@ -167,7 +167,8 @@ def run(args) -> int:
     scans = {}
     for name, vol in vols.items():
         n = vol.shape[0]
-        reps = args.repeats if n < 100 else max(1, args.repeats - 1)
+        reps = args.repeats
+        predictor.predict_volume(vol, tasks=tasks)     # warm-up at this size (allocator, batch shapes)
         ours = _median_time(lambda: predictor.predict_volume(vol, tasks=tasks), reps)
         every = _median_time(lambda: predictor.predict_volume(vol, tasks=tasks, every_slice=True), reps)
         read = sum(s["tumor_type"] is not None for s in predictor.predict_volume(vol, tasks=tasks).slices)

@@ -7,17 +7,19 @@
 
 The cascade for a volume:
 1. `presence` on every axial slice: P(tumour) per slice = the slice's relevance.
-2. `tumor_type` on the slices; the volume's type is the relevance-weighted mean of the slice
-   probabilities (weights = P(tumour) ** RELEVANCE_SHARPEN; uniform when no slice is relevant,
-   and then the verdict reads "no tumour detected").
+2. `tumor_type` on the slices that weigh in the verdict; the volume's type is the relevance-weighted
+   mean of their probabilities (weights = P(tumour) ** RELEVANCE_SHARPEN on slices with
+   P(tumour) >= PRESENCE_THRESHOLD; uniform over all slices when none is relevant, and then the
+   verdict reads "no tumour detected").
 3. `grade` when the type verdict is glioma and the grade model's declared sequences are in the
    scan (or whenever asked with `tasks=`).
 
 Models load once, are shared across threads (one lock per model around every forward, the same
 lock `core.explain` holds while its hooks are on the model) and run under torch.inference_mode in
-batches, channels_last; on CPUs with native bf16 the weights are stored in bf16 (PERF-NOTES: much
-faster than autocast at small batches), on CUDA under autocast; precision "auto" keeps the fast
-path only when it agrees with fp32 on a probe batch, else fp32.
+batches, channels_last, with flip test-time averaging when the card's metrics used it. Precision
+"auto": on a CPU, int8 when the version has a calibration whose labels matched fp32 on >= 99.5% of
+real images (`core.quantize`), else bf16 weights on CPUs with AMX, else fp32; on CUDA, autocast.
+A bf16/fp16 fast path is kept only when it agrees with fp32 on a probe batch.
 """
 from __future__ import annotations
 

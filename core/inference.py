@@ -462,9 +462,11 @@ class TaskModel:
             xb = xb.contiguous(memory_format=torch.channels_last)
         xb = xb.to(dtype)
         with torch.autocast(self.device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext():
-            out = model(xb)
-            if self.tta_flip:
-                out = (out + model(torch.flip(xb, dims=[3]))) / 2
+            if self.tta_flip:   # one batch holds the slices and their mirror images: fewer, larger kernels
+                both = model(torch.cat([xb, torch.flip(xb, dims=[3])]))
+                out = (both[:len(xb)] + both[len(xb):]) / 2
+            else:
+                out = model(xb)
         return out.float().cpu().numpy()
 
     def logits(self, x, fp32: bool = False, mc_dropout: bool = False) -> np.ndarray:

@@ -79,7 +79,8 @@ def run(args) -> int:
     card = dict(loaded.card)
     card["int8"] = {
         "file": quantize.OBSERVERS_FILE, "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
-        "engine": quantize.ENGINE, "method": "FX post-training static quantization (default x86 qconfig; first convolution kept in fp32)",
+        "engine": quantize.ENGINE,
+        "method": "FX post-training static quantization (default x86 qconfig; first convolution kept in fp32)",
         "calibration": {"data": data, "n_images": int(len(cal)), "seed": args.seed},
         "agreement_with_fp32": {"n_images": int(len(check)), "identical_labels": same,
                                 "max_abs_prob_diff": diff, "images": "same data, not used for calibration"},

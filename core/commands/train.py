@@ -97,7 +97,6 @@ def command_line(args=None) -> str:
 def run(args) -> int:
     import datetime as dt
     import time
-    from pathlib import Path
 
     import torch
 

@@ -387,14 +387,8 @@ class TaskModel:
                 return
             dt = torch.bfloat16 if want == "bf16" else torch.float16
             cand = (self.fp32, torch.float32, dt, want)
-        if cand[3] == "int8":
-            # judged on real images at calibration (the card), not on the synthetic probe batch
-            measured = ((self.card.get("int8") or {}).get("agreement_with_fp32") or {})
-            self.agreement_probe = measured
-            if want == "auto" and (measured.get("identical_labels") or 0) < INT8_MIN_AGREEMENT:
-                self.note = (f"int8 kept {100 * (measured.get('identical_labels') or 0):.1f}% of fp32 labels "
-                             f"at calibration (< {100 * INT8_MIN_AGREEMENT:.1f}%): fp32")
-                return
+        if cand[3] == "int8":   # judged at calibration on real images (the card), not on the probe batch
+            self.agreement_probe = (self.card.get("int8") or {}).get("agreement_with_fp32") or {}
             self.model, self.dtype, self.autocast, self.precision = cand
             return
         prev = (self.model, self.dtype, self.autocast, self.precision)
@@ -410,7 +404,8 @@ class TaskModel:
 
     def _int8_model(self, required: bool):
         """The int8 model from the version's calibration (`python -m core quantize`), or None (with
-        a note; an error when `required`) when there is none, it was altered, or no x86 kernels."""
+        a note; an error when `required`) when there is none, it was altered, there are no x86
+        kernels, or (unless `required`) it kept fewer than INT8_MIN_AGREEMENT of fp32's labels."""
         import torch
 
         from core import quantize
@@ -426,6 +421,10 @@ class TaskModel:
             why = f"no int8 calibration (run `python -m core quantize {self.ref}`)"
         elif sha256_file(f) != info.get("sha256"):
             why = f"{f.name} does not match the card's sha256"
+        elif not required:
+            kept = ((info.get("agreement_with_fp32") or {}).get("identical_labels")) or 0.0
+            if kept < INT8_MIN_AGREEMENT:
+                why = f"int8 kept {100 * kept:.1f}% of fp32 labels at calibration (< {100 * INT8_MIN_AGREEMENT:.1f}%)"
         if why:
             if required:
                 raise ValueError(f"{self.ref}: {why}")

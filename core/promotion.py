@@ -153,12 +153,13 @@ def _level(metrics: Mapping, level: str) -> Mapping:
     return metrics
 
 
-def _value(metrics: Mapping, key: str, level: str = "slice") -> float | None:
+def metric_value(metrics: Mapping, key: str, level: str = "slice") -> float | None:
+    """`key` of a score()-like dict at slice or patient level (None when absent)."""
     v = _level(metrics, level).get(key)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def _ci(metrics: Mapping, key: str, level: str = "slice") -> list | None:
+def metric_ci(metrics: Mapping, key: str, level: str = "slice") -> list | None:
     ci = (_level(metrics, level).get("ci95") or {}).get(key)
     return list(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
 
@@ -250,11 +251,11 @@ def compare(task: str, challenger_version: str, champion_version: str | None = N
         if lvl == "patient" and not (cm.get("patient") and pm.get("patient")):
             continue
         for key in SHOWN_METRICS:
-            a, b = _value(cm, key, lvl), _value(pm, key, lvl)
+            a, b = metric_value(cm, key, lvl), metric_value(pm, key, lvl)
             if a is None and b is None:
                 continue
-            rows.append({"metric": key, "level": lvl, "challenger": a, "challenger_ci": _ci(cm, key, lvl),
-                         "champion": b, "champion_ci": _ci(pm, key, lvl), "delta": _delta(a, b),
+            rows.append({"metric": key, "level": lvl, "challenger": a, "challenger_ci": metric_ci(cm, key, lvl),
+                         "champion": b, "champion_ci": metric_ci(pm, key, lvl), "delta": _delta(a, b),
                          "primary": key == primary and lvl == level})
     per_class: dict = {}
     for cls in (chal_card.get("classes") or []):
@@ -264,7 +265,7 @@ def compare(task: str, challenger_version: str, champion_version: str | None = N
                           for k in PER_CLASS_KEYS if a.get(k) is not None or b.get(k) is not None}
     confusion = {"classes": list(chal_card.get("classes") or []),
                  "challenger": cm.get("confusion"), "champion": pm.get("confusion")}
-    a, b = _value(cm, primary, level), _value(pm, primary, level)
+    a, b = metric_value(cm, primary, level), metric_value(pm, primary, level)
     name = f"{level}-level {primary}" if level == "patient" else primary
     if a is None or b is None:
         beats, reason = False, f"{name} is undefined for {'the challenger' if a is None else 'the champion'} on this split"
@@ -275,7 +276,7 @@ def compare(task: str, challenger_version: str, champion_version: str | None = N
                                 f"for {task}@{champion_version}")
     return Comparison(**base, comparable=True, beats=beats, reason=reason, fingerprint=ce.fingerprint,
                       split=pe.split or ce.split, challenger_value=a, champion_value=b,
-                      challenger_ci=_ci(cm, primary, level), champion_ci=_ci(pm, primary, level),
+                      challenger_ci=metric_ci(cm, primary, level), champion_ci=metric_ci(pm, primary, level),
                       metrics=rows, per_class=per_class, confusion=confusion, **fps)
 
 

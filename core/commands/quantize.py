@@ -22,15 +22,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _model_inputs(images_u8, spec):
-    import torch
-
-    from core.preprocess import model_input
-
-    x = torch.from_numpy(images_u8).float().div_(255.0)
-    return model_input(x[:, None] if x.ndim == 3 else x, spec)
-
-
 def run(args) -> int:
     import hashlib
     import io
@@ -42,6 +33,7 @@ def run(args) -> int:
     from core.commands.evaluate import _data_arg
     from core.inference import TaskModel, softmax
     from core.training.datasets import load_dataset
+    from core.training.loop import to_model_input
     from model_zoo.checkpoints import load_checkpoint, resolve_ref, write_card
 
     if not quantize.available():
@@ -62,13 +54,17 @@ def run(args) -> int:
     order = np.random.default_rng(args.seed).permutation(len(ds))
     cal, check = order[:args.images], order[args.images:args.images + args.check]
     fp32 = TaskModel(loaded, "cpu", precision="fp32")
-    observers = quantize.calibrate(fp32.fp32, _model_inputs(ds.images[cal], fp32.spec))
 
-    # agreement on images the calibration did not use, with the card's flip averaging
-    int8 = quantize.quantized(fp32.fp32, observers, _model_inputs(ds.images[:1], fp32.spec))
-    x = _model_inputs(ds.images[check], fp32.spec)
+    def inputs(idx):
+        return to_model_input(ds.images[idx], fp32.spec, "cpu", None, None, channels_last=False)
+
+    observers = quantize.calibrate(fp32.fp32, inputs(cal))
+
+    # agreement on images the calibration did not use, run as the Predictor runs them (flip
+    # averaging included): the same TaskModel with its model swapped for the int8 one
+    x = inputs(check)
     p32 = softmax(fp32.logits(x), fp32.temperature)
-    fp32.model = int8
+    fp32.model = quantize.quantized(fp32.fp32, observers, inputs(cal[:1]))
     p8 = softmax(fp32.logits(x), fp32.temperature)
     same = float((p8.argmax(1) == p32.argmax(1)).mean()) if len(x) else None
     diff = float(np.abs(p8 - p32).max()) if len(x) else None

@@ -71,7 +71,7 @@ def use_bf16(setting: str, device: torch.device) -> bool:
     return setting == "on" or (setting == "auto" and bf16_fast())
 
 
-def _to_input(pixels_u8: np.ndarray, spec, device, augment: AugmentConfig | None,
+def to_model_input(pixels_u8: np.ndarray, spec, device, augment: AugmentConfig | None,
               gen: torch.Generator | None, channels_last: bool) -> torch.Tensor:
     from core.preprocess import model_input
 
@@ -94,7 +94,7 @@ def predict_logits(model: torch.nn.Module, spec, images_u8: np.ndarray, *, batch
     out = []
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(bf16, device)):
         for i in range(0, len(images_u8), batch_size):
-            x = _to_input(images_u8[i:i + batch_size], spec, device, None, None, channels_last)
+            x = to_model_input(images_u8[i:i + batch_size], spec, device, None, None, channels_last)
             z = model(x).float()
             if tta_flip:
                 z = (z + model(torch.flip(x, dims=[3])).float()) / 2
@@ -180,7 +180,7 @@ def fit(model: torch.nn.Module, spec, train_x: np.ndarray, train_y: np.ndarray, 
         losses = []
         for step in range(steps):
             idx = np.sort(np.asarray(order[step * bs:(step + 1) * bs]))
-            x = _to_input(train_x[idx], spec, device, aug, gen, cfg.channels_last)
+            x = to_model_input(train_x[idx], spec, device, aug, gen, cfg.channels_last)
             y = torch.from_numpy(train_y[idx]).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = net(x)

@@ -43,13 +43,13 @@ class Data:
 
 
 def _features(model, spec, images_u8: np.ndarray, device, batch_size: int = 128) -> torch.Tensor:
-    from core.training.loop import _to_input
+    from core.training.loop import to_model_input
 
     model.eval()
     out = []
     with torch.no_grad():
         for i in range(0, len(images_u8), batch_size):
-            x = _to_input(images_u8[i:i + batch_size], spec, device, None, None, False)
+            x = to_model_input(images_u8[i:i + batch_size], spec, device, None, None, False)
             out.append(zoo.backbone_features(model, spec, x).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 

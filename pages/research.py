@@ -15,7 +15,8 @@ from core.research import studies
 from pages.common import get_repo
 
 ACTIVE = ("queued", "running")
-TASKS = {"al": ("grade", "tumor_type"), "transferability": ("grade", "tumor_type"), "acgan": ("tumor_type",)}
+TASKS = {"al": ("grade", "tumor_type"), "transferability": ("grade", "tumor_type"), "acgan": ("tumor_type",),
+         "grade_baseline": ("grade",)}
 
 
 def pick_result(study: str) -> dict | None:
@@ -137,6 +138,23 @@ def acgan_section() -> None:
     rerun_form("acgan")
 
 
+def grade_baseline_section() -> None:
+    st.markdown("Is there a WHO grade II/III signal in TCGA-LGG that a simple reader finds? No network: from the "
+                "tumour masks, tumour size and the intensity inside the tumour relative to the brain on each "
+                "sequence (contrast enhancement shows on t1post), each feature's AUC on its own and a logistic "
+                "regression's patient-level cross-validated AUC. A yardstick for the grade model: it needs the "
+                "mask, so it is not a product model.")
+    result = pick_result("grade_baseline")
+    if result is None:
+        st.info("No grade signal check yet.", icon=":material/science:")
+    else:
+        st.caption(f"{result.get('n_patients')} patients: {result.get('n_g2')} grade II, "
+                   f"{result.get('n_g3')} grade III")
+        st.dataframe(studies.grade_baseline_table(result), hide_index=True)
+        show_command(result)
+    rerun_form("grade_baseline")
+
+
 @st.fragment(run_every=5)
 def jobs_panel() -> None:
     repo = get_repo()
@@ -157,11 +175,14 @@ def jobs_panel() -> None:
 st.title("Research")
 st.caption("Reproductions of the methods NeuroGrade rests on, on the real data at hand. Every figure comes "
            "from a JSON file written by the command shown under it.")
-tab_al, tab_tr, tab_gan = st.tabs(["Active learning", "Transferability", "ACGAN class balancing"])
+tab_al, tab_tr, tab_gan, tab_grade = st.tabs(["Active learning", "Transferability", "ACGAN class balancing",
+                                              "Grade signal check"])
 with tab_al:
     al_section()
 with tab_tr:
     transferability_section()
 with tab_gan:
     acgan_section()
+with tab_grade:
+    grade_baseline_section()
 jobs_panel()

@@ -52,6 +52,8 @@ def register(subparsers) -> None:
                    help="head stage: add feature-ACGAN vectors of the minority classes to each training "
                         "split (never to validation or test)")
     p.add_argument("--final", action="store_true", default=None, help="also train the final model on all training folds")
+    p.add_argument("--fold", type=int, help="pilot: train and score CV fold K only (same split and seed as "
+                                            "the full run), print its held-out metrics; writes no version")
     p.add_argument("--output", help="root folder for <task>/<version>/ (default NEUROGRADE_HOME/models)")
     p.add_argument("--version", help="version name, e.g. 1.0.0 (default: a timestamp)")
     p.add_argument("--activate", action="store_true", help="write <output>/<task>/ACTIVE with this version")
@@ -117,8 +119,14 @@ def run(args) -> int:
             print(json.dumps({"t": round(time.time() - t0, 1), **row}, default=str), file=sys.stderr, flush=True)
 
     try:
-        result = run_experiment(cfg, on_progress=progress, dist=info, device=device, command=command_line(args))
-        if info.is_main:
+        result = run_experiment(cfg, on_progress=progress, dist=info, device=device, command=command_line(args),
+                                only_fold=args.fold)
+        if info.is_main and args.fold:
+            fold = result.card["metrics"]["cv"]["per_fold"][0]
+            print(json.dumps({"pilot": f"fold {args.fold}", "command": result.card["command"],
+                              "recipe": {k: v for k, v in result.card["recipe"].items() if k != "final_train"},
+                              "metrics": fold["metrics"], "seconds": fold["train"]["seconds"]}, default=str))
+        elif info.is_main:
             from core.training.card_text import GENERATED_KEY, results_summary
             from model_zoo.checkpoints import save_checkpoint
 

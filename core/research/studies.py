@@ -19,13 +19,15 @@ import numpy as np
 
 __all__ = ["STUDIES", "default_backbone", "results_dirs", "list_results", "load_result", "study_argv",
            "command_line", "argv_from_args", "backbone_seen_patients", "clean_test_split", "launch_study", "al_table", "transferability_table",
-           "agreement_table", "imbalance_table", "al_headline", "run_acgan_study", "run_al_study", "write_json", "REPO_ROOT"]
+           "agreement_table", "imbalance_table",
+           "grade_baseline_table", "al_headline", "run_acgan_study", "run_al_study", "write_json", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STUDIES = {
     "al": {"title": "Active learning", "command": "al-simulate", "prefix": "al_"},
     "transferability": {"title": "Transferability", "command": "transferability", "prefix": "transferability_"},
     "acgan": {"title": "ACGAN class balancing", "command": "imbalance-ablation", "prefix": "acgan_"},
+    "grade_baseline": {"title": "Grade signal check", "command": "grade-baseline", "prefix": "baseline_"},
 }
 DATA_FOLDERS = {"grade": "tcga-lgg", "tumor_type": "figshare-cemri", "presence": "tcga-lgg"}
 
@@ -383,6 +385,20 @@ def imbalance_table(result: dict) -> list[dict]:
         for c in classes:
             row[f"sens. {c}"] = _r(s["sensitivity"][c]["mean"])
         rows.append(row)
+    return rows
+
+
+def grade_baseline_table(result: dict) -> list[dict]:
+    """One row per mask-derived feature (its AUC alone), then the cross-validated logistic regression."""
+    rows = [{"predictor": name, "AUC": _r(auc), "± sd": None}
+            for name, auc in (result.get("single_feature_auc") or {}).items()]
+    lr = result.get("logistic_regression") or {}
+    if lr:
+        rows.append({"predictor": f"logistic regression, all features ({lr['folds']}-fold CV x {lr['seeds']})",
+                     "AUC": _r(lr["auc_mean"]), "± sd": _r(lr["auc_sd"])})
+    if result.get("age_auc_reference") is not None:
+        rows.append({"predictor": "age (clinical reference, not an image feature)",
+                     "AUC": _r(result["age_auc_reference"]), "± sd": None})
     return rows
 
 

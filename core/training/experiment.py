@@ -197,7 +197,9 @@ class Result:
 
 
 def run(cfg: TrainConfig, *, on_progress: Callable | None = None, dist: DistInfo = DistInfo(),
-        device="cpu", command: str = "") -> Result:
+        device="cpu", command: str = "", only_fold: int | None = None) -> Result:
+    """Cross-validation, then the final model (cfg.final). `only_fold=K`: a pilot that trains and
+    scores CV fold K alone, exactly as the full run would (same split, same seed), and no final model."""
     t_start = time.time()
     spec = model_spec(cfg.arch, cfg.img_size)
     size = spec.input_size
@@ -206,6 +208,8 @@ def run(cfg: TrainConfig, *, on_progress: Callable | None = None, dist: DistInfo
     if len(set(ds.labels.tolist())) < 2:
         raise ValueError(f"{cfg.data}: the training data holds one class only ({ds.classes})")
     sp = make_splits(ds, cfg)
+    if only_fold is not None and not 1 <= only_fold <= len(sp["folds"]):
+        raise ValueError(f"--fold {only_fold}: this run has {len(sp['folds'])} CV folds")
     if on_progress:
         on_progress({"run": "data", "n_images": len(ds), "n_patients": len(set(ds.groups.tolist())),
                      "folds": len(sp["folds"]), "locked_test": sp["test"] is not None})
@@ -213,6 +217,8 @@ def run(cfg: TrainConfig, *, on_progress: Callable | None = None, dist: DistInfo
     per_fold, fold_weights, oof_idx, oof_p = [], {}, [], []
     first_model = first_info = None
     for k, (tr, te) in enumerate(sp["folds"], start=1):
+        if only_fold is not None and k != only_fold:
+            continue
         splits.assert_disjoint(ds.groups, tr, te)
         model, info = train_model(cfg, ds, tr, seed=cfg.seed + 100 * k, on_progress=on_progress,
                                   dist=dist, device=device, label=f"fold {k}")
@@ -249,7 +255,7 @@ def run(cfg: TrainConfig, *, on_progress: Callable | None = None, dist: DistInfo
                            for f in per_fold]}
 
     test = None
-    if cfg.final or not sp["folds"]:
+    if only_fold is None and (cfg.final or not sp["folds"]):
         model, info = train_model(cfg, ds, sp["pool"], seed=cfg.seed, on_progress=on_progress, dist=dist,
                                   device=device, label="final")
         if dist.is_main and sp["test"] is not None:
@@ -259,7 +265,8 @@ def run(cfg: TrainConfig, *, on_progress: Callable | None = None, dist: DistInfo
         shipped_from = "final model: all training patients (minus its validation split)"
     else:
         model, info = first_model, first_info
-        shipped_from = "fold 1 model (no --final): trained without fold 1"
+        k = only_fold or 1
+        shipped_from = f"fold {k} model (no --final): trained without fold {k}"
 
     card = {
         "task": cfg.task,

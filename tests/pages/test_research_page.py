@@ -25,14 +25,21 @@ def test_each_study_shows_chart_table_and_command(committed):
     at = _page().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Research"
-    assert [t.label for t in at.tabs] == ["Active learning", "Transferability", "ACGAN class balancing"]
+    assert [t.label for t in at.tabs] == ["Active learning", "Transferability", "ACGAN class balancing",
+                                          "Grade signal check"]
     codes = [c.value for c in at.code]
     assert any(c.startswith("python -m core al-simulate --task grade") for c in codes)
     assert any(c.startswith("python -m core transferability") for c in codes)
     assert any(c.startswith("python -m core imbalance-ablation") for c in codes)
-    # a chart and a table for each study (transferability: agreement + candidates)
+    assert any(c.startswith("python -m core grade-baseline") for c in codes)
+    # a chart and a table for each study (transferability: agreement + candidates); the grade check: a table
     assert len(at.get("plotly_chart")) == 3
-    assert len(at.dataframe) == 4
+    assert len(at.dataframe) == 5
+    grade = at.dataframe[4].value
+    assert list(grade["predictor"][:5]) == ["log_volume", "t1pre_ratio", "flair_ratio", "t1post_ratio",
+                                            "t1post_ratio_p90"]
+    assert grade["AUC"].iloc[5] == 0.55 and grade["± sd"].iloc[5] == 0.04
+    assert "age" in grade["predictor"].iloc[6]
     md = " ".join(m.value for m in at.markdown)
     assert "Full-pool baseline patient auc" in md and "Target (uncertainty sampling" in md
     # the unavailable ImageNet candidate is listed as such, not scored
@@ -50,7 +57,7 @@ def test_no_results_says_so_and_offers_the_run(tmp_path, monkeypatch):
     monkeypatch.setenv("NEUROGRADE_RESEARCH_RESULTS", str(tmp_path / "nothing"))
     at = _page().run()
     assert not at.exception
-    assert len(at.info) == 3 and all("No " in i.value for i in at.info)
+    assert len(at.info) == 4 and all("No " in i.value for i in at.info)
     assert len(at.get("plotly_chart")) == 0
     # the re-run forms show the command they will run
     assert any("al-simulate" in c.value for c in at.caption)
@@ -68,7 +75,7 @@ def test_rerun_button_launches_a_background_job(committed, monkeypatch):
     at = _page().run()
     at.tabs[2]  # ACGAN tab exists
     buttons = [b for b in at.button if b.label == "Start"]
-    assert len(buttons) == 3
+    assert len(buttons) == 4
     buttons[2].click().run()      # the ACGAN form
     assert not at.exception, [e.value for e in at.exception]
     assert launched, "no job launched"
@@ -83,3 +90,18 @@ def test_rerun_button_launches_a_background_job(committed, monkeypatch):
     assert job.params["output"].endswith("research/acgan_tumor_type.json")
     assert any("started" in s.value for s in at.success)
     assert studies.STUDIES["acgan"]["command"] in job.params["command"]
+
+
+def test_grade_check_rerun_runs_the_grade_baseline_command(committed, monkeypatch):
+    launched = []
+    monkeypatch.setattr("core.store.jobs.launch", lambda job_id, argv, env=None, repo=None: launched.append(argv))
+    at = _page().run()
+    [b for b in at.button if b.label == "Start"][3].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    argv = launched[0]
+    assert argv[:5] == ["-m", "core", "grade-baseline", "--task", "grade"]
+    assert argv[argv.index("--json") + 1].endswith("research/baseline_grade.json")
+    # the command it will run parses
+    from core.cli import build_parser
+
+    build_parser().parse_args(argv[2:argv.index("--job")])

@@ -105,3 +105,21 @@ def test_progress_callback_reports_epochs_steps_and_validation(tmp_path):
     assert any("step" in r and "val" not in r and r.get("epoch") for r in rows)
     assert "accuracy" in epochs[0]["val"]
     assert result.card["metrics"]["cv"] is None and result.card["metrics"]["test"]["n"] > 0
+
+
+def test_pilot_fold_reproduces_that_fold_of_the_full_run_and_writes_nothing(trained, capsys):
+    before = sorted(p.name for p in (trained["home"] / "models" / "tumor_type").iterdir())
+    args = ["train", "--task", "tumor_type", "--data", str(trained["data"]), "--arch", "vgg19_slim",
+            "--strategy", "full", "--init", "random", "--folds", "2", "--epochs", "2", "--img-size", "32",
+            "--final", "--version", "0.0.9", "--seed", "3", "--n-boot", "50", "--test-fraction", "0.25",
+            "--fold", "2"]
+    capsys.readouterr()
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pilot"] == "fold 2" and "--fold 2" in out["command"]
+    full = trained["card"]["metrics"]["cv"]["per_fold"][1]
+    assert out["metrics"]["accuracy"] == pytest.approx(full["accuracy"])
+    assert out["metrics"]["auc"] == pytest.approx(full["auc"])
+    assert sorted(p.name for p in (trained["home"] / "models" / "tumor_type").iterdir()) == before
+    with pytest.raises(ValueError, match="2 CV folds"):
+        main(args[:-1] + ["3"])

@@ -5,7 +5,8 @@
 
 --split test: the version's model on the locked test patients recorded in the card (the split is
 recomputed and its fingerprint checked). --fold F: that CV fold's model (kept beside model.pt) on
-fold F's test patients (shipped: fold 1 of tumor_type only). Without --data the card's training data paths are used.
+fold F's test patients (shipped: fold 1 of tumor_type only). Without --data the card's training
+data paths are used (a folder missing here is looked up by name in NEUROGRADE_DATA_DIR).
 """
 from __future__ import annotations
 
@@ -26,14 +27,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _data_arg(card: dict, data: str | None) -> str:
-    recipe_data = (card.get("recipe") or {}).get("data", "")
-    if not data:
-        return recipe_data
-    # keep the card's per-source caps (PATH:N) when the same sources are given without them
+def data_for_card(card: dict, data: str | None = None) -> str:
+    """The data argument that re-reads a version's data: `data` when given (keeping the card's
+    per-source caps PATH:N for the same sources), else the card's recipe paths. Cards record the
+    trainer's absolute paths: a recorded folder missing here is looked up by name in
+    NEUROGRADE_DATA_DIR."""
     import re
     from pathlib import Path
 
+    from core.config import get_settings
+
+    recipe_data = (card.get("recipe") or {}).get("data", "")
+    if not data:
+        out = []
+        for p in filter(None, recipe_data.split(",")):
+            m = re.match(r"^(.*?)(:\d+)?$", p)
+            path, cap = m.group(1), m.group(2) or ""
+            local = get_settings().data_dir / Path(path.rstrip("/")).name
+            out.append(f"{local}{cap}" if not Path(path).exists() and local.exists() else p)
+        return ",".join(out)
     caps = {Path(m.group(1)).name: m.group(2) for m in
             (re.match(r"^(.*):(\d+)$", p) for p in recipe_data.split(",")) if m}
     out = []
@@ -58,7 +70,7 @@ def evaluate(ref: str, data: str | None = None, fold: int | None = None, split: 
     card = loaded.card
     recipe = card.get("recipe") or {}
     spec = spec_from_card(card)
-    cfg = TrainConfig(task=card["task"], data=_data_arg(card, data), folds=int(recipe.get("folds") or 0),
+    cfg = TrainConfig(task=card["task"], data=data_for_card(card, data), folds=int(recipe.get("folds") or 0),
                       test_fraction=recipe.get("test_fraction"), img_size=spec.input_size)
     cfg.fit.seed = int((recipe.get("fit") or {}).get("seed", 0))
     ds = load_dataset(cfg.data, cfg.task, spec.input_size, seed=cfg.seed)

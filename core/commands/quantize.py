@@ -30,7 +30,7 @@ def run(args) -> int:
     import torch
 
     from core import quantize
-    from core.commands.evaluate import _data_arg
+    from core.commands.evaluate import data_for_card
     from core.inference import TaskModel, softmax
     from core.training.datasets import load_dataset
     from core.training.loop import to_model_input
@@ -45,7 +45,7 @@ def run(args) -> int:
     except (KeyError, FileNotFoundError, ValueError) as exc:
         print(exc.args[0] if exc.args else str(exc), file=sys.stderr)
         return 2
-    data = _data_arg(loaded.card, args.data)
+    data = data_for_card(loaded.card, args.data)
     try:
         ds = load_dataset(data, loaded.task, loaded.spec.input_size, seed=args.seed)
     except (FileNotFoundError, ValueError) as exc:

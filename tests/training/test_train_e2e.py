@@ -123,3 +123,18 @@ def test_pilot_fold_reproduces_that_fold_of_the_full_run_and_writes_nothing(trai
     assert sorted(p.name for p in (trained["home"] / "models" / "tumor_type").iterdir()) == before
     with pytest.raises(ValueError, match="2 CV folds"):
         main(args[:-1] + ["3"])
+
+
+def test_card_data_paths_follow_the_data_dir_of_this_machine(tmp_path, monkeypatch):
+    from core.commands.evaluate import data_for_card
+
+    here = tmp_path / "data"
+    (here / "figshare-cemri").mkdir(parents=True)
+    kept = tmp_path / "elsewhere" / "tcga-lgg"
+    kept.mkdir(parents=True)
+    monkeypatch.setenv("NEUROGRADE_DATA_DIR", str(here))
+    card = {"recipe": {"data": f"/trainer/data/figshare-cemri:600,{kept},/trainer/data/tcia-btp"}}
+    # moved folder found by name (its cap kept); an existing path kept; a folder found nowhere left as recorded
+    assert data_for_card(card) == f"{here / 'figshare-cemri'}:600,{kept},/trainer/data/tcia-btp"
+    # an explicit --data wins, with the card's caps for the same sources
+    assert data_for_card(card, "/mine/figshare-cemri") == "/mine/figshare-cemri:600"

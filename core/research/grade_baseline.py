@@ -58,9 +58,11 @@ def load_patients(root: str | Path, on_progress: Callable[[int, int, str], None]
     per_patient: dict[str, list[dict]] = {}
     grade, age = {}, {}
     for i, r in enumerate(rows):
+        if on_progress and ((i + 1) % max(1, len(rows) // 10) == 0 or i + 1 == len(rows)):
+            on_progress(i + 1, len(rows), "reading tumour slices")
         image = np.asarray(Image.open(root / r["image"]).convert("RGB"))
         mask = np.asarray(Image.open(root / r["mask"]).convert("L"))
-        if not (mask > 0).any():
+        if not (mask > 0).any():    # the manifest says tumour, the mask file shows none: skip it
             continue
         per_patient.setdefault(r["patient"], []).append(slice_features(image, mask))
         grade[r["patient"]] = int(r["grade"] == "G3")
@@ -68,8 +70,6 @@ def load_patients(root: str | Path, on_progress: Callable[[int, int, str], None]
             age[r["patient"]] = float(r.get("age", ""))
         except ValueError:
             age[r["patient"]] = np.nan
-        if on_progress and ((i + 1) % max(1, len(rows) // 10) == 0 or i + 1 == len(rows)):
-            on_progress(i + 1, len(rows), "reading tumour slices")
     patients = sorted(per_patient)
     return {"patients": patients,
             "X": np.array([patient_features(per_patient[p]) for p in patients]),

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["STUDIES", "default_backbone", "results_dirs", "list_results", "load_result", "study_argv",
-           "command_line", "argv_from_args", "backbone_seen_patients", "clean_test_split", "launch_study", "al_table", "transferability_table",
-           "agreement_table", "imbalance_table",
-           "grade_baseline_table", "al_headline", "run_acgan_study", "run_al_study", "write_json", "REPO_ROOT"]
+           "command_line", "argv_from_args", "backbone_seen_patients", "clean_test_split", "launch_study",
+           "al_table", "transferability_table", "agreement_table", "imbalance_table", "grade_baseline_table",
+           "al_headline", "run_acgan_study", "run_al_study", "write_json", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STUDIES = {

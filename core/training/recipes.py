@@ -7,8 +7,11 @@ epoch chosen on a test fold) of the width-reduced VGG19-BN trained from scratch 
 on this machine), one-cycle learning rate, label smoothing, class weights, mild geometric + intensity
 augmentation, flip test-time averaging. tumor_type 1.1.0 went to 96 px and 40 epochs after a fold-1
 pilot (train on folds 2-4, score fold 1): 64 px / 24 epochs 0.798, 64 px / 40 epochs 0.858,
-96 px / 24 epochs 0.863. These are compute-starved recipes: more epochs and 128 px are the next
-levers on a faster machine.
+96 px / 24 epochs 0.863. Past that point the recipe has plateaued: with the same split and seed
+(`python -m core train --recipe tumor_type --fold 1 ...`), 1.1.0's 96 px / 40 epochs gives 0.909 on
+fold 1, 112 px / 40 epochs 0.904 and 96 px / 52 epochs 0.902. A from-scratch network this size sits
+near 0.89-0.91 on patient-disjoint Figshare folds; ImageNet weights (Swati et al.) are the lever
+left, and they cannot be downloaded here.
 """
 from __future__ import annotations
 

@@ -51,7 +51,8 @@ def register(subparsers) -> None:
     p.add_argument("--balance-synthetic", action="store_true", default=None,
                    help="head stage: add feature-ACGAN vectors of the minority classes to each training "
                         "split (never to validation or test)")
-    p.add_argument("--final", action="store_true", default=None, help="also train the final model on all training folds")
+    p.add_argument("--final", action=argparse.BooleanOptionalAction, default=None,
+                   help="also train the final model on all training folds (--no-final: CV only)")
     p.add_argument("--fold", type=int, help="pilot: train and score CV fold K only (same split and seed as "
                                             "the full run), print its held-out metrics; writes no version")
     p.add_argument("--output", help="root folder for <task>/<version>/ (default NEUROGRADE_HOME/models)")
@@ -89,7 +90,10 @@ def command_line(args=None) -> str:
     if (not argv or argv[0] != "train") and args is not None:
         argv = ["train"]
         for key, value in vars(args).items():
-            if key in ("func", "command") or value is None or value is False:
+            if key in ("func", "command") or value is None:
+                continue
+            if value is False:      # store_true flags left off; --final is the one --no- flag
+                argv += ["--no-final"] if key == "final" else []
                 continue
             flag = "--" + key.replace("_", "-")
             argv += [flag] if value is True else [flag, str(value)]

@@ -138,3 +138,14 @@ def test_card_data_paths_follow_the_data_dir_of_this_machine(tmp_path, monkeypat
     assert data_for_card(card) == f"{here / 'figshare-cemri'}:600,{kept},/trainer/data/tcia-btp"
     # an explicit --data wins, with the card's caps for the same sources
     assert data_for_card(card, "/mine/figshare-cemri") == "/mine/figshare-cemri:600"
+
+
+def test_no_final_overrides_a_recipe_and_stays_in_the_recorded_command():
+    from core.cli import build_parser
+    from core.commands.train import build_config, command_line
+
+    args = build_parser().parse_args(["train", "--recipe", "tumor_type", "--no-final", "--epochs", "1"])
+    cfg, _ = build_config(args)
+    assert cfg.final is False and cfg.fit.epochs == 1
+    assert "--no-final" in command_line(args).split()
+    assert build_config(build_parser().parse_args(["train", "--recipe", "tumor_type"]))[0].final is True

@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     g.add_argument("--fold", type=int, help="a CV fold (1..k): its fold model on its test patients")
     g.add_argument("--split", choices=["test"], help="the locked test split")
     p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--tta-rotate", type=float, default=None, metavar="DEG",
+                   help="research: also average views rotated by +DEG and -DEG (the card's metrics do not)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -56,7 +58,7 @@ def data_for_card(card: dict, data: str | None = None) -> str:
 
 
 def evaluate(ref: str, data: str | None = None, fold: int | None = None, split: str | None = None,
-             n_boot: int = 1000) -> dict:
+             n_boot: int = 1000, tta_rotate: float | None = None) -> dict:
     import numpy as np
 
     from core.training.calibration import apply_temperature
@@ -109,7 +111,10 @@ def evaluate(ref: str, data: str | None = None, fold: int | None = None, split: 
         test = (card.get("metrics") or {}).get("test") or {}
         reference = {k: test.get(k) for k in _flat(test)} if test else {}
         out["evaluated"] = "locked test split"
-    z = predict_logits(model, spec, ds.images[idx], tta_flip=bool(recipe.get("tta", True)))
+    rotations = (tta_rotate, -tta_rotate) if tta_rotate else ()
+    z = predict_logits(model, spec, ds.images[idx], tta_flip=bool(recipe.get("tta", True)), rotations=rotations)
+    if rotations:
+        out["tta_rotations"] = list(rotations)
     m = score(apply_temperature(z, temperature), ds, np.asarray(idx), n_boot)
     out.update(n=int(len(idx)), n_patients=int(len(set(ds.groups[idx].tolist()))), temperature=temperature,
                **{"headline": _flat(m), "card": reference, "metrics": m})
@@ -117,11 +122,13 @@ def evaluate(ref: str, data: str | None = None, fold: int | None = None, split: 
 
 
 def run(args) -> int:
-    out = evaluate(args.model, args.data, args.fold, args.split, args.n_boot)
+    out = evaluate(args.model, args.data, args.fold, args.split, args.n_boot, args.tta_rotate)
     if args.json:
         print(json.dumps(out, indent=2, default=str))
     else:
         print(f"{out['model']} — {out['evaluated']} ({out['n']} slices, {out['n_patients']} patients)")
+        if out.get("tta_rotations"):
+            print(f"  views also rotated by {out['tta_rotations']} degrees: the card's numbers were not")
         for k, v in out["headline"].items():
             ref = out["card"].get(k)
             print(f"  {k:28s} {v if v is None else round(v, 4)!s:>8}   card: {ref if ref is None else round(ref, 4)}")

@@ -84,20 +84,30 @@ def to_model_input(pixels_u8: np.ndarray, spec, device, augment: AugmentConfig |
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def rotated(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """`x` (N, C, H, W) rotated about its centre; edge pixels fill the corners (MRI background)."""
+    a = math.radians(degrees)
+    theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]],
+                         dtype=x.dtype, device=x.device).expand(x.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="border")
+
+
 def predict_logits(model: torch.nn.Module, spec, images_u8: np.ndarray, *, batch_size: int = 128,
-                   tta_flip: bool = True, device: torch.device | str = "cpu", bf16: str = "auto",
-                   channels_last: bool = True) -> np.ndarray:
+                   tta_flip: bool = True, rotations: tuple[float, ...] = (), device: torch.device | str = "cpu",
+                   bf16: str = "auto", channels_last: bool = True) -> np.ndarray:
     """Logits (N, K) float64 for uint8 slices; with `tta_flip` the mean of the logits of the slice
-    and its left-right mirror."""
+    and its left-right mirror; `rotations` (degrees) add rotated copies of each of those views."""
     device = torch.device(device)
     model.eval()
     out = []
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(bf16, device)):
         for i in range(0, len(images_u8), batch_size):
             x = to_model_input(images_u8[i:i + batch_size], spec, device, None, None, channels_last)
-            z = model(x).float()
+            views = [x] + [rotated(x, r) for r in rotations]
             if tta_flip:
-                z = (z + model(torch.flip(x, dims=[3])).float()) / 2
+                views += [torch.flip(v, dims=[3]) for v in views]
+            z = torch.stack([model(v).float() for v in views]).mean(0)
             out.append(z.cpu().double().numpy())
     if not out:
         return np.zeros((0, 0))

@@ -133,3 +133,23 @@ def test_augment_keeps_range_background_and_is_seeded():
     flip_only = AugmentConfig(rotate_deg=0, zoom=(1, 1), shift=0, hflip=1.0, gamma=(1, 1),
                               contrast=(1, 1), brightness=0)
     assert torch.allclose(augment_batch(x, flip_only), torch.flip(x, dims=[3]), atol=1e-5)
+
+
+def test_rotated_turns_the_image_about_its_centre():
+    from core.training.loop import rotated
+
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert torch.allclose(rotated(x, 0), x)
+    assert torch.allclose(rotated(x, 90), torch.rot90(x, 1, (2, 3)), atol=1e-5)
+
+
+def test_rotation_views_average_into_the_logits():
+    from core.training.loop import predict_logits
+
+    torch.manual_seed(0)
+    model = zoo.create("vgg19_slim", 3).eval()
+    spec = model_spec("vgg19_slim", 32)
+    images = (np.random.default_rng(0).random((4, 32, 32)) * 255).astype(np.uint8)
+    flip = predict_logits(model, spec, images, tta_flip=True)
+    assert np.allclose(predict_logits(model, spec, images, tta_flip=True, rotations=(0.0,)), flip, atol=1e-5)
+    assert not np.allclose(predict_logits(model, spec, images, tta_flip=True, rotations=(30.0,)), flip, atol=1e-5)

@@ -80,6 +80,16 @@ def test_evaluate_reproduces_the_locked_test_numbers(trained):
         assert out["headline"][key] == pytest.approx(card_test[key], abs=1e-6)
 
 
+def test_evaluate_can_add_rotation_views_and_says_so(trained, capsys):
+    from core.commands.evaluate import evaluate
+
+    out = evaluate("tumor_type@0.0.1", str(trained["data"]), split="test", n_boot=50, tta_rotate=8)
+    assert out["tta_rotations"] == [8, -8] and out["n"] == trained["card"]["metrics"]["test"]["n"]
+    assert main(["evaluate", "--model", "tumor_type@0.0.1", "--data", str(trained["data"]), "--split", "test",
+                 "--n-boot", "20", "--tta-rotate", "8"]) == 0
+    assert "the card's numbers were not" in capsys.readouterr().out
+
+
 def test_evaluate_fold_uses_the_fold_model(trained, capsys):
     rc = main(["evaluate", "--model", "tumor_type@0.0.1", "--data", str(trained["data"]), "--fold", "2",
                "--n-boot", "20", "--json"])

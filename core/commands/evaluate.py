@@ -39,21 +39,21 @@ def data_for_card(card: dict, data: str | None = None) -> str:
 
     from core.config import get_settings
 
-    recipe_data = (card.get("recipe") or {}).get("data", "")
+    def split_cap(source: str) -> tuple[str, str]:      # "PATH:N" -> ("PATH", ":N")
+        m = re.match(r"^(.*?)(:\d+)?$", source)
+        return m.group(1), m.group(2) or ""
+
+    recorded = [split_cap(p) for p in (card.get("recipe") or {}).get("data", "").split(",") if p]
     if not data:
         out = []
-        for p in filter(None, recipe_data.split(",")):
-            m = re.match(r"^(.*?)(:\d+)?$", p)
-            path, cap = m.group(1), m.group(2) or ""
+        for path, cap in recorded:
             local = get_settings().data_dir / Path(path.rstrip("/")).name
-            out.append(f"{local}{cap}" if not Path(path).exists() and local.exists() else p)
+            out.append(f"{local}{cap}" if not Path(path).exists() and local.exists() else f"{path}{cap}")
         return ",".join(out)
-    caps = {Path(m.group(1)).name: m.group(2) for m in
-            (re.match(r"^(.*):(\d+)$", p) for p in recipe_data.split(",")) if m}
+    caps = {Path(path.rstrip("/")).name: cap for path, cap in recorded if cap}
     out = []
-    for p in data.split(","):
-        name = Path(p.rstrip("/")).name
-        out.append(f"{p}:{caps[name]}" if name in caps and not re.search(r":\d+$", p) else p)
+    for path, cap in map(split_cap, data.split(",")):
+        out.append(f"{path}{cap or caps.get(Path(path.rstrip('/')).name, '')}")
     return ",".join(out)
 
 

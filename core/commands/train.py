@@ -57,10 +57,10 @@ def register(subparsers) -> None:
                                             "the full run), print its held-out metrics; writes no version")
     p.add_argument("--output", help="root folder for <task>/<version>/ (default NEUROGRADE_HOME/models)")
     p.add_argument("--version", help="version name, e.g. 1.0.0 (default: a timestamp)")
-    p.add_argument("--activate", action="store_true", help="write <output>/<task>/ACTIVE with this version")
+    p.add_argument("--activate", action="store_true", default=None, help="write <output>/<task>/ACTIVE with this version")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    p.add_argument("--json", action="store_true", help="print the card as JSON on stdout")
+    p.add_argument("--json", action="store_true", default=None, help="print the card as JSON on stdout")
     p.set_defaults(func=run)
 
 
@@ -92,11 +92,9 @@ def command_line(args=None) -> str:
         for key, value in vars(args).items():
             if key in ("func", "command") or value is None:
                 continue
-            if value is False:      # store_true flags left off; --final is the one --no- flag
-                argv += ["--no-final"] if key == "final" else []
-                continue
-            flag = "--" + key.replace("_", "-")
-            argv += [flag] if value is True else [flag, str(value)]
+            # every on/off flag defaults to None: False can only come from a --no- flag
+            flag = ("--no-" if value is False else "--") + key.replace("_", "-")
+            argv += [flag] if isinstance(value, bool) else [flag, str(value)]
     return " ".join([prefix] + [shlex.quote(a) for a in argv])
 
 

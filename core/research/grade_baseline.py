@@ -53,8 +53,8 @@ def load_patients(root: str | Path, on_progress: Callable[[int, int, str], None]
     from PIL import Image
 
     root = Path(root)
-    rows = [r for r in csv.DictReader(open(root / "manifest.csv", newline=""))
-            if r["grade"] in ("G2", "G3") and int(r["tumor_pixels"]) > 0]
+    with open(root / "manifest.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["grade"] in ("G2", "G3") and int(r["tumor_pixels"]) > 0]
     per_patient: dict[str, list[dict]] = {}
     grade, age = {}, {}
     for i, r in enumerate(rows):

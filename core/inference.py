@@ -1,18 +1,27 @@
 """Batched slice inference, slice -> volume aggregation, uncertainty and "refer to a human".
 
     from core.inference import Predictor
-    predictor = Predictor.from_active()              # active version of each task; notes for missing ones
+    predictor = Predictor.from_active()              # active version of each task
     pred = predictor.predict_volume(volume)          # a core.io.Volume (a 2D image is one slice)
     pred.tasks["tumor_type"].label, pred.refer, pred.to_json()
 
 The cascade for a volume:
-1. `presence` on every axial slice: P(tumour) per slice = the slice's relevance.
+1. `presence` on every axial slice: P(tumour) per slice; `core.slice_votes` turns it into slice
+   evidence (slices with little head do not vote; in a series a slice needs a neighbour that
+   agrees). The volume's P(tumour) is the largest evidence.
 2. `tumor_type` on the slices that weigh in the verdict; the volume's type is the relevance-weighted
-   mean of their probabilities (weights = P(tumour) ** RELEVANCE_SHARPEN on slices with
-   P(tumour) >= PRESENCE_THRESHOLD; uniform over all slices when none is relevant, and then the
-   verdict reads "no tumour detected").
+   mean of their probabilities (weights = evidence ** RELEVANCE_SHARPEN on slices with
+   evidence >= PRESENCE_THRESHOLD). When no slice is relevant the verdict reads "no tumour
+   detected" and the cascade stops there; type and grade asked for with `tasks=` then run on all
+   slices and come out "not_applicable".
 3. `grade` when the type verdict is glioma and the grade model's declared sequences are in the
    scan (or whenever asked with `tasks=`).
+
+Know when not to answer: every TaskResult has a `status` (ok | refer | cannot_assess |
+not_validated | not_applicable). A task whose model cannot be found, loaded or verified (sha256),
+and every task downstream of it (`core.tasks.downstream`), is "cannot_assess" with the reason; a
+task whose active model's card does not show it beats chance (`core.validity`) is "not_validated"
+and its model does not run. Neither has probabilities.
 
 Models load once, are shared across threads (one lock per model around every forward, the same
 lock `core.explain` holds while its hooks are on the model) and run under torch.inference_mode in
@@ -36,9 +45,16 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from core import slice_votes
+from core.gate import GateResult, check_input, gate_slices
+from core.feature_density import UnverifiedFile, load_density
+from core.referral import ReferralRule
+from core.sequences import ANY_SEQUENCE, canonical_sequence, find_channel, sequence_title
+from core.tasks import TASK_TABLE, TASKS, downstream, task_title
+from core.validity import model_validity
+
 log = logging.getLogger(__name__)
 
-TASKS = ("presence", "tumor_type", "grade")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 # ---- decision constants (stated in the UI; change them here only) --------------------------------
@@ -53,6 +69,7 @@ KEY_SLICES = 3                # how many key slices a volume reports
 MC_MAX_SLICES = 16            # MC-dropout runs on at most this many (most relevant) slices
 GLIOMA = "glioma"
 NO_TUMOUR_VERDICT = "no tumour detected"
+CANNOT_ASSESS_VERDICT = "cannot assess"
 
 # image-statistics OOD checks (calibrated on Figshare, TCGA-LGG and TCIA slices: MRI has a dark
 # background round the head, a dark border and little pixel-level noise)
@@ -63,6 +80,16 @@ OOD_MAX_COLOUR = 0.06         # mean |channel - grey| of an RGB image whose chan
 
 
 # ----------------------------------------------------------------------------------- results
+# A task's status: "ok" or "refer" when it answered (following its refer flag); otherwise why it
+# gives no answer.
+OK, REFER = "ok", "refer"
+CANNOT_ASSESS = "cannot_assess"     # its model cannot be loaded or verified, a task it needs gave no
+                                    # answer, or the input was refused
+NOT_VALIDATED = "not_validated"     # the active model's card does not show it beats chance
+NOT_APPLICABLE = "not_applicable"   # asked for with tasks=, but no tumour was detected
+NO_ANSWER = (CANNOT_ASSESS, NOT_VALIDATED, NOT_APPLICABLE)
+
+
 @dataclass
 class TaskResult:
     task: str
@@ -74,17 +101,51 @@ class TaskResult:
     refer_reasons: list[str] = field(default_factory=list)
     model_version: str = ""
     n_slices_used: int = 0
-    note: str = ""
+    note: str = ""                          # for a task without an answer: the reason, in words
+    withheld: str = ""                      # one of NO_ANSWER when the task gives no answer
+    sequences: list[str] = field(default_factory=list)   # the sequence(s) its model read, e.g. ["flair"]
+
+    @classmethod
+    def unavailable(cls, task: str, status: str, reason: str, model_version: str = "") -> "TaskResult":
+        """A task that gives no answer: no probabilities, no label, `status` and `reason` say why.
+        A task that cannot be assessed asks for a human reader (refer); one without a validated
+        model does not (it never has one, so every case would be referred)."""
+        if status not in NO_ANSWER:
+            raise ValueError(f"status must be one of {NO_ANSWER}, got {status!r}")
+        cannot = status == CANNOT_ASSESS
+        return cls(task=task, classes=[], probabilities=[], label="", uncertainty={}, refer=cannot,
+                   refer_reasons=[reason] if cannot else [], model_version=model_version, note=reason,
+                   withheld=status)
+
+    @property
+    def status(self) -> str:
+        """ok | refer | cannot_assess | not_validated | not_applicable"""
+        return self.withheld or (REFER if self.refer else OK)
+
+    @property
+    def answered(self) -> bool:
+        return self.status in (OK, REFER)
+
+    @property
+    def read_on(self) -> str:
+        """The sequence(s) read, in words: "FLAIR", "T1 pre-contrast + FLAIR + T1 post-contrast"."""
+        return " + ".join(sequence_title(s) for s in self.sequences)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        del d["withheld"]
+        d["status"] = self.status
+        return d
 
 
 @dataclass
 class VolumePrediction:
+    """The cascade's result. Slices are counted from 0 in `slices[i]["index"]` and `key_slices`;
+    people read "slice k of N" (k = index + 1), which the JSON gives as `slices[i]["number"]` and
+    `key_slice_numbers`."""
     tasks: dict[str, TaskResult]
     slices: list[dict]                      # [{"index", "presence", "<task>": [probs] | None}]
-    key_slices: list[int]
+    key_slices: list[int]                   # 0-based indices
     verdict: str
     refer: bool
     refer_reasons: list[str]
@@ -100,17 +161,32 @@ class VolumePrediction:
 
     def class_index(self, task: str) -> int | None:
         r = self.tasks.get(task)
-        return None if r is None else r.classes.index(r.label)
+        return None if r is None or r.label not in r.classes else r.classes.index(r.label)
+
+    @property
+    def status(self) -> str:
+        """"cannot_assess" when no verdict can be given (the first task of the cascade that was
+        run gives no answer, or nothing was run), else "refer" or "ok"."""
+        if not self.tasks or not _leads(self.tasks):
+            return CANNOT_ASSESS
+        return REFER if self.refer else OK
+
+    @property
+    def unassessed(self) -> list[str]:
+        """The tasks that were run but cannot be assessed: the result is incomplete."""
+        return [t for t, r in self.tasks.items() if r.status == CANNOT_ASSESS]
 
     def to_dict(self) -> dict:
         return {
             "source": self.source,
+            "status": self.status,
             "verdict": self.verdict,
             "refer": self.refer,
             "refer_reasons": list(self.refer_reasons),
             "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
-            "slices": self.slices,
+            "slices": [{**s, "number": int(s["index"]) + 1} for s in self.slices],
             "key_slices": list(self.key_slices),
+            "key_slice_numbers": [int(k) + 1 for k in self.key_slices],
             "n_slices": self.n_slices,
             "shape": list(self.shape),
             "ood": self.ood,
@@ -180,25 +256,27 @@ def refer_reasons(u: Mapping[str, float]) -> list[str]:
     return reasons
 
 
-def relevance_weights(presence: np.ndarray | None, n: int) -> tuple[np.ndarray, bool]:
-    """Volume aggregation weights from per-slice P(tumour): p ** RELEVANCE_SHARPEN, normalised.
-    Returns (weights, any_relevant); uniform weights when no slice reaches PRESENCE_THRESHOLD."""
+def relevance_weights(presence: np.ndarray | None, n: int,
+                      tissue: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """Volume aggregation weights from per-slice P(tumour) and tissue fractions: the slice evidence
+    of `core.slice_votes` (tissue-gated, neighbour-confirmed) ** RELEVANCE_SHARPEN on slices whose
+    evidence reaches PRESENCE_THRESHOLD, normalised. Returns (weights, any_relevant); uniform
+    weights when no slice is relevant (the verdict then reads "no tumour")."""
     if presence is None or len(presence) == 0:
         return np.full(n, 1.0 / max(n, 1)), True
-    p = np.asarray(presence, dtype=np.float64)
-    relevant = bool((p >= PRESENCE_THRESHOLD).any())
+    e = slice_votes.slice_evidence(presence, tissue)
+    relevant = bool((e >= PRESENCE_THRESHOLD).any())
     if not relevant:
         return np.full(n, 1.0 / n), False
-    w = np.where(p >= PRESENCE_THRESHOLD, p, 0.0) ** RELEVANCE_SHARPEN
+    w = np.where(e >= PRESENCE_THRESHOLD, e, 0.0) ** RELEVANCE_SHARPEN
     return w / w.sum(), True
 
 
-def volume_presence(p: np.ndarray) -> float:
-    """Volume-level P(tumour): mean of the top-k slice probabilities (k ~ 2% of slices, 1..5),
-    robust to one spurious slice in a long volume, equal to p for a single image."""
-    p = np.sort(np.asarray(p, dtype=np.float64))[::-1]
-    k = int(min(5, max(1, math.ceil(0.02 * len(p)))))
-    return float(p[:k].mean())
+def volume_presence(p: np.ndarray, tissue: np.ndarray | None = None) -> float:
+    """Volume-level P(tumour): the largest slice evidence (`core.slice_votes`: slices with little
+    head do not vote; in a series a slice needs a neighbour that agrees). Equal to p for a single
+    non-empty image; >= PRESENCE_THRESHOLD exactly when `relevance_weights` finds a relevant slice."""
+    return slice_votes.volume_score(p, tissue)
 
 
 # ------------------------------------------------------------------------- image statistics
@@ -320,6 +398,10 @@ def fold_batchnorm(model):
     return model
 
 
+class _LayerReached(Exception):
+    """Raised by a forward hook once the layer it reads has run (the rest is skipped)."""
+
+
 class TaskModel:
     """One loaded task model prepared for fast, thread-safe inference."""
 
@@ -340,6 +422,10 @@ class TaskModel:
         # the card's metrics average the logits of each slice and its mirror image (flip test-time
         # augmentation): run the same, so the app delivers what the card measured
         self.tta_flip = bool((self.card.get("recipe") or {}).get("tta", False))
+        # the referral rule and the gate read the version's fitted feature density (verified)
+        self.density = load_density(loaded)
+        self.gate_density = load_density(loaded, "gate")
+        self.referral = ReferralRule.from_card(self.card) if self.density is not None else None
         with torch.no_grad():
             fp32 = fold_batchnorm(copy.deepcopy(loaded.model).to(self.device).eval())
             if self.device.type == "cpu":      # oneDNN's fast path; inputs are made channels_last too
@@ -499,10 +585,64 @@ class TaskModel:
         lg = self.logits(x)
         return softmax(lg, self.temperature), lg
 
+    def logits_and_features(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (N, K) and penultimate features (N, D): the input of the model's last Linear
+        layer, caught on the same forward pass (and averaged over the flip views like the logits)."""
+        captured: list[np.ndarray] = []
+
+        def catch(_module, inputs):
+            f = inputs[0].dequantize() if inputs[0].is_quantized else inputs[0]
+            f = f.float().flatten(1).cpu().numpy()
+            captured.append((f[:len(f) // 2] + f[len(f) // 2:]) / 2 if self.tta_flip else f)
+
+        linears = [m for m in self.model.modules() if type(m).__name__ == "Linear"]
+        if not linears:                        # no penultimate layer to read: logits only
+            return self.logits(x), np.zeros((len(x), 0), np.float32)
+        with self.lock:                        # no other thread's forward may pass the hook
+            handle = linears[-1].register_forward_pre_hook(catch)
+            try:
+                lg = self.logits(x)
+            finally:
+                handle.remove()
+        feats = np.concatenate(captured) if captured else np.zeros((0, 0), np.float32)
+        return lg, feats
+
+    def layer_statistics(self, x, layer: str) -> np.ndarray:
+        """Channel means and standard deviations (N, 2C) of the fp32 model's `layer` output: the
+        texture-level evidence the input gate reads (noise, photographs, CT and phantoms differ from
+        MRI there, while the last layer maps many of them near a class mean)."""
+        import torch
+
+        module = dict(self.fp32.named_modules())[layer]
+        captured: list = []
+
+        def catch(_module, _inputs, output):
+            captured.append(torch.cat([output.mean((2, 3)), output.std((2, 3))], 1).float().cpu().numpy())
+            raise _LayerReached        # the layers after it are not needed: stop the forward here
+
+        with self.lock, torch.inference_mode():
+            handle = module.register_forward_hook(catch)
+            try:
+                for i in range(0, len(x), self.batch_size):
+                    xb = x[i:i + self.batch_size].to(self.device)
+                    with contextlib.suppress(_LayerReached):
+                        self.fp32(xb if self.device.type == "mps" else xb.contiguous(memory_format=torch.channels_last))
+            finally:
+                handle.remove()
+        return np.concatenate(captured) if captured else np.zeros((0, 0), np.float32)
+
+    def familiarity(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(distance, percentile) per row in this model's feature space, or None when the version
+        has no fitted feature density (`python -m core calibrate`)."""
+        if self.density is None or not len(features):
+            return None
+        return self.density.distance(features), self.density.percentile(features)
+
     @property
     def sequences(self) -> list[str] | None:
+        """The card's input sequences in canonical names ("T1Gd" -> "t1post"; "grey" stays)."""
         seqs = (self.card.get("input") or {}).get("sequences")
-        return [str(s) for s in seqs] if seqs else None
+        return [canonical_sequence(s) or str(s) for s in seqs] if seqs else None
 
 
 # -------------------------------------------------------------------------------- Predictor
@@ -510,7 +650,10 @@ class Predictor:
     """Loaded task models + the cascade. Thread-safe; build once (st.cache_resource) and share."""
 
     def __init__(self, models: Mapping[str, Any], device: Any = None, precision: str = "auto",
-                 batch_size: int = 64, mc_passes: int = 0, notes: Iterable[str] = ()):
+                 batch_size: int = 64, mc_passes: int = 0, notes: Iterable[str] = (),
+                 unavailable: Mapping[str, tuple[str, str]] | None = None):
+        """models: {task: LoadedModel}. unavailable: {task: (ref, reason)} of the tasks asked for
+        whose model could not be found, loaded or verified (see `from_refs`)."""
         import torch
 
         from core.config import get_settings
@@ -522,13 +665,17 @@ class Predictor:
         self.precision_request = precision
         self.mc_passes = int(mc_passes)
         self.notes: list[str] = list(notes)
+        self.unavailable: dict[str, tuple[str, str]] = dict(unavailable or {})
         self.models: dict[str, TaskModel] = {}
         for task, loaded in models.items():
             if loaded is None:
                 continue
             if not getattr(loaded, "task", ""):
                 loaded.task = task
-            self.models[task] = TaskModel(loaded, self.device, precision, batch_size)
+            try:
+                self.models[task] = TaskModel(loaded, self.device, precision, batch_size)
+            except UnverifiedFile as exc:     # e.g. its referral rule's density was altered
+                self.unavailable[task] = (getattr(loaded, "ref", task), f"the model cannot be verified: {exc}")
         by_note: dict[str, list[str]] = {}     # one line per note, e.g. "presence, grade: fp32"
         for task, tm in self.models.items():
             if tm.note:
@@ -538,24 +685,30 @@ class Predictor:
     # -- construction
     @classmethod
     def from_refs(cls, refs: Mapping[str, str], **kw) -> "Predictor":
-        """refs: {task: "task@version" | "task@active"}; missing or broken ones become notes."""
-        from model_zoo.checkpoints import load_checkpoint
+        """refs: {task: "task@version" | "task@active"}. A task whose model cannot be found, loaded
+        or verified (sha256) goes to `unavailable`: it and the tasks that need its answer come out
+        "cannot assess" (fail closed: the cascade never goes on without it)."""
+        from model_zoo.checkpoints import load_checkpoint, resolve_ref
 
-        loaded, notes = {}, list(kw.pop("notes", ()))
+        loaded, unavailable, notes = {}, {}, list(kw.pop("notes", ()))
         for task, ref in refs.items():
             try:
-                loaded[task] = load_checkpoint(ref)
-            except (KeyError, FileNotFoundError) as exc:
-                notes.append(f"{task}: no model ({str(exc).strip(chr(39))}); task skipped")
-            except Exception as exc:  # noqa: BLE001 - one broken checkpoint must not sink the others
-                notes.append(f"{task}: {ref} could not be loaded ({type(exc).__name__}: {exc}); task skipped")
-        return cls(loaded, notes=notes, **kw)
+                ckpt = resolve_ref(ref)
+            except KeyError as exc:
+                unavailable[task] = (str(ref), f"no model is installed ({exc.args[0] if exc.args else exc})")
+                continue
+            try:
+                loaded[task] = load_checkpoint(ckpt)
+            except Exception as exc:  # noqa: BLE001 - whatever fails, these weights cannot be trusted
+                unavailable[task] = (ckpt.ref, _load_failure(ckpt.ref, exc))
+                notes.append(f"{task}: {ckpt.ref} could not be loaded ({type(exc).__name__}: {exc})")
+        return cls(loaded, notes=notes, unavailable=unavailable, **kw)
 
     @classmethod
     def from_active(cls, tasks: Iterable[str] = TASKS, overrides: Mapping[str, str] | None = None,
                     **kw) -> "Predictor":
-        """The active version of each task (user override, shipped ACTIVE, else newest); tasks
-        without any checkpoint are skipped with a note in `predictor.notes`."""
+        """The active version of each task (user override, shipped ACTIVE, else newest); a task
+        without any checkpoint cannot be assessed (see `from_refs`)."""
         refs = {t: f"{t}@active" for t in tasks}
         refs.update(overrides or {})
         return cls.from_refs(refs, **kw)
@@ -573,6 +726,23 @@ class Predictor:
     def precision(self) -> dict[str, str]:
         return {t: m.precision for t, m in self.models.items()}
 
+    def withheld(self) -> dict[str, tuple[str, str, str]]:
+        """{task: (status, reason, model ref)} of the tasks that give no answer whatever the scan:
+        their model cannot be loaded or verified (cannot_assess) or its card does not show that it
+        beats chance (not_validated, `core.validity`); the tasks that need their answer cannot be
+        assessed either."""
+        out = {t: (CANNOT_ASSESS, why, ref) for t, (ref, why) in self.unavailable.items()}
+        for t, tm in self.models.items():
+            ok, why = model_validity(tm.card)
+            if not ok:
+                out[t] = (NOT_VALIDATED, why, tm.ref)
+        for t in [t for t in TASKS if t in out]:
+            for d in downstream(t):
+                if d in self.models and d not in out:
+                    out[d] = (CANNOT_ASSESS, f"it needs the {task_title(t).lower()} answer, which is "
+                                             f"unavailable ({out[t][1]})", self.models[d].ref)
+        return out
+
     def model(self, task: str) -> TaskModel:
         try:
             return self.models[task]
@@ -588,33 +758,70 @@ class Predictor:
         return tm.probabilities(model_input(slices, tm.spec))[0]
 
     def task_slices(self, task: str, volume, base: np.ndarray, sequences: Sequence[str] | None,
-                     forced: bool) -> tuple[np.ndarray | None, str]:
-        """The pixels `task`'s model reads: its declared sequences stacked (N, C, H, W) when the scan
-        has them, the active channel otherwise. (None, reason) when a multi-sequence model's inputs
-        are missing and the task was not forced."""
+                    forced: bool) -> tuple[np.ndarray | None, str]:
+        """The pixels `task`'s model reads (see `task_channels`): (N, H, W) for one channel, its
+        declared sequences stacked (N, C, H, W) for a multi-sequence model; `base` (the active
+        channel's slices) when that is what it reads. (None, reason) when a multi-sequence model's
+        inputs are missing and the task was not forced."""
         from core.preprocess import slices as _slices
 
-        tm = self.models[task]
-        want = tm.sequences
-        if volume is None or not want:
+        if volume is None:
             return base, ""
-        have = list(getattr(volume, "channels", {}) or {})
-        if all(s in have for s in want):
-            if len(want) == 1:
-                return _slices(volume, "axial", channel=want[0]), ""
-            return np.stack([_slices(volume, "axial", channel=s) for s in want], axis=1), ""
-        if tm.spec.in_channels == 1 or len(want) == 1:
-            return base, f"{task}: the model was trained on {want[0]}; the scan has {have}: used {have[0] if have else 'the image'}"
-        missing = [s for s in want if s not in have]
+        channels, why = self.task_channels(task, volume, forced)
+        if channels is None:
+            return None, why
+        if channels == [volume.active_channel]:
+            return base, why
+        planes = [_slices(volume, "axial", channel=c) for c in channels]
+        return (planes[0] if len(planes) == 1 else np.stack(planes, axis=1)), why
+
+    def task_channels(self, task: str, volume, forced: bool = True) -> tuple[list[str] | None, str]:
+        """The channels of `volume` that `task`'s model reads, in input order, and a note ("" when
+        it reads what it expects). A model of one grey channel (card sequences ["grey"] or one named
+        sequence) reads the first of its own sequence and the task's `prefers` (core.tasks) that the
+        scan has, else the active channel. A multi-sequence model reads exactly its declared
+        sequences: when one is missing, (None, why) unless forced, then substitutes (flagged)."""
+        want = self.models[task].sequences or []
+        have = list(volume.channels)
+        if len(want) > 1:
+            return self._declared_channels(task, want, have, volume.active_channel, forced)
+        declared = [s for s in want if s != ANY_SEQUENCE]
+        prefers = TASK_TABLE[task].prefers if task in TASK_TABLE else ()
+        order = list(dict.fromkeys(canonical_sequence(s) or s for s in [*declared, *prefers]))
+        for seq in order:
+            channel = find_channel(have, seq)
+            if channel is not None:
+                other = declared and canonical_sequence(channel) != declared[0]
+                return [channel], (f"{task}: the model was trained on {sequence_title(declared[0])}; "
+                                   f"the scan has none: read on {sequence_title(channel)}" if other else "")
+        active = volume.active_channel
+        if declared:
+            return [active], (f"{task}: the model was trained on {sequence_title(declared[0])}; the "
+                              f"scan has {', '.join(have)}: read on {active}")
+        if len(have) > 1 and not {"red", "green", "blue"} <= set(have):   # unnamed sequences
+            return [active], (f"{task}: no channel is named as a sequence it reads "
+                              f"({', '.join(map(sequence_title, order))}): read on {active}")
+        return [active], ""
+
+    @staticmethod
+    def _declared_channels(task, want, have, active, forced) -> tuple[list[str] | None, str]:
+        found = [find_channel(have, s) for s in want]
+        if all(found):
+            return found, ""
+        missing = [s for s, c in zip(want, found) if c is None]
         msg = (f"{task} needs sequences {', '.join(want)} (missing {', '.join(missing)}); "
                f"name the channels of multi-channel input with sequences=")
         if not forced:
             return None, msg
         colour = [c for c in ("red", "green", "blue") if c in have]
         if len(colour) == len(want):
-            return np.stack([_slices(volume, "axial", channel=c) for c in colour], axis=1), \
-                msg + "; ran on the red, green, blue channels as asked (substitute inputs)"
-        return base, msg + "; ran on the active channel replicated as asked (substitute inputs)"
+            return colour, msg + "; ran on the red, green, blue channels as asked (substitute inputs)"
+        return [active], msg + "; ran on the active channel replicated as asked (substitute inputs)"
+
+    def sequences_read(self, task: str, volume, forced: bool = True) -> list[str]:
+        """The sequence(s) `task`'s model reads on `volume`, canonical names where known."""
+        channels = self.task_channels(task, volume, forced)[0] if volume is not None else None
+        return [canonical_sequence(c) or c for c in channels or []]
 
     def predict_volume(self, volume, tasks: Iterable[str] | None = None, mc_passes: int | None = None,
                        source: str | None = None, every_slice: bool = False) -> VolumePrediction:
@@ -635,7 +842,7 @@ class Predictor:
         forced = None if tasks is None else [t for t in tasks]
         mc = self.mc_passes if mc_passes is None else int(mc_passes)
         if forced is not None:
-            unknown = [t for t in forced if t not in self.models]
+            unknown = [t for t in forced if t not in self.models and t not in self.unavailable]
             for t in unknown:
                 notes.append(f"{t}: asked for but no model is loaded")
         t0 = time.perf_counter()
@@ -658,32 +865,56 @@ class Predictor:
 
         per_slice: list[dict] = [{"index": i} for i in range(n)]
         results: dict[str, TaskResult] = {}
-        run = (lambda t: t in self.models and (forced is None or t in forced))
+        withheld = self.withheld()
+        run = (lambda t: t in self.models and t not in withheld and t not in results
+               and (forced is None or t in forced))
         inputs = _InputCache()
 
-        # 1. presence
-        presence = None
-        if "presence" in self.models:   # always: it weights the other tasks; reported when asked
-            t0 = time.perf_counter()
-            tm = self.models["presence"]
+        def no_answer(task: str) -> None:
+            """Report a task that gives no answer, once the cascade reaches it."""
+            if task in withheld and (forced is None or task in forced) and task not in results:
+                status, why, ref = withheld[task]
+                results[task] = TaskResult.unavailable(task, status, why, ref)
+
+        # 0. the input gate: refused inputs get "cannot assess" for every task, with the reasons
+        t0 = time.perf_counter()
+        presence_ok = "presence" in self.models and "presence" not in withheld
+        presence_x = None
+        if presence_ok:             # the presence model's input, which the gate reads too
             x, why = self.task_slices("presence", vol, base, None, True)
             if why:
                 notes.append(why)
-            xt = inputs.get(x, tm.spec)
-            pp, lg = tm.probabilities(xt)
+            presence_x = inputs.get(x, self.models["presence"].spec)
+        timings["presence_input"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        gate = self._gate(vol, base, ood, presence_x)
+        ood.update(is_ood=gate.refused, reasons=gate.reasons, gate=gate.evidence)
+        timings["gate"] = timings.pop("ood") + (time.perf_counter() - t0) * 1e3
+        if gate.refused:
+            why = "the input was refused: " + "; ".join(gate.reasons)
+            for t in (forced or TASKS):
+                if t in self.models or t in self.unavailable:
+                    results[t] = TaskResult.unavailable(t, CANNOT_ASSESS, why, getattr(self.models.get(t), "ref", ""))
+
+        # 1. presence
+        presence = tissue = None
+        no_answer("presence")
+        if presence_ok and not gate.refused:   # always: it weights the other tasks
+            t0 = time.perf_counter()
+            tm = self.models["presence"]
+            xt = presence_x
+            lg, feats = tm.logits_and_features(xt)
+            pp = softmax(lg, tm.temperature)
             t_idx = tm.classes.index("tumor") if "tumor" in tm.classes else len(tm.classes) - 1
             presence = pp[:, t_idx]
-            en = energy_score(lg, tm.temperature)
-            ood["energy"] = float(np.median(en))
-            thr = ((tm.card.get("ood") or {}).get("energy_threshold"))
-            if thr is not None and ood["energy"] > float(thr):
-                ood["is_ood"] = True
-                ood["score"] = max(ood["score"], 1.0)
-                ood["reasons"].append(f"presence model energy {ood['energy']:.2f} > training limit {float(thr):.2f}")
+            tissue = slice_votes.tissue_fraction(base)      # slices with little head do not vote
+            evidence = slice_votes.slice_evidence(presence, tissue)
             for i in range(n):
                 per_slice[i]["presence"] = float(presence[i])
                 per_slice[i]["presence_probabilities"] = [float(v) for v in pp[i]]
-            pv = volume_presence(presence)
+                per_slice[i]["tissue"] = float(tissue[i])
+                per_slice[i]["evidence"] = float(evidence[i])
+            pv = volume_presence(presence, tissue)
             probs = [0.0] * len(tm.classes)
             probs[t_idx] = pv
             other = [j for j in range(len(tm.classes)) if j != t_idx]
@@ -691,34 +922,44 @@ class Predictor:
                 probs[j] = (1.0 - pv) / len(other)
             mcp = None
             if mc > 0 and tm.has_dropout() and run("presence"):
-                top = np.argsort(presence)[::-1][:MC_MAX_SLICES]
-                mcp = np.stack([volume_presence(self._mc(tm, xt[top], 1)[0][:, t_idx]) for _ in range(mc)])
+                top = slice_votes.key_order(presence, tissue)[:MC_MAX_SLICES]
+                mcp = []
+                for _ in range(mc):          # the same vote rule on each pass, other slices as seen
+                    q = np.array(presence, dtype=np.float64)
+                    q[top] = self._mc(tm, xt[top], 1)[0][:, t_idx]
+                    mcp.append(volume_presence(q, tissue))
+                mcp = np.asarray(mcp)
                 mcp = np.stack([mcp if j == t_idx else (1 - mcp) / len(other) for j in range(len(tm.classes))], 1)
             if run("presence"):
-                results["presence"] = self._result(tm, probs, n, mcp)
+                fam = tm.familiarity(feats[slice_votes.key_order(presence, tissue)[:KEY_SLICES]])
+                results["presence"] = self._result(tm, probs, n, mcp, None if fam is None else float(fam[1].mean()))
             timings["presence"] = (time.perf_counter() - t0) * 1e3
-        weights, any_relevant = relevance_weights(presence, n)
+        weights, any_relevant = relevance_weights(presence, n, tissue)
         read = np.arange(n) if every_slice else np.flatnonzero(weights > 0)   # slices type/grade read
 
-        # 2. tumour type
-        verdict = ""
-        if run("tumor_type"):
+        # 2. tumour type: only when presence found a tumour, unless asked for with tasks=
+        no_tumour = presence is not None and not any_relevant
+        if forced is not None or not no_tumour:
+            no_answer("tumor_type")
+        if run("tumor_type") and (forced is not None or not no_tumour):
             t0 = time.perf_counter()
             tm = self.models["tumor_type"]
             x, why = self.task_slices("tumor_type", vol, base, None, True)
             if why:
                 notes.append(why)
-            agg, mcp = self._weighted(tm, inputs.get(x, tm.spec), weights, read, mc, per_slice)
-            results["tumor_type"] = self._result(tm, agg, len(read), mcp)
-            if presence is not None and not any_relevant:
-                results["tumor_type"].note = NO_TUMOUR_VERDICT
+            agg, mcp, fam = self._weighted(tm, inputs.get(x, tm.spec), weights, read, mc, per_slice)
+            results["tumor_type"] = self._result(tm, agg, len(read), mcp, fam)
+            if no_tumour:
+                _not_applicable(results["tumor_type"])
             timings["tumor_type"] = (time.perf_counter() - t0) * 1e3
 
-        # 3. grade
-        if "grade" in self.models:
+        # 3. grade: for a glioma (or, when the type gave no answer, to say that grade has none either)
+        type_res = results.get("tumor_type")
+        is_glioma = type_res is not None and type_res.answered and type_res.label == GLIOMA
+        if forced is not None or is_glioma or (type_res is not None and type_res.status in (CANNOT_ASSESS, NOT_VALIDATED)):
+            no_answer("grade")
+        if run("grade"):
             tm = self.models["grade"]
-            type_res = results.get("tumor_type")
-            is_glioma = type_res is not None and type_res.label == GLIOMA and (presence is None or any_relevant)
             want_grade = (forced is not None and "grade" in forced) or (forced is None and is_glioma)
             if want_grade:
                 x, why = self.task_slices("grade", vol, base, None, forced is not None)
@@ -726,79 +967,140 @@ class Predictor:
                     notes.append(why)
                 if x is not None:
                     t0 = time.perf_counter()
-                    agg, mcp = self._weighted(tm, inputs.get(x, tm.spec), weights, read, mc, per_slice)
-                    res = self._result(tm, agg, len(read), mcp)
+                    agg, mcp, fam = self._weighted(tm, inputs.get(x, tm.spec), weights, read, mc, per_slice)
+                    res = self._result(tm, agg, len(read), mcp, fam)
                     if "substitute inputs" in why:
                         res.refer = True
                         res.refer_reasons.append("grade ran on substitute inputs (declared sequences missing)")
+                    if no_tumour:
+                        _not_applicable(res)
                     results["grade"] = res
                     timings["grade"] = (time.perf_counter() - t0) * 1e3
-            elif forced is None and type_res is not None and not is_glioma:
+            elif forced is None and type_res is not None and type_res.answered and not is_glioma:
                 notes.append("grade: not run (the type verdict is not glioma)")
 
+        for t, r in results.items():         # which sequence(s) each task read ("read on FLAIR")
+            if t in self.models and t not in withheld:
+                r.sequences = self.sequences_read(t, vol, forced=forced is not None)
+
         # verdict, OOD, refer
-        if presence is not None and not any_relevant:
-            verdict = NO_TUMOUR_VERDICT
-        elif "tumor_type" in results:
-            verdict = results["tumor_type"].label
-            if "grade" in results:
-                verdict += f" ({results['grade'].label})"
-        elif "presence" in results:
-            verdict = "tumour detected" if any_relevant else NO_TUMOUR_VERDICT
-        if ood["is_ood"]:
-            for r in results.values():
-                r.refer = True
-                r.refer_reasons.append("input looks unlike the training data: " + "; ".join(ood["reasons"]))
+        verdict = _verdict(results, presence, no_tumour)
         all_reasons = []
         for t, r in results.items():
             all_reasons += [f"{t}: {why}" for why in r.refer_reasons]
         if not results:
             notes.append("no task model is available: nothing was predicted")
-        order = np.argsort(-(presence if presence is not None else weights), kind="stable")
-        key = sorted(int(i) for i in order[:min(KEY_SLICES, n)])
+        order = slice_votes.key_order(presence, tissue) if presence is not None else \
+            np.argsort(-weights, kind="stable")
+        # without a presence answer no slice is more tumour-like than another
+        key = [] if "presence" in withheld else sorted(int(i) for i in order[:min(KEY_SLICES, n)])
         timings["total"] = (time.perf_counter() - t_all) * 1e3
         return VolumePrediction(
             tasks=results, slices=per_slice, key_slices=key, verdict=verdict,
             refer=any(r.refer for r in results.values()) or bool(ood["is_ood"]),
             refer_reasons=all_reasons, ood=ood,
-            model_versions={t: self.models[t].ref for t in results},
-            timings_ms=timings, precision={t: self.models[t].precision for t in results},
+            model_versions={t: r.model_version for t, r in results.items() if r.model_version},
+            timings_ms=timings, precision={t: self.models[t].precision for t in results if run(t)},
             device=str(self.device), notes=_dedupe(notes), source=source, n_slices=n,
             shape=tuple(getattr(vol, "shape", base.shape)))
 
     # -- helpers
+    def _gate(self, vol, base: np.ndarray, image_check: dict, presence_x) -> GateResult:
+        """The input gate (`core.gate`) on the header, the picture checks and, when the presence
+        version has a gate density, the texture statistics of its informative slices."""
+        distance = limit = None
+        tm = self.models.get("presence")
+        if presence_x is not None and tm.gate_density is not None:
+            informative = (base.reshape(len(base), -1) > 0.05).mean(1) >= 0.05
+            idx = gate_slices(informative)
+            if len(idx):
+                gate_card = tm.card["gate"]
+                stats = tm.layer_statistics(presence_x[idx], gate_card["layer"])
+                distance = float(np.median(tm.gate_density.distance(stats)))
+                limit = float(gate_card["max_distance"])
+        return check_input(getattr(vol, "meta", None), image_check, distance, limit)
+
     def _weighted(self, tm: TaskModel, x, weights: np.ndarray, read: np.ndarray, mc: int,
-                  per_slice: list[dict]) -> tuple[np.ndarray, np.ndarray | None]:
+                  per_slice: list[dict]) -> tuple[np.ndarray, np.ndarray | None, float | None]:
         """`tm` on the model-input slices `x[read]`: per-slice probabilities into `per_slice` (None
-        for unread slices), the relevance-weighted volume probabilities, and their MC-dropout
-        samples (passes, K) when asked."""
-        p = tm.probabilities(x[read])[0] if len(read) else np.zeros((0, len(tm.classes)))
+        for unread slices), the relevance-weighted volume probabilities, their MC-dropout samples
+        (passes, K) when asked, and the relevance-weighted familiarity percentile of the slices read
+        (None without a fitted density)."""
+        if len(read):
+            lg, feats = tm.logits_and_features(x[read])
+            p = softmax(lg, tm.temperature)
+        else:
+            p, feats = np.zeros((0, len(tm.classes))), np.zeros((0, 0))
         for i in range(len(per_slice)):
             per_slice[i][tm.task] = None
         for j, i in enumerate(read):
             per_slice[i][tm.task] = [float(v) for v in p[j]]
         w = weights[read]
         agg = (w[:, None] * p).sum(0)
+        fam = tm.familiarity(feats)
+        pct = None if fam is None else float((w * fam[1]).sum() / max(w.sum(), 1e-12))
         mcp = None
         if mc > 0 and tm.has_dropout():
             top = read[np.argsort(-w, kind="stable")[:MC_MAX_SLICES]]
             wt = weights[top] / max(weights[top].sum(), 1e-12)
             mcp = np.stack([(wt[:, None] * q).sum(0) for q in self._mc(tm, x[top], mc)])
-        return agg, mcp
+        return agg, mcp, pct
 
     @staticmethod
     def _mc(tm: TaskModel, x, passes: int) -> list[np.ndarray]:
         """`passes` MC-dropout samples of calibrated probabilities on model-input slices `x`."""
         return [softmax(tm.logits(x, mc_dropout=True), tm.temperature) for _ in range(passes)]
 
-    def _result(self, tm: TaskModel, probs, n_used: int, mc_probs=None) -> TaskResult:
+    def _result(self, tm: TaskModel, probs, n_used: int, mc_probs=None, familiarity: float | None = None) -> TaskResult:
+        """The task's answer; referred by the version's calibrated rule (`core.referral`) when it has
+        one, else by the fixed entropy/margin thresholds."""
         p = np.asarray(probs, dtype=np.float64)
         p = p / max(p.sum(), 1e-12)
         u = uncertainty(p, mc_probs)
-        reasons = refer_reasons(u)
+        if tm.referral is not None and familiarity is not None:
+            u["familiarity_percentile"] = familiarity
+            reasons = tm.referral.reasons(familiarity, u["margin"]) + \
+                [r for r in refer_reasons(u) if r.startswith("model disagreement")]
+        else:
+            reasons = refer_reasons(u)
         return TaskResult(task=tm.task, classes=list(tm.classes), probabilities=[float(v) for v in p],
                           label=tm.classes[int(p.argmax())], uncertainty=u, refer=bool(reasons),
                           refer_reasons=reasons, model_version=tm.ref, n_slices_used=int(n_used))
+
+
+def _leads(results: Mapping[str, TaskResult]) -> bool:
+    """Whether the first task of the cascade that was run gave an answer (or found it does not
+    apply): without it there is no verdict."""
+    first = next((results[t] for t in TASKS if t in results), next(iter(results.values()), None))
+    return first is not None and first.status not in (CANNOT_ASSESS, NOT_VALIDATED)
+
+
+def _not_applicable(res: TaskResult) -> None:
+    """A task run (asked for with tasks=) where no tumour was detected: its answer does not apply."""
+    res.withheld, res.note = NOT_APPLICABLE, NO_TUMOUR_VERDICT
+    res.refer, res.refer_reasons = False, []
+
+
+def _verdict(results: Mapping[str, TaskResult], presence, no_tumour: bool) -> str:
+    """The verdict in a few machine-readable words; "cannot assess" when the first task of the
+    cascade that was run gives no answer (see VolumePrediction.status)."""
+    if results and not _leads(results):
+        return CANNOT_ASSESS_VERDICT
+    if no_tumour:
+        return NO_TUMOUR_VERDICT
+    typed, grade = results.get("tumor_type"), results.get("grade")
+    if typed is not None and typed.answered:
+        return typed.label + (f" ({grade.label})" if grade is not None and grade.answered else "")
+    return "tumour detected" if presence is not None else ""
+
+
+def _load_failure(ref: str, exc: Exception) -> str:
+    """Why a model cannot be used, in words (the exception's detail goes to the notes)."""
+    from model_zoo.registry import ChecksumError
+
+    if isinstance(exc, ChecksumError):
+        return f"the model {ref} failed verification: its weights do not match the checksum in its card"
+    return f"the model {ref} could not be loaded ({type(exc).__name__})"
 
 
 class _InputCache:

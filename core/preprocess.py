@@ -120,6 +120,15 @@ def num_slices(shape: tuple[int, int, int], plane: str) -> int:
     return int(shape[_AXIS[_check_plane(plane)]])
 
 
+def plane_title(volume: "Volume", plane: str) -> str:
+    """How a plane is named for people. A 2D picture records no orientation: its one plane is shown
+    as given, never called axial."""
+    _check_plane(plane)
+    if getattr(volume, "source_format", "") == "image":
+        return "Image as given (plane unknown)"
+    return plane.capitalize()
+
+
 def plane_aspect(volume: "Volume", plane: str) -> float:
     """Physical height / width of one displayed pixel of `plane` (1.0 for isotropic voxels)."""
     sz, sy, sx = (float(s) for s in volume.spacing)

@@ -17,6 +17,10 @@ Evaluations. A version's held-out numbers come from
 `compare` only ever pairs two evaluations with the same fingerprint (the champion's own locked test
 first); when the versions share none it refuses to compare.
 
+Whatever the comparison says, and forced or not, a version becomes active only when its weights
+load and match the sha256 in its card (`verify_weights`) and it has a score on a locked test
+(`locked_test_evaluation`: scored on the split its card records when it has none yet).
+
 Primary metric (higher is better; the challenger must be strictly better):
 tumor_type: slice balanced accuracy; presence: slice ROC AUC; grade: patient-level ROC AUC.
 """
@@ -341,6 +345,53 @@ def refresh_queue_scores(task: str, version: str, repo=None) -> dict:
     return out
 
 
+def verify_weights(task: str, version: str) -> None:
+    """Load task@version as inference does: its weights must match the sha256 in its card and fit
+    its architecture. PromotionRefused otherwise: a model that fails verification is never active."""
+    from model_zoo.checkpoints import load_checkpoint
+
+    try:
+        load_checkpoint(f"{task}@{version}")
+    except Exception as exc:  # noqa: BLE001 - whatever fails, these weights cannot be trusted
+        raise PromotionRefused(f"refused: {task}@{version} cannot be loaded or verified, so it can never be "
+                               f"made active ({type(exc).__name__}: {exc})") from exc
+
+
+def score_locked_test(task: str, version: str, n_boot: int = 1000) -> dict:
+    """score() of task@version on the locked test split its card records (as `python -m core
+    evaluate --split test`: the data must be on this machine); PromotionError when it cannot."""
+    from core.commands.evaluate import evaluate   # datasets and torch: only when a score is missing
+
+    try:
+        return evaluate(f"{task}@{version}", split="test", n_boot=n_boot)["metrics"]
+    except SystemExit as exc:        # evaluate() reports what stops it as SystemExit(message)
+        raise PromotionError(str(exc.code)) from None
+    except Exception as exc:  # noqa: BLE001 - data loaders fail in many ways: any failure means no score here
+        raise PromotionError(f"{type(exc).__name__}: {exc}") from None
+
+
+def locked_test_evaluation(task: str, version: str, card: Mapping, repo, actor: str) -> Evaluation:
+    """The version's score on a locked test (its card's, else one recorded in the store). When it
+    has none yet, it is scored on the locked test split its card records and the evaluation is
+    recorded; PromotionRefused when it has none and cannot be scored."""
+    known = evaluations(task, version, repo, card)
+    if known:
+        return known[0]
+    fingerprint = card_fingerprint(card)
+    if not fingerprint:
+        raise PromotionRefused(f"refused: {task}@{version} has no score on a locked test: its card records no "
+                               "locked test split (cross-validation only) and no held-out evaluation is recorded "
+                               "in the store")
+    try:
+        metrics = score_locked_test(task, version)
+    except PromotionError as exc:
+        raise PromotionRefused(f"refused: {task}@{version} has no score on its locked test split yet and cannot be "
+                               f"scored here ({exc}); run `python -m core evaluate --model {task}@{version} "
+                               "--split test` where its data is") from None
+    record_evaluation(task, version, fingerprint, metrics, "locked test", repo=repo, actor=actor)
+    return Evaluation(version, fingerprint, "locked test", _plain(metrics), "store")
+
+
 def _headline(task: str, version: str) -> dict:
     from model_zoo.checkpoints import headline_metrics
 
@@ -388,19 +439,23 @@ def promote(task: str, version: str, actor: str, force: bool = False, reason: st
             repo=None, rescore_queue: bool = True) -> PromotionResult:
     """Make task@version the active model if it beats the champion on a shared locked test split.
 
-    force=True promotes anyway (a reason is required and both are audited). Raises
-    PromotionRefused (with .comparison) otherwise, PromotionError for unknown versions.
+    force=True promotes anyway (a reason is required and both are audited). Forced or not, the
+    version's weights must pass verification and it must have a locked-test score (see the module
+    doc). Raises PromotionRefused (with .comparison when it lost the comparison) otherwise,
+    PromotionError for unknown versions.
     Afterwards the pending review queue is re-scored with the new champion (rescore_queue; see
     refresh_queue_scores: a failure there is reported in result.rescore, never raised)."""
     from model_zoo.checkpoints import active_version
 
     if not str(actor or "").strip():
         raise PromotionError("who is promoting? an actor name is required")
-    _load_card(task, version)                       # exists?
+    card = _load_card(task, version)                # exists?
+    verify_weights(task, version)
     repo = _repo(repo)
     champion = active_version(task)
     if champion == version:
         raise PromotionRefused(f"{task}@{version} is already the active version")
+    locked_test_evaluation(task, version, card, repo, actor)
     comparison = compare(task, version, champion, repo=repo) if champion else None
     if comparison is not None and not comparison.beats:
         if not force:
@@ -444,6 +499,7 @@ def rollback(task: str, actor: str, reason: str | None = None, *, repo=None,
                              f"{', '.join(history) or 'empty'})")
     target = history[-2]
     _load_card(task, target)
+    verify_weights(task, target)
     path, undo = _set_active_or_restore(task, target)
     try:
         repo.rollback(task, actor=actor, reason=reason)
@@ -466,4 +522,5 @@ def history(task: str, repo=None) -> list[dict]:
 
 __all__ = ["PRIMARY", "Comparison", "Evaluation", "PromotionError", "PromotionRefused", "PromotionResult",
            "compare", "promote", "rollback", "history", "refresh_queue_scores", "rescore_note", "evaluations", "record_evaluation",
-           "card_evaluation", "card_fingerprint", "primary_metric"]
+           "card_evaluation", "card_fingerprint", "primary_metric", "verify_weights", "locked_test_evaluation",
+           "score_locked_test"]

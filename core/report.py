@@ -4,19 +4,25 @@
     data = report.build_json(prediction, meta=volume.meta)
 
 The PDF carries the verdict, a "refer to a human" banner with its reasons, a probability table
-per task with the uncertainty, key slices with their CAM overlays (core.viz.overlay), a summary of
-each model card (version, metrics, intended use, limitations) and "research use only - not a
-medical device". Only de-identified metadata goes in (core.io already strips identity).
+per task with the uncertainty (or why the task gives no answer: cannot assess, no validated model,
+not applicable), key slices with their CAM overlays (core.viz.overlay), a summary of each model
+card (version, metrics, intended use, limitations), a short "Technical details" section at the end
+and "research use only - not a medical device". Words, class names and slice numbers come from
+core.verdict, as on the scan page. Only de-identified metadata goes in (core.io already strips
+identity).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import io
+import json
 from typing import Any, Mapping
 
 import numpy as np
 
-from core.verdict import headline, thresholds_text
+from core.inference import NOT_VALIDATED
+from core.tasks import class_title, task_title
+from core.verdict import headline, headline_reason, refer_messages, slice_label, task_row, thresholds_text
 from core.training.card_text import results_summary
 
 DISCLAIMER = ("Research use only - not a medical device. This report supports, and never replaces, "
@@ -40,7 +46,11 @@ def deidentified(meta: Mapping[str, Any] | None) -> dict:
 
 
 def build_json(prediction, meta: Mapping[str, Any] | None = None) -> dict:
-    data = prediction.to_dict()
+    """The prediction's JSON (`VolumePrediction.to_dict`) with the headline the page and the PDF
+    show, de-identified metadata, the time and the disclaimer."""
+    data = json.loads(prediction.to_json())          # plain JSON values (NaN -> null)
+    data["headline"] = headline(prediction)[0]
+    data["headline_reason"] = headline_reason(prediction)
     data["meta"] = deidentified(meta)
     data["generated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     data["disclaimer"] = DISCLAIMER
@@ -95,44 +105,48 @@ def build_pdf(prediction, slices01: np.ndarray | None = None, cams: Mapping[int,
 
     line(title, 16, "B", 9)
     line(f"Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}   Source: {prediction.source or '-'}   "
-         f"Slices: {prediction.n_slices}   Device: {prediction.device}", 8, color=(90, 90, 90))
+         f"Slices: {prediction.n_slices}", 8, color=(90, 90, 90))
     line(DISCLAIMER, 8, "I", color=(150, 0, 0))
     pdf.ln(2)
     text, task, prob = headline(prediction)
-    line(f"Verdict: {text}" + (f" ({prob:.0%}, {task})" if prob is not None else ""), 14, "B", 8)
+    line(f"Verdict: {text}" + (f" ({prob:.0%}, {task_title(task)})" if prob is not None else ""), 14, "B", 8)
+    why = headline_reason(prediction)
+    if why:
+        line(why, 10, color=(150, 0, 0))
     if prediction.refer:
         pdf.set_fill_color(255, 228, 200)
         pdf.set_font("Helvetica", "B", 11)
         pdf.multi_cell(epw, 7, _latin("REFER TO A HUMAN READER"), fill=True, new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "", 9)
-        for r in prediction.refer_reasons or ["the model is not confident"]:
+        for r in [m.replace("**", "") for m in refer_messages(prediction)]:   # the page's words
             pdf.multi_cell(epw, 5, _latin(f"- {r}"), fill=True, new_x="LMARGIN", new_y="NEXT")
         pdf.ln(2)
 
-    # probability table per task
-    for task, res in prediction.tasks.items():
-        line(f"{task}  ({res.model_version})", 11, "B", 7)
+    # one section per task: its probability table, or why it gives no answer
+    for res in prediction.tasks.values():
+        row = task_row(res)
+        line(f"{row.title}  ({res.model_version or '-'})", 11, "B", 7)
+        if not res.answered:
+            line(row.result + (f". {row.reason}" if row.reason else ""), 10)
+            pdf.ln(1)
+            continue
         pdf.set_font("Helvetica", "", 9)
         with pdf.table(col_widths=(60, 40), width=100, align="LEFT", text_align=("LEFT", "RIGHT")) as table:
-            row = table.row()
-            row.cell("class")
-            row.cell("probability")
+            cells = table.row()
+            cells.cell("class")
+            cells.cell("probability")
             for c, p in zip(res.classes, res.probabilities):
-                row = table.row()
-                row.cell(_latin(c + ("  <" if c == res.label else "")))
-                row.cell(f"{p:.3f}")
+                cells = table.row()
+                cells.cell(_latin(class_title(c) + ("  <" if c == res.label else "")))
+                cells.cell(f"{p:.3f}")
         u = res.uncertainty
         extra = f", BALD {u['bald']:.3f}" if "bald" in u else ""
-        line(f"Label {res.label}; entropy {u['entropy']:.3f} nats (normalised {u['entropy_norm']:.2f}), "
+        line(f"Result {row.result}; entropy {u['entropy']:.3f} nats (normalised {u['entropy_norm']:.2f}), "
              f"margin {u['margin']:.3f}{extra}; slices used {res.n_slices_used}"
              + ("; REFER" if res.refer else "") + (f"; {res.note}" if res.note else ""), 9)
         pdf.ln(1)
     ood = prediction.ood or {}
-    line(f"Input check: {'looks unlike the training data' if ood.get('is_ood') else 'looks like brain MRI'}"
-         f" (score {ood.get('score', 0):.2f}" + (f", energy {ood['energy']:.2f}" if 'energy' in ood else "") + ")", 9)
-    for n in prediction.notes:
-        line(f"Note: {n}", 8, color=(90, 90, 90))
-    line(thresholds_text(), 7, color=(90, 90, 90))
+    line(f"Input check: {'looks unlike the training data' if ood.get('is_ood') else 'looks like brain MRI'}", 9)
 
     # key slices with CAM overlays
     if slices01 is not None and len(prediction.key_slices):
@@ -154,7 +168,8 @@ def build_pdf(prediction, slices01: np.ndarray | None = None, cams: Mapping[int,
             pdf.image(_png(img), x=x, y=y, w=size, h=size)
             pdf.set_xy(x, y + size + 1)
             pdf.set_font("Helvetica", "", 7)
-            cap = f"slice {idx}" + (f": {c.method} for {c.class_name}" if c is not None else "")
+            cap = slice_label(idx, prediction.n_slices or len(slices01)) + \
+                (f": {c.method} for {class_title(c.class_name)}" if c is not None else "")
             pdf.cell(size, 4, _latin(cap))
         pdf.set_xy(pdf.l_margin, y + size + 7)
 
@@ -162,10 +177,15 @@ def build_pdf(prediction, slices01: np.ndarray | None = None, cams: Mapping[int,
     if cards:
         line("Models", 11, "B", 7)
         for task, card in cards.items():
-            line(f"{task}@{card.get('version', '?')} - {card.get('architecture', '?')}; metrics: {_card_metrics(card)}", 9, "B")
+            line(f"{task_title(task)}: {task}@{card.get('version', '?')} - {card.get('architecture', '?')}; "
+                 f"metrics: {_card_metrics(card)}", 9, "B")
             summary = results_summary(card)
             if summary:
                 line("Held-out results: " + " ".join(summary), 8)
+            res = prediction.tasks.get(task)
+            if res is not None and res.status == NOT_VALIDATED:   # its use and limits do not apply
+                line(f"Not validated: {res.note}", 8)
+                continue
             if card.get("intended_use"):
                 line(f"Intended use: {card['intended_use']}", 8)
             lim = card.get("limitations") or []
@@ -175,6 +195,21 @@ def build_pdf(prediction, slices01: np.ndarray | None = None, cams: Mapping[int,
     if md:
         line("Scan metadata (de-identified): " + ", ".join(f"{k}={v}" for k, v in list(md.items())[:20]), 7,
              color=(90, 90, 90))
+    _technical_details(line, prediction)
     pdf.ln(2)
     line(DISCLAIMER, 8, "I", color=(150, 0, 0))
     return bytes(pdf.output())
+
+
+def _technical_details(line, prediction) -> None:
+    """Device, precision, input statistics, the notes and the thresholds: for the engineer, last."""
+    grey = (90, 90, 90)
+    ood = prediction.ood or {}
+    precision = ", ".join(f"{t} {p}" for t, p in prediction.precision.items()) or "-"
+    line("Technical details", 9, "B", 6)
+    line(f"Device {prediction.device}; precision {precision}; "
+         f"{prediction.timings_ms.get('total', 0.0) / 1e3:.2f} s; input check score {ood.get('score', 0):.2f}"
+         + (f", energy {ood['energy']:.2f}" if "energy" in ood else ""), 7, color=grey)
+    for n in prediction.notes:
+        line(f"Note: {n}", 7, color=grey)
+    line(thresholds_text(), 7, color=grey)

@@ -1,20 +1,65 @@
-"""The verdict in words: headline, reasons to refer and the thresholds behind them.
+"""The verdict in words: headline, one row per task, reasons to refer and the thresholds behind them.
 
-Shared by the scan page and the PDF report so that both say the same thing.
+Shared by the scan page, the PDF report and the CLI so that all say the same thing. Slices are
+named "slice k of N", counted from 1 (`slice_label`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Mapping
+
 from core import inference as inf
-from core.inference import NO_TUMOUR_VERDICT
+from core import slice_votes
+from core.inference import CANNOT_ASSESS, NO_TUMOUR_VERDICT, NOT_APPLICABLE, NOT_VALIDATED
+from core.referral import operating_point_text
+from core.tasks import TASK_TABLE, TASKS, class_title, task_title
 
-TASK_TITLES = {"presence": "Tumour presence", "tumor_type": "Tumour type", "grade": "Glioma grade"}
-CLASS_TITLES = {"no_tumor": "No tumour", "tumor": "Tumour", "glioma": "Glioma", "meningioma": "Meningioma",
-                "pituitary": "Pituitary tumour", "G2": "WHO grade II", "G3": "WHO grade III"}
+TASK_TITLES = {name: task.title for name, task in TASK_TABLE.items()}
+pretty = class_title                     # a class name as a clinician reads it
+STATUS_TITLES = {"ok": "ok", "refer": "refer", CANNOT_ASSESS: "cannot assess", NOT_VALIDATED: "not validated",
+                 NOT_APPLICABLE: "not applicable"}
 
 
-def pretty(label: str) -> str:
-    """A class name as a clinician reads it."""
-    return CLASS_TITLES.get(str(label), str(label).replace("_", " ").capitalize())
+@dataclass(frozen=True)
+class TaskRow:
+    """One task of a prediction as every view shows it."""
+    task: str
+    title: str                  # "Tumour type"
+    result: str                 # "Glioma" | "Cannot assess" | "No validated model for Glioma grade" | ...
+    probability: float | None   # of the result; None when the task gave no answer
+    status: str                 # TaskResult.status
+    reason: str = ""            # why there is no answer
+
+    @property
+    def status_title(self) -> str:
+        return STATUS_TITLES.get(self.status, self.status)
+
+
+def task_row(res) -> TaskRow:
+    title = task_title(res.task)
+    if res.answered:
+        return TaskRow(res.task, title, class_title(res.label), float(max(res.probabilities)), res.status)
+    if res.status == NOT_VALIDATED:
+        card = f"the model card of {res.model_version}" if res.model_version else "the model cards"
+        return TaskRow(res.task, title, f"No validated model for {title}", None, res.status,
+                       f"{_sentence(res.note)} See {card} on the Models page.")
+    if res.status == NOT_APPLICABLE:
+        return TaskRow(res.task, title, f"Not applicable: {res.note or NO_TUMOUR_VERDICT}", None, res.status)
+    return TaskRow(res.task, title, "Cannot assess", None, res.status, _sentence(res.note))
+
+
+def task_rows(pred) -> list[TaskRow]:
+    return [task_row(res) for res in pred.tasks.values()]
+
+
+def _sentence(text: str) -> str:
+    text = str(text or "").strip()
+    return (text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")) if text else ""
+
+
+def _lead(pred):
+    """The first task of the cascade in the prediction (the one the verdict rests on)."""
+    return next((pred.tasks[t] for t in TASKS if t in pred.tasks), next(iter(pred.tasks.values()), None))
 
 
 def headline(pred) -> tuple[str, str | None, float | None]:
@@ -22,20 +67,32 @@ def headline(pred) -> tuple[str, str | None, float | None]:
     tasks = pred.tasks
     if not tasks:
         return "No prediction", None, None
+    if pred.status == CANNOT_ASSESS:
+        return "Cannot assess", _lead(pred).task, None
+    presence = tasks.get("presence")
     if pred.verdict == NO_TUMOUR_VERDICT:
-        res = tasks.get("presence")
-        if res is not None:
-            return "No tumour detected", "presence", float(max(res.probabilities))
+        if presence is not None and presence.answered:
+            return "No tumour detected", "presence", float(max(presence.probabilities))
         return "No tumour detected", None, None
-    if "tumor_type" in tasks:
-        res = tasks["tumor_type"]
-        text = pretty(res.label)
-        if "grade" in tasks:
-            text += f" · {pretty(tasks['grade'].label)}"
-        return text, "tumor_type", float(max(res.probabilities))
-    first = next(iter(tasks))
-    res = tasks[first]
-    return pretty(res.label), first, float(max(res.probabilities))
+    typed = tasks.get("tumor_type")
+    if typed is not None and typed.answered:
+        text = class_title(typed.label)
+        grade = tasks.get("grade")
+        if grade is not None and grade.answered:
+            text += f" · {class_title(grade.label)}"
+        return text, "tumor_type", float(max(typed.probabilities))
+    first = next((r for r in tasks.values() if r.answered), None)
+    if first is None:
+        return "No prediction", None, None
+    return class_title(first.label), first.task, float(max(first.probabilities))
+
+
+def headline_reason(pred) -> str:
+    """Why there is no verdict ("" when there is one)."""
+    if pred.status != CANNOT_ASSESS or not pred.tasks:
+        return ""
+    lead = _lead(pred)
+    return f"{task_title(lead.task)}: {task_row(lead).reason or task_row(lead).result}"
 
 
 def refer_messages(pred) -> list[str]:
@@ -49,17 +106,29 @@ def refer_messages(pred) -> list[str]:
         for why in res.refer_reasons:
             if why.startswith("input looks unlike"):
                 continue
-            out.append(f"**{TASK_TITLES.get(task, task)}**: {why}")
+            out.append(f"**{task_title(task)}**: {why}")
     if pred.refer and not out:
         out.append("the model is not confident")
     return out
 
 
-def thresholds_text() -> str:
-    """The refer rule and the aggregation, with the numbers the code uses."""
-    return (f"Refer to a human reader when the normalised entropy exceeds {inf.ENTROPY_REFER:g}, the "
-            f"top-2 margin is below {inf.MARGIN_REFER:g}, MC-dropout BALD exceeds {inf.BALD_REFER:g} "
-            f"(when enabled), or the input looks unlike brain MRI. A slice counts as showing tumour "
-            f"when P(tumour) ≥ {inf.PRESENCE_THRESHOLD:g}; the volume verdict weights slices by "
-            f"P(tumour)^{inf.RELEVANCE_SHARPEN:g}. Probabilities are calibrated (temperature scaling "
-            f"from each model card).")
+def slice_label(index: int, n: int) -> str:
+    """The one way slices are named for people: "slice k of N", counted from 1."""
+    return f"slice {int(index) + 1} of {int(n)}"
+
+
+def thresholds_text(cards: Mapping[str, dict] | None = None) -> str:
+    """The refer rule and the aggregation, with the numbers the code uses; with the active models'
+    cards, each calibrated referral rule's measured operating point."""
+    calibrated = {t: operating_point_text(c) for t, c in (cards or {}).items() if operating_point_text(c)}
+    rule = " ".join(f"{task_title(t)}: {text}" for t, text in calibrated.items())
+    fixed = (f"Refer to a human reader when the normalised entropy exceeds {inf.ENTROPY_REFER:g}, the "
+             f"top-2 margin is below {inf.MARGIN_REFER:g}, MC-dropout BALD exceeds {inf.BALD_REFER:g} "
+             f"(when enabled)")
+    if calibrated:
+        fixed = "Models without a calibrated rule refer " + fixed[len("Refer to a human reader "):]
+    return (f"{rule + ' ' if rule else ''}{fixed}. Inputs that the input gate does not recognise as "
+            f"anatomical brain MRI are not assessed. "
+            f"{slice_votes.rule_text(inf.PRESENCE_THRESHOLD)} Type and grade weight those slices by "
+            f"their evidence^{inf.RELEVANCE_SHARPEN:g}. Probabilities are calibrated (temperature "
+            f"scaling from each model card).")

@@ -384,3 +384,21 @@ def imbalance_figure(result: dict, height: int = 340) -> go.Figure:
     fig.update_yaxes(range=[0, 1.1])
     fig.update_layout(barmode="group", height=height, margin=dict(l=0, r=0, t=8, b=0), legend=dict(orientation="h", y=1.12))
     return fig
+
+
+def risk_coverage_figure(curve: list[dict], chosen: float | None = None, height: int = 280) -> go.Figure:
+    """Accuracy of the answers given without referral against the share answered, one point per
+    familiarity threshold (`core.referral.risk_coverage_curve`); the chosen threshold marked."""
+    pts = [c for c in curve if c.get("accuracy_answered") is not None]
+    fig = go.Figure(go.Scatter(x=[c["coverage"] for c in pts], y=[c["accuracy_answered"] for c in pts],
+                               mode="lines+markers", name="held-out",
+                               customdata=[c["max_percentile"] for c in pts],
+                               hovertemplate="threshold %{customdata:.2f}<br>answered %{x:.0%}<br>right %{y:.1%}"))
+    if chosen is not None and pts:
+        near = min(pts, key=lambda c: abs(c["max_percentile"] - chosen))
+        fig.add_trace(go.Scatter(x=[near["coverage"]], y=[near["accuracy_answered"]], mode="markers",
+                                 marker=dict(size=12, symbol="star"), name="operating point"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="share answered (coverage)",
+                      yaxis_title="accuracy of answers", xaxis_tickformat=".0%", yaxis_tickformat=".0%",
+                      title="Risk-coverage on held-out patients")
+    return fig

@@ -10,7 +10,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core import viz
+from core.referral import gate_text, operating_point_text
+from core.tasks import task_title
 from core.training.card_text import results_summary
+from core.validity import model_validity
 from pages.common import get_repo, reviewer_name
 
 TASKS = ("tumor_type", "presence", "grade")
@@ -47,6 +50,21 @@ def metric_rows(card: dict) -> list[dict]:
     return rows
 
 
+def show_safety(task: str, ckpt) -> None:
+    """The referral rule's and the input gate's measured operating points."""
+    card = ckpt.card
+    point, gate = operating_point_text(card), gate_text(card)
+    if point:
+        st.markdown(f"**When it refers.** {point}")
+        st.plotly_chart(viz.risk_coverage_figure(card["referral"].get("risk_coverage") or [],
+                                                 card["referral"]["max_percentile"]),
+                        key=f"models_rc_{task}_{ckpt.version}", config={"displayModeBar": False})
+    if gate:
+        st.markdown(f"**What it refuses.** {gate}")
+    if point or gate:
+        st.code(card["referral"]["command"], language="bash")
+
+
 def show_card(task: str, ckpt, active: str | None) -> None:
     card = ckpt.card
     flag = " · **active**" if ckpt.version == active else ""
@@ -54,6 +72,10 @@ def show_card(task: str, ckpt, active: str | None) -> None:
     st.caption(f"{card.get('architecture')} · {card.get('input', {}).get('size')} px · "
                f"{card.get('input', {}).get('channels')} channel(s) · classes {', '.join(card.get('classes') or [])}"
                f" · created {str(card.get('created') or '')[:19]} · parent {card.get('parent') or '-'} · {ckpt.source}")
+    valid, why = model_validity(card)
+    if not valid:   # the Scan page's "No validated model" points here
+        st.warning(f"**Not validated.** While this version is active the Scan page shows no "
+                   f"{task_title(task).lower()} result: {why}.", icon=":material/block:")
     rows = metric_rows(card)
     if rows:
         st.dataframe(rows, hide_index=True)
@@ -63,6 +85,7 @@ def show_card(task: str, ckpt, active: str | None) -> None:
     if test.get("confusion"):
         st.plotly_chart(viz.confusion_figure(test["confusion"], card.get("classes") or [], "locked test"),
                         key=f"models_cm_{task}_{ckpt.version}", config={"displayModeBar": False})
+    show_safety(task, ckpt)
     summary = results_summary(card)
     if summary:
         st.markdown("**Held-out results.**\n" + "\n".join(f"- {x}" for x in summary))

@@ -13,6 +13,7 @@ import streamlit as st
 
 from core import review, viz
 from core.active_learning import STRATEGIES
+from core.tasks import class_title
 from pages.common import get_repo, reviewer_name
 
 STRATEGY_LABELS = {"entropy": "entropy", "margin": "margin", "least_confidence": "least confidence",
@@ -108,13 +109,14 @@ def show_item(repo, item: review.ReviewItem, show_cam: bool) -> None:
             else:
                 cls = item.classes.index(item.predicted) if item.predicted in item.classes else None
                 picture, cls_name = review.item_cam(loaded, img01, item.task, cls)
-                title += f" · Grad-CAM for {cls_name}"
+                title += f" · Grad-CAM for {class_title(cls_name)}"
         st.plotly_chart(viz.slice_figure(picture, title=title, height=420), key=f"review_fig_{item.item_id}",
                         config={"displayModeBar": False})
     with right:
         if item.probabilities:
-            st.markdown(f"**Model**: {item.task}@{item.model_version} — suggests **{item.predicted}**")
-            st.plotly_chart(viz.probability_bars(item.classes, item.probabilities), key="review_probs",
+            st.markdown(f"**Model**: {item.task}@{item.model_version} — suggests **{class_title(item.predicted)}**")
+            st.plotly_chart(viz.probability_bars([class_title(c) for c in item.classes], item.probabilities),
+                            key="review_probs",
                             config={"displayModeBar": False})
         else:
             st.info("No prediction stored for this item yet.")
@@ -137,7 +139,7 @@ def decision_form(item: review.ReviewItem, reviewer: str) -> None:
     label_key, comment_key = f"review_label_{item.item_id}", f"review_comment_{item.item_id}"
     default = item.classes.index(item.predicted) if item.predicted in item.classes else 0
     with st.form("review_form", clear_on_submit=False, enter_to_submit=True, border=True):
-        st.radio("Label", item.classes, index=default, key=label_key, horizontal=True,
+        st.radio("Label", item.classes, index=default, key=label_key, horizontal=True, format_func=class_title,
                  help="Pre-set to the model's suggestion: Save confirms it, pick another class to correct it.")
         st.text_input("Comment", key=comment_key, placeholder="optional; required to flag")
         c1, c2, c3 = st.columns(3)

@@ -25,16 +25,18 @@ import numpy as np
 import streamlit as st
 
 from core import preprocess, viz
+from core.inference import CANNOT_ASSESS, NOT_VALIDATED
 from core.io import VolumeLoadError, load_volume
 from core.io.volume import Volume
-from core.verdict import TASK_TITLES, headline, pretty, refer_messages, thresholds_text
+from core.tasks import TASKS, class_title, task_title
+from core.referral import operating_point_text
+from core.verdict import headline, headline_reason, refer_messages, slice_label, task_rows, thresholds_text
 
 log = logging.getLogger("neurograde.pages.scan")
 
 UPLOAD_HELP = ("One NIfTI file (.nii, .nii.gz), all files of one DICOM series (or a .zip of them), "
                "or one slice image (PNG, JPEG, TIFF). Files are processed in memory; identifying "
                "header fields are never shown or stored.")
-PLANE_TITLES = {"axial": "Axial", "coronal": "Coronal", "sagittal": "Sagittal"}
 DEFAULT_SERIES = "Default (largest MR series)"
 _CACHE = "_scan_cache"      # session_state: the loaded volume of the current upload
 _NORM = "_scan_norm"        # session_state: normalised arrays of the current volume, per channel
@@ -46,7 +48,6 @@ _SENT = "_scan_sent"        # session_state: {case: case id} of cases sent to th
 
 DISCLAIMER = ("Research use only — not a medical device. NeuroGrade supports, and never replaces, "
               "the judgement of a qualified clinician.")
-TASKS = ("presence", "tumor_type", "grade")
 COLOR_MAPS = ("jet", "turbo", "inferno", "viridis", "hot")
 DEFAULT_SEQUENCES = ("t1pre", "flair", "t1post")   # TCGA-LGG slices store them as R, G, B
 NOT_SEQUENCES = {"rgb": "Not MR sequences (a colour picture)", "volumes": "Unnamed (t0, t1, …)"}
@@ -277,9 +278,10 @@ def render_viewer(volume: Volume, vkey: str = "v", axial_overlay=None) -> dict:
     for col, plane in zip(cols, planes):
         with col:
             n = preprocess.num_slices(shape, plane)
-            st.markdown(f"**{PLANE_TITLES[plane]}**")
+            title = preprocess.plane_title(volume, plane)
+            st.markdown(f"**{title}**")
             if len(planes) > 1 and n > 1:
-                st.slider(f"{PLANE_TITLES[plane]} slice", 1, n, key=f"pos_{plane}_{vkey}",
+                st.slider(f"{title} slice", 1, n, key=f"pos_{plane}_{vkey}",
                           label_visibility="collapsed")
     position = tuple(int(np.clip(st.session_state[f"pos_{p}_{vkey}"] - 1, 0, preprocess.num_slices(shape, p) - 1))
                      for p in preprocess.PLANES)  # voxel indices (z, y, x)
@@ -303,7 +305,7 @@ def render_viewer(volume: Volume, vkey: str = "v", axial_overlay=None) -> dict:
         with col:
             st.plotly_chart(fig, key=f"fig_{plane}_{vkey}", config={"displayModeBar": False})
             n = preprocess.num_slices(shape, plane)
-            st.caption(f"slice {idx + 1} / {n}" + (f" · {note}" if note else ""))
+            st.caption(slice_label(idx, n) + (f" · {note}" if note else ""))
     return {"channel": channel, "position": position, "window": (center, width)}
 
 
@@ -408,39 +410,86 @@ def model_slices(predictor, volume: Volume, case_key: str, task: str) -> np.ndar
 
 
 # ----------------------------------------------------------------------------------- verdict
+STATUS_FLAGS = {"ok": ":green[ok]", "refer": ":orange[refer]", CANNOT_ASSESS: ":red[cannot assess]",
+                NOT_VALIDATED: ":gray[not validated]", "not_applicable": ":gray[not applicable]"}
+
+
 def _task_table(pred) -> str:
+    """One row per task, in the words of core.verdict (no numbers for a task without an answer)."""
     rows = ["| | Result | Probability | Entropy | Margin | |", "|---|---|---:|---:|---:|---|"]
-    for task, res in pred.tasks.items():
+    for row, res in zip(task_rows(pred), pred.tasks.values()):
         u = res.uncertainty
-        flag = ":orange[refer]" if res.refer else ":green[ok]"
-        label = pretty(res.label) + (f" *({res.note})*" if res.note else "")
-        rows.append(f"| {TASK_TITLES.get(task, task)} | {label} | {max(res.probabilities):.1%} | "
-                    f"{u.get('entropy_norm', 0.0):.2f} | {u.get('margin', 0.0):.2f} | {flag} |")
+        numbers = (f"{row.probability:.1%} | {u.get('entropy_norm', 0.0):.2f} | {u.get('margin', 0.0):.2f}"
+                   if row.probability is not None else "— | — | —")
+        rows.append(f"| {row.title} | {row.result} | {numbers} | {STATUS_FLAGS.get(row.status, row.status)} |")
     return "\n".join(rows)
 
 
+def _badge(pred) -> str:
+    if pred.status == CANNOT_ASSESS:
+        return ":red-badge[:material/block: Cannot assess]"
+    if pred.refer:
+        return ":orange-badge[:material/front_hand: Refer to a human reader]"
+    return ":green-badge[:material/check_circle: Within the confidence thresholds]"
+
+
+def render_task_answers(pred) -> None:
+    """Per task: its probability bars, or why it gives no answer (a task without a validated model
+    points to its card on the Models page)."""
+    for row, r in zip(task_rows(pred), pred.tasks.values()):
+        st.markdown(f"**{row.title}** <span style='color:#6b7785;font-size:0.8em'>"
+                    f"{r.model_version}</span>", unsafe_allow_html=True)
+        if r.answered:
+            fig = viz.probability_bars([class_title(c) for c in r.classes], r.probabilities,
+                                       highlight=class_title(r.label), height=36 + 30 * len(r.classes))
+            st.plotly_chart(fig, key=f"bars_{r.task}", config={"displayModeBar": False})
+        elif r.status == NOT_VALIDATED:
+            st.info(f"**{row.result}.** {row.reason}", icon=":material/block:")
+        else:
+            st.caption(row.result + (f" — {row.reason}" if row.reason else ""))
+
+
+def render_technical_details(pred, predictor=None) -> None:
+    """Model versions, precision, device, timing, the thresholds and the notes: collapsed."""
+    with st.expander("Technical details", expanded=False):
+        versions = " · ".join(f"`{v}`" for v in pred.model_versions.values()) or "none"
+        precision = ", ".join(sorted(set(pred.precision.values()))) or "fp32"
+        st.caption(f"Models: {versions} · {precision} on {pred.device} · "
+                   f"{pred.timings_ms.get('total', 0.0) / 1e3:.2f} s for {pred.n_slices} "
+                   f"slice{'s' if pred.n_slices != 1 else ''}")
+        st.caption(thresholds_text({t: m.card for t, m in predictor.models.items()} if predictor else None))
+        for note in pred.notes:
+            note = note.replace("name the channels of multi-channel input with sequences=",
+                                "for a multi-channel image, name its channels above")
+            st.caption(f":material/info: {note}")
+
+
 def render_verdict(pred, predictor=None) -> None:
-    """Verdict card: the refer banner with its reasons, the verdict with its calibrated probability
-    and uncertainty, a row per task, probability bars per task, thresholds and model versions."""
+    """Verdict card: the refer banner with its reasons, the verdict (or why there is none) with its
+    calibrated probability and uncertainty, a row per task, each task's answer, then the
+    technical details (collapsed)."""
     st.subheader("Verdict")
     if pred.refer:
-        st.warning("**Refer to a human reader.** The model is unsure or the scan is unlike its "
-                   "training data:\n\n" + "\n".join(f"- {m}" for m in refer_messages(pred)),
-                   icon=":material/front_hand:")
+        why = ("the models cannot assess this scan" if pred.status == CANNOT_ASSESS
+               else "the model is unsure or the scan is unlike its training data")
+        st.warning(f"**Refer to a human reader.** {why[0].upper() + why[1:]}:\n\n"
+                   + "\n".join(f"- {m}" for m in refer_messages(pred)), icon=":material/front_hand:")
     text, task, prob = headline(pred)
     with st.container(border=True):
         left, right = st.columns([1.15, 1], gap="large")
         with left:
-            badge = (":orange-badge[:material/front_hand: Refer to a human reader]" if pred.refer
-                     else ":green-badge[:material/check_circle: Within the confidence thresholds]")
-            st.markdown(f"## {text}\n{badge}")
+            st.markdown(f"## {text}\n{_badge(pred)}")
+            reason = headline_reason(pred)
+            if reason:
+                st.error(reason, icon=":material/block:")
             res = pred.tasks.get(task) if task else None
-            if res is not None:
+            if res is not None and prob is not None:
                 u = res.uncertainty
                 m1, m2, m3 = st.columns(3)
+                point = operating_point_text(predictor.model(task).card) if predictor and task in predictor.models else None
                 m1.metric("Probability", f"{prob:.1%}",
-                          help=f"{TASK_TITLES.get(task, task)}: calibrated probability of '{res.label}' "
-                               "(temperature scaling from the model card)")
+                          help=f"{task_title(task)}: calibrated probability of '{class_title(res.label)}' "
+                               "(temperature scaling from the model card). " + (point or ""))
                 m2.metric("Entropy", f"{u.get('entropy_norm', 0.0):.2f}",
                           help="uncertainty: predictive entropy / log(number of classes); 0 = certain, 1 = uniform")
                 m3.metric("Margin", f"{u.get('margin', 0.0):.2f}",
@@ -448,23 +497,9 @@ def render_verdict(pred, predictor=None) -> None:
             if pred.tasks:
                 st.markdown(_task_table(pred))
         with right:
-            for t, r in pred.tasks.items():
-                st.markdown(f"**{TASK_TITLES.get(t, t)}** <span style='color:#6b7785;font-size:0.8em'>"
-                            f"{r.model_version}</span>", unsafe_allow_html=True)
-                fig = viz.probability_bars([pretty(c) for c in r.classes], r.probabilities,
-                                           highlight=pretty(r.label), height=36 + 30 * len(r.classes))
-                st.plotly_chart(fig, key=f"bars_{t}", config={"displayModeBar": False})
+            render_task_answers(pred)
         st.caption(DISCLAIMER)
-    versions = " · ".join(f"`{v}`" for v in pred.model_versions.values()) or "none"
-    precision = ", ".join(sorted(set(pred.precision.values()))) or "fp32"
-    st.caption(f"Models: {versions} · {precision} on {pred.device} · "
-               f"{pred.timings_ms.get('total', 0.0) / 1e3:.2f} s for {pred.n_slices} "
-               f"slice{'s' if pred.n_slices != 1 else ''}")
-    st.caption(thresholds_text())
-    for note in pred.notes:
-        note = note.replace("name the channels of multi-channel input with sequences=",
-                            "for a multi-channel image, name its channels above")
-        st.caption(f":material/info: {note}")
+    render_technical_details(pred, predictor)
 
 
 def _goto(key: str, value: int) -> None:
@@ -489,7 +524,7 @@ def render_slice_strip(pred, predictor, vkey: str) -> None:
     pos_key = axial_key(vkey)
     current = int(st.session_state.get(pos_key, n // 2 + 1)) - 1
     task = next((t for t in ("tumor_type", "grade") if pred.slices and t in pred.slices[0]), None)
-    classes = [pretty(c) for c in predictor.model(task).classes] if task else None
+    classes = [class_title(c) for c in predictor.model(task).classes] if task else None
     fig = viz.slice_strip(pred.slices, task=task, classes=classes, current=current,
                           key_slices=pred.key_slices, threshold=PRESENCE_THRESHOLD)
     st.markdown("**Slice by slice**")
@@ -497,7 +532,7 @@ def render_slice_strip(pred, predictor, vkey: str) -> None:
     st.plotly_chart(fig, key=strip_key, on_select=lambda: _strip_selected(strip_key, pos_key, n),
                     selection_mode="points", config={"displayModeBar": False})
     st.caption(f"Bars: P(tumour) per axial slice (the slice's weight in the verdict; dotted line "
-               f"{PRESENCE_THRESHOLD:g}). Lines: {TASK_TITLES.get(task, '').lower() or 'class'} "
+               f"{PRESENCE_THRESHOLD:g}). Lines: {task_title(task).lower() if task else 'class'} "
                f"probabilities on the slices that weigh in the verdict (the type and grade models read "
                f"only those). ★ key slices. Click a slice to show it in the viewer.")
 
@@ -507,7 +542,7 @@ def cam_controls(pred, predictor, case_key: str) -> dict:
     """Method, task, target class (default: the verdict), colour map, opacity."""
     from core import explain
 
-    tasks = [t for t in pred.tasks if t in predictor.models]
+    tasks = [t for t, r in pred.tasks.items() if t in predictor.models and r.answered]   # no heat map without an answer
     if not tasks:
         return {"on": False}
     default_task = "tumor_type" if "tumor_type" in tasks else tasks[0]
@@ -523,14 +558,14 @@ def cam_controls(pred, predictor, case_key: str) -> dict:
     c1.selectbox("Method", methods, key="cam_method",
                  format_func=lambda m: explain.METHODS[m].label + (" (slow)" if explain.METHODS[m].slow else ""),
                  help="; ".join(f"{m.label}: {m.note}" for m in explain.METHODS.values()))
-    task = c2.selectbox("Explain", tasks, key="cam_task", format_func=lambda t: TASK_TITLES.get(t, t))
+    task = c2.selectbox("Explain", tasks, key="cam_task", format_func=task_title)
     res = pred.tasks[task]
     classes = list(predictor.model(task).classes)
     class_key = f"cam_class_{task}_{case_key}"
     if st.session_state.get(class_key) not in classes:
         st.session_state[class_key] = res.label if res.label in classes else classes[0]
     target = c3.selectbox("Target class", classes, key=class_key,
-                          format_func=lambda c: pretty(c) + (" (verdict)" if c == res.label else ""))
+                          format_func=lambda c: class_title(c) + (" (verdict)" if c == res.label else ""))
     c4.selectbox("Colours", COLOR_MAPS, key="cam_cmap")
     c5.slider("Opacity", 0.0, 1.0, step=0.05, key="cam_alpha")
     method = st.session_state["cam_method"]
@@ -569,7 +604,7 @@ def make_axial_overlay(predictor, volume: Volume, case_key: str, settings: dict)
             return None
         rgb = viz.overlay(img, res.heatmap, settings["cmap"], settings["alpha"])
         took = "cached" if res.cached else f"{res.ms:.0f} ms"
-        return rgb, f"{label} for {pretty(res.class_name)} ({took})"
+        return rgb, f"{label} for {class_title(res.class_name)} ({took})"
 
     return draw
 
@@ -599,7 +634,7 @@ def render_key_slices(pred, predictor, volume: Volume, view: dict, case_key: str
         return cams                          # a single image: the viewer already shows it
     st.markdown("**Key slices**")
     st.caption(f"The slices with the highest P(tumour), with the {explain.METHODS[gs['method']].label} "
-               f"heat map for {pretty(gs['class_name'])}.")
+               f"heat map for {class_title(gs['class_name'])}.")
     data = normalized(volume, view["channel"])
     center, width = view["window"]
     cols = st.columns(max(3, len(pred.key_slices)))
@@ -607,10 +642,10 @@ def render_key_slices(pred, predictor, volume: Volume, view: dict, case_key: str
         img = preprocess.apply_window(preprocess.display_slice(data, "axial", k), center, width)
         rgb = viz.overlay(img, cams[k].heatmap, gs["cmap"], gs["alpha"]) if settings.get("on") else img
         p = pred.slices[k].get("presence")
-        cap = f"Slice {k + 1}" + (f" · P(tumour) {p:.2f}" if p is not None else "")
+        label = slice_label(k, len(pred.slices))
+        cap = label + (f" · P(tumour) {p:.2f}" if p is not None else "")
         with col:
-            st.image(rgb, caption=cap, width="stretch", clamp=True,
-                     alt=f"Grad-CAM heat map, key slice {k + 1}")
+            st.image(rgb, caption=cap, width="stretch", clamp=True, alt=f"Grad-CAM heat map, key {label}")
             st.button("Show in viewer", key=f"goto_{vkey}_{k}", icon=":material/center_focus_strong:",
                       on_click=_goto, args=(axial_key(vkey), k + 1), width="stretch")
     return cams

@@ -46,3 +46,29 @@ def no_shipped_models(tmp_path, monkeypatch):
     shipped.mkdir()
     monkeypatch.setattr(ck, "SHIPPED_ROOT", shipped)
     return shipped
+
+
+@pytest.fixture(scope="session")
+def pdf_text():
+    """pdf_text(pdf_bytes) -> the text of an uncompressed fpdf2 PDF (build_pdf(..., compress=False)),
+    wrapped lines joined by spaces."""
+    import re
+
+    def read(pdf: bytes) -> str:
+        parts = re.findall(rb"\(((?:\\.|[^\\)])*)\) Tj", pdf)
+        return " ".join(re.sub(rb"\\(.)", rb"\1", p).decode("latin-1") for p in parts)
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def tamper():
+    """tamper(version folder): flip one byte in the middle of its model.pt, so that its sha256 no
+    longer matches the card."""
+    def flip(folder) -> None:
+        path = Path(folder) / "model.pt"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+    return flip

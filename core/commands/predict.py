@@ -1,11 +1,16 @@
 """`python -m core predict PATH [PATH ...]`: the model's verdict on a scan (or, with --each, on
 every file given). Bad input: a message on stderr and exit status 2 (with --each the other inputs
-still get their lines)."""
+still get their lines). A task that cannot be assessed (its model cannot be loaded or verified, or a
+task it needs has no answer): exit status 3 unless --allow-incomplete."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_CANNOT_ASSESS = 3   # a task that was run cannot be assessed: the result is incomplete
 
 
 def register(subparsers) -> None:
@@ -13,7 +18,14 @@ def register(subparsers) -> None:
         "predict", help="classify a scan: tumour presence, type, grade, with uncertainty",
         description="Run the active models on one scan (a file, folder, zip, or several files of one "
                     "series) and print the verdict. With --each every file (and every file in a "
-                    "folder) is an independent input and gets one line.")
+                    "folder) is an independent input and gets one line. Each task has a status: ok, "
+                    "refer, cannot_assess (its model cannot be loaded or verified, or a task it needs "
+                    "gave no answer), not_validated (the active model's card does not show it beats "
+                    "chance: no probabilities) or not_applicable (asked for with --tasks, but no "
+                    "tumour was detected). Slices are named 'slice k of N' counting from 1; in the "
+                    "JSON, slices[i].index and key_slices count from 0 and slices[i].number and "
+                    "key_slice_numbers from 1. Exit status: 0 done, 1 no model at all, 2 bad input, "
+                    "3 a task cannot be assessed (see --allow-incomplete).")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--each", action="store_true", help="every file is an independent image/scan")
@@ -27,6 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--mc-dropout", type=int, default=0, metavar="N", help="MC-dropout passes (BALD)")
     p.add_argument("--allow-ct", action="store_true", help="load CT (it will be flagged as unlike the training data)")
     p.add_argument("--series", default=None, help="SeriesInstanceUID (or index) to load")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="exit 0 even when a task cannot be assessed (default: exit status 3)")
     p.add_argument("--every-slice", action="store_true",
                    help="run tumor_type and grade on every slice (default: only on the slices that "
                         "weigh in the verdict; the others get null)")
@@ -47,13 +61,22 @@ def _expand(paths: list[str]) -> list[str]:
 
 
 def _text(source: str, pred) -> str:
-    lines = [f"{source}: {pred.verdict or 'no prediction'}" + ("  [REFER]" if pred.refer else "")]
-    for t, r in pred.tasks.items():
-        probs = ", ".join(f"{c} {p:.2f}" for c, p in zip(r.classes, r.probabilities))
-        lines.append(f"  {t} ({r.model_version}): {r.label}  [{probs}]  entropy {r.uncertainty['entropy_norm']:.2f}"
-                     + ("  refer" if r.refer else ""))
-    for why in pred.refer_reasons:
-        lines.append(f"  refer: {why}")
+    from core.tasks import class_title
+    from core.verdict import headline, headline_reason, refer_messages, slice_label, task_rows
+
+    status = {"refer": "  [REFER]", "cannot_assess": "  [CANNOT ASSESS]"}.get(pred.status, "")
+    why = headline_reason(pred)
+    lines = [f"{source}: {headline(pred)[0]}" + (f" ({why})" if why else "") + status]
+    for row, r in zip(task_rows(pred), pred.tasks.values()):
+        text = f"  {row.title} ({r.model_version or '-'}): {row.result}"
+        if r.answered:
+            probs = ", ".join(f"{class_title(c)} {p:.2f}" for c, p in zip(r.classes, r.probabilities))
+            text += f"  [{probs}]  entropy {r.uncertainty['entropy_norm']:.2f}"
+        lines.append(text + f"  {row.status_title}" + (f": {row.reason}" if row.reason else ""))
+    if pred.key_slices:
+        lines.append("  key slices: " + ", ".join(slice_label(k, pred.n_slices) for k in pred.key_slices))
+    for why in refer_messages(pred):
+        lines.append("  refer: " + why.replace("**", ""))
     for n in pred.notes:
         lines.append(f"  note: {n}")
     lines.append("  timings ms: " + ", ".join(f"{k} {v:.0f}" for k, v in pred.timings_ms.items()))
@@ -63,13 +86,14 @@ def _text(source: str, pred) -> str:
 def run(args) -> int:
     from core.inference import TASKS, Predictor
     from core.io import VolumeLoadError, load_volume
+    from core.report import build_json
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     if tasks:
         bad = [t for t in tasks if t not in TASKS]
         if bad:
             print(f"unknown task(s) {', '.join(bad)}; choose from {', '.join(TASKS)}", file=sys.stderr)
-            return 2
+            return EXIT_BAD_INPUT
     sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
     overrides = {}
     for ref in args.model:
@@ -79,28 +103,35 @@ def run(args) -> int:
     # presence is loaded even when not asked for: it weights the other tasks' slices
     predictor = Predictor.from_active(tasks=TASKS, overrides=overrides, precision=args.precision,
                                       device=args.device, mc_passes=args.mc_dropout)
-    if not predictor.models:
+    if not predictor.models and not predictor.unavailable:
         print("no model is available for " + ", ".join(needed) + ": " + "; ".join(predictor.notes), file=sys.stderr)
         return 1
     opts = dict(sequences=sequences, allow_ct=args.allow_ct, series=args.series)
 
-    def one(source, label: str) -> bool:
+    def one(source, label: str) -> int:
         try:
             vol = load_volume(source, **opts)
             pred = predictor.predict_volume(vol, tasks=tasks, source=label, every_slice=args.every_slice)
         except (VolumeLoadError, ValueError, OSError) as exc:
             print(f"{label}: {exc}", file=sys.stderr)
-            return False
+            return EXIT_BAD_INPUT
         pred.source = label
-        print(pred.to_json() if args.json else _text(label, pred), flush=True)
-        return True
+        print(json.dumps(build_json(pred, meta=vol.meta)) if args.json else _text(label, pred), flush=True)
+        if pred.unassessed and not args.allow_incomplete:
+            print(f"{label}: cannot assess {', '.join(pred.unassessed)} (--allow-incomplete to accept)", file=sys.stderr)
+            return EXIT_CANNOT_ASSESS
+        return 0
 
     if args.each:
         files = _expand(args.paths)
         if not files:
             print("no input files found", file=sys.stderr)
-            return 2
-        ok = [one(f, f) for f in files]
-        return 0 if all(ok) else 2
+            return EXIT_BAD_INPUT
+        return _worst([one(f, f) for f in files])
     source = args.paths[0] if len(args.paths) == 1 else list(args.paths)
-    return 0 if one(source, args.paths[0] if len(args.paths) == 1 else ",".join(args.paths)) else 2
+    return one(source, args.paths[0] if len(args.paths) == 1 else ",".join(args.paths))
+
+
+def _worst(codes: list[int]) -> int:
+    """Bad input (2) before an incomplete result (3) before success (0)."""
+    return next((c for c in (EXIT_BAD_INPUT, EXIT_CANNOT_ASSESS) if c in codes), 0)

@@ -5,7 +5,9 @@
     python -m core zoo compare TASK@VERSION [--champion V] [--json]
                                                        challenger vs champion on a shared locked test split
     python -m core zoo promote TASK@VERSION [--force --reason TEXT] [--actor NAME] [--json]
-                                                       only if it beats the champion (exit 4 when refused)
+                                                       only if it beats the champion (exit 4 when refused);
+                                                       forced or not, only if its weights pass verification
+                                                       (sha256) and it has a locked-test score
     python -m core zoo rollback TASK [--reason TEXT] [--actor NAME]
                                                        back to the version promoted before the current one
     python -m core zoo summarize TASK@VERSION [--write]
@@ -17,7 +19,7 @@ import argparse
 import json
 import sys
 
-EXIT_REFUSED = 4  # promotion refused: the challenger does not beat the champion
+EXIT_REFUSED = 4  # promotion refused: no better than the champion, unverifiable, or no locked-test score
 
 _HEADLINE_ORDER = ("accuracy", "balanced_accuracy", "macro_f1", "auc", "roc_auc", "ece")
 
@@ -37,7 +39,8 @@ def register(subparsers) -> None:
     p_cmp.add_argument("--json", action="store_true")
     p_pro = sub.add_parser("promote", help="make TASK@VERSION active if it beats the champion")
     p_pro.add_argument("ref", metavar="TASK@VERSION")
-    p_pro.add_argument("--force", action="store_true", help="promote even when it does not beat the champion")
+    p_pro.add_argument("--force", action="store_true", help="promote even when it does not beat the champion (never one that fails "
+                            "verification or has no locked-test score)")
     p_pro.add_argument("--reason", default=None, help="why (required with --force; kept in the audit log)")
     p_pro.add_argument("--actor", default=None, help="who promotes (default: $USER)")
     p_pro.add_argument("--json", action="store_true")

@@ -10,6 +10,7 @@ import warnings as _warnings
 import numpy as np
 
 from core.io import deid, orient
+from core.io.acquisition import acquisition
 from core.io.dicom_stack import Slice, stack
 from core.io.volume import Volume, VolumeLoadError
 
@@ -180,7 +181,8 @@ def _read_dicom(blobs, *, series, allow_ct, max_voxels: int, sequences) -> Volum
     active = channels[names[0]]
     meta = deid.dicom_meta(images[0], tokens)
     meta.update({"source_orientation": source_codes, "n_images": len(images),
-                 "transfer_syntax": _syntax_name(images[0])})
+                 "transfer_syntax": _syntax_name(images[0]),
+                 "acquisition": acquisition(images, tokens)})   # evidence for the input gate
     for s in summary:
         s["selected"] = s["uid"] == uid
     return Volume(array=active, spacing=spacing, affine=can_affine, modality=modality,

@@ -79,7 +79,10 @@ def read_image(data: bytes, *, max_voxels: int, sequences=None, kind: str = "") 
 
 def _channels(arr: np.ndarray, full: float, sequences) -> dict[str, np.ndarray]:
     names = [str(s) for s in sequences] if sequences else None
-    if arr.ndim == 2 or _same(arr, full):
+    # three names for an RGB picture whose channels are equal: kept as named (the loader warns that
+    # one sequence was copied into all channels, as TCGA-LGG did for patients with FLAIR only)
+    named_colour = arr.ndim == 3 and names is not None and len(names) == 3
+    if arr.ndim == 2 or (_same(arr, full) and not named_colour):
         grey = arr if arr.ndim == 2 else arr.mean(axis=2, dtype=np.float32)
         if names and len(names) not in (1,):
             raise VolumeLoadError(f"The image is grey (one channel) but {len(names)} sequence names "

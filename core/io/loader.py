@@ -2,6 +2,8 @@
 reader, and make sure only `VolumeLoadError` escapes for bad input."""
 from __future__ import annotations
 
+import numpy as np
+
 from core.config import get_settings
 from core.io import sniff
 from core.io.sources import Blob, collect
@@ -56,7 +58,24 @@ def _load(source, filename, *, series, sequences, allow_ct) -> Volume:
             warnings.append(f"{len(blobs) - 1} unrecognised file(s) were ignored.")
         volume = _read_single(blob, settings, sequences)
     volume.warnings[:0] = warnings
+    if sequences and len(volume.channels) > 1:
+        _flag_copied_sequences(volume)
     return volume
+
+
+def _flag_copied_sequences(volume: Volume) -> None:
+    """Named sequences with the same pixels (up to lossy-compression noise): a source that filled
+    missing sequences with a copy of one. Loaded, with a warning and `meta["identical_channels"]`."""
+    arrays = list(volume.channels.values())
+    peak = max(float(np.abs(a).max(initial=0.0)) for a in arrays)
+    tolerance = 3.0 / 255.0 * peak                 # a few grey levels of an 8-bit JPEG
+    if any(float(np.abs(a - arrays[0]).max(initial=0.0)) > tolerance for a in arrays[1:]):
+        return
+    names = list(volume.channels)
+    count = {2: "two", 3: "three"}.get(len(names), str(len(names)))
+    volume.warnings.append(f"The {count} sequences look identical (one sequence copied into all "
+                           f"channels?): {', '.join(names[:-1])} and {names[-1]} hold the same image.")
+    volume.meta["identical_channels"] = names
 
 
 def _empty(blobs):

@@ -85,3 +85,23 @@ def volume_of(slices01: np.ndarray, channels: dict | None = None, modality="MR")
     return vol
 
 
+
+
+def save_biased(task: str, version: str, classes: list[str], bias, sequences=None, **card):
+    """A 32 px vgg19_slim whose head bias makes it confident of one class, saved as a user version
+    (card: extra card keys, e.g. metrics); returns its folder."""
+    from model_zoo.checkpoints import save_checkpoint
+    from model_zoo.registry import create
+
+    torch.manual_seed(len(classes))
+    model = create("vgg19_slim", len(classes))
+    with torch.no_grad():
+        model.head.fc.bias.copy_(torch.tensor(bias, dtype=torch.float32))
+    return save_checkpoint(model, {"architecture": "vgg19_slim", "classes": list(classes),
+                                   "input": {"size": 32, "sequences": sequences}, **card}, task, version)
+
+
+def auc_card(lo: float, hi: float, task: str = "grade") -> dict:
+    """Card metrics with one held-out AUC interval (cross-validation, at the task's primary level)."""
+    key = "patient_auc" if task == "grade" else "auc"
+    return {"metrics": {"cv": {"folds": 4, "mean": {key: (lo + hi) / 2}, "ci95": {key: [lo, hi]}}, "test": None}}

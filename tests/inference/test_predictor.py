@@ -24,7 +24,7 @@ def test_batch_size_does_not_change_results(device):
         p = Predictor({"presence": tiny_loaded("presence", PRESENCE_CLASSES, seed=1),
                        "tumor_type": tiny_loaded("tumor_type", TYPE_CLASSES, seed=2)},
                       device=device, precision="fp32", batch_size=bs)
-        outs.append(p.predict_volume(vol, every_slice=True))
+        outs.append(p.predict_volume(vol, tasks=["presence", "tumor_type"], every_slice=True))
     a = np.array([[s["presence"]] + s["tumor_type"] for s in outs[0].slices])
     for o in outs[1:]:
         b = np.array([[s["presence"]] + s["tumor_type"] for s in o.slices])
@@ -74,10 +74,23 @@ def test_cascade_no_relevant_slice_gives_no_tumour_verdict():
     p = _stubs()
     pred = p.predict_volume(volume_of(phantom(5)))          # no bright slice: P(tumour) low everywhere
     assert all(s["presence"] < 0.5 for s in pred.slices)
-    assert pred.verdict == NO_TUMOUR_VERDICT
-    assert pred.tasks["tumor_type"].note == NO_TUMOUR_VERDICT     # reported anyway
+    assert pred.verdict == NO_TUMOUR_VERDICT and pred.status in ("ok", "refer")
     assert pred.tasks["presence"].label == "no_tumor"
-    assert "grade" not in pred.tasks
+    assert set(pred.tasks) == {"presence"}                   # the cascade stops: type and grade not run
+    assert all("tumor_type" not in s for s in pred.slices)
+
+
+def test_type_and_grade_asked_for_without_a_tumour_do_not_apply():
+    """Forced with tasks=, they run, but never answer "ok" beside a no-tumour verdict."""
+    sl = phantom(5)
+    pred = _stubs().predict_volume(volume_of(sl, channels={"t1pre": sl, "flair": sl, "t1post": sl}),
+                                   tasks=["presence", "tumor_type", "grade"])
+    assert pred.verdict == NO_TUMOUR_VERDICT
+    assert pred.tasks["presence"].answered
+    for task in ("tumor_type", "grade"):
+        res = pred.tasks[task]
+        assert res.status == "not_applicable" and res.note == NO_TUMOUR_VERDICT and not res.refer
+        assert json.loads(pred.to_json())["tasks"][task]["status"] == "not_applicable"
 
 
 def test_cascade_weights_type_by_presence():
@@ -100,7 +113,7 @@ def test_cascade_weights_type_by_presence():
 
 
 def test_cascade_reads_every_slice_when_none_is_relevant():
-    pred = _stubs().predict_volume(volume_of(phantom(5)))
+    pred = _stubs().predict_volume(volume_of(phantom(5)), tasks=["presence", "tumor_type"])
     assert all(s["presence"] < 0.5 for s in pred.slices)
     assert all(s["tumor_type"] is not None for s in pred.slices)
     assert pred.tasks["tumor_type"].n_slices_used == 5
@@ -171,12 +184,14 @@ def _ood_volume(kind: str):
 
 
 @pytest.mark.parametrize("kind", ["noise", "gradient", "natural_rgb"])
-def test_ood_inputs_are_referred(kind):
+def test_ood_inputs_are_not_assessed(kind):
+    """The input gate refuses them: no task answers, every one says why (never a tumour type)."""
     p = _stubs(type_base=(6.0, 0.0, 0.0), type_slope=(0.0, 0.0, 0.0), grade=False)
     pred = p.predict_volume(_ood_volume(kind))
     assert pred.ood["is_ood"] and pred.ood["reasons"], pred.ood
-    assert pred.refer and all(r.refer for r in pred.tasks.values())
-    assert any("unlike the training data" in r for r in pred.refer_reasons)
+    assert pred.status == "cannot_assess" and pred.refer
+    assert all(r.status == "cannot_assess" and r.probabilities == [] for r in pred.tasks.values())
+    assert all("the input was refused" in r for r in pred.refer_reasons)
 
 
 def test_ct_dicom_is_referred():
@@ -217,7 +232,7 @@ def test_to_json_schema(tiny_predictor):
     assert "total" in d["timings_ms"]
 
 
-def test_from_active_skips_tasks_without_checkpoint():
+def test_from_active_cannot_assess_tasks_without_checkpoint():
     from model_zoo.checkpoints import save_checkpoint, set_active
     from model_zoo.registry import create
 
@@ -227,14 +242,16 @@ def test_from_active_skips_tasks_without_checkpoint():
     p = Predictor.from_active(tasks=["presence"], overrides={"tumor_type": "tumor_type@nope"},
                               device="cpu", precision="fp32")
     assert p.tasks == ["presence"] and p.model_versions == {"presence": "presence@u1"}
-    assert any(n.startswith("tumor_type:") and "skipped" in n for n in p.notes)
+    assert p.unavailable["tumor_type"][0] == "tumor_type@nope"
+    assert "no model" in p.unavailable["tumor_type"][1] and "tumor_type@nope" in p.unavailable["tumor_type"][1]
 
 
 def test_predictor_is_thread_safe(tiny_predictor):
     from core import explain
 
     vol = volume_of(phantom(4, bright=(1,)))
-    ref = tiny_predictor.predict_volume(vol)
+    run = lambda: tiny_predictor.predict_volume(vol, tasks=["presence", "tumor_type"])  # noqa: E731
+    ref = run()
     tm = tiny_predictor.model("tumor_type")
     hooks = explain.hook_count(tm.model)
     errors, results = [], []
@@ -242,7 +259,7 @@ def test_predictor_is_thread_safe(tiny_predictor):
     def work(i):
         try:
             if i % 2:
-                results.append(tiny_predictor.predict_volume(vol))
+                results.append(run())
             else:
                 explain.cam(tiny_predictor, phantom(1, seed=i)[0], "gradcam", use_cache=False)
         except Exception as exc:  # noqa: BLE001

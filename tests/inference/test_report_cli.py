@@ -74,7 +74,8 @@ def test_predict_each_with_one_bad_file(tmp_path, saved_models, capsys):
     (folder / "broken.png").write_bytes(b"not a png at all")
     single = tmp_path / "c.png"
     _png(single, phantom(1, 64, 64, seed=5)[0])
-    rc = main(["predict", str(folder), str(single), "--each", "--json", *saved_models])
+    rc = main(["predict", str(folder), str(single), "--each", "--json", "--tasks", "presence,tumor_type",
+               *saved_models])
     out, err = capsys.readouterr()
     assert rc == 2
     lines = [json.loads(x) for x in out.strip().splitlines()]

@@ -1,17 +1,19 @@
 """The verdict's words on crafted predictions (no model needed)."""
-from types import SimpleNamespace as NS
-
-from core.inference import ENTROPY_REFER, NO_TUMOUR_VERDICT
+from core.inference import ENTROPY_REFER, NO_TUMOUR_VERDICT, TaskResult, VolumePrediction
 from core.verdict import headline, pretty, refer_messages, thresholds_text
+
+TASK_OF = {"no_tumor": "presence", "glioma": "tumor_type", "G2": "grade"}
 
 
 def _res(classes, probs, refer_reasons=()):
-    return NS(classes=classes, probabilities=probs, label=classes[max(range(len(probs)), key=probs.__getitem__)],
-              refer_reasons=list(refer_reasons))
+    return TaskResult(task=TASK_OF[classes[0]], classes=classes, probabilities=probs,
+                      label=classes[max(range(len(probs)), key=probs.__getitem__)], uncertainty={},
+                      refer=bool(refer_reasons), refer_reasons=list(refer_reasons))
 
 
 def _pred(tasks, verdict="glioma", refer=False, ood=None):
-    return NS(tasks=tasks, verdict=verdict, refer=refer, ood=ood or {})
+    return VolumePrediction(tasks=tasks, slices=[], key_slices=[], verdict=verdict, refer=refer,
+                            refer_reasons=[], ood=ood or {}, model_versions={}, timings_ms={})
 
 
 def test_headline_combines_type_and_grade_with_the_type_probability():

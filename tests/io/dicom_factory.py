@@ -12,7 +12,10 @@ import zipfile
 import nibabel as nib
 import numpy as np
 from nibabel.orientations import axcodes2ornt, ornt_transform
+from pydicom import config
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import Tag
 from pydicom.uid import (EnhancedMRImageStorage, ExplicitVRLittleEndian, MRImageStorage,
                          CTImageStorage, generate_uid)
 
@@ -200,7 +203,12 @@ def enhanced_from_image(img: nib.Nifti1Image, *, seed="enh", slope=0.5, intercep
 
 def to_bytes(ds: Dataset) -> bytes:
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    keep = config.replace_un_with_known_vr
+    config.replace_un_with_known_vr = False     # `with_undecodable` elements are written as they are
+    try:
+        ds.save_as(buf, enforce_file_format=True)
+    finally:
+        config.replace_un_with_known_vr = keep
     return buf.getvalue()
 
 
@@ -220,3 +228,45 @@ def write_series(datasets, folder, names=None) -> list:
         path.write_bytes(to_bytes(ds))
         paths.append(path)
     return paths
+
+
+def with_header(datasets, **attributes):
+    """Set DICOM attributes (keyword=value) on every dataset, e.g. ImageType=[...]; returns them."""
+    for ds in datasets:
+        for keyword, value in attributes.items():
+            setattr(ds, keyword, value)
+    return datasets
+
+
+def with_siemens_b_value(datasets, b_value: int):
+    """The Siemens private b-value tag (0019,xx0C) of classic diffusion images."""
+    for ds in datasets:
+        ds.private_block(0x0019, "SIEMENS MR HEADER", create=True).add_new(0x0C, "IS", b_value)
+    return datasets
+
+
+def with_frame_type(ds: Dataset, frame_type, *, b_value=None, complex_component="MAGNITUDE") -> Dataset:
+    """An enhanced MR dataset's frame type (shared MRImageFrameTypeSequence) and, with `b_value`,
+    a per-frame MRDiffusionSequence."""
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.FrameType = list(frame_type)
+    item.ComplexImageComponent = complex_component
+    ds.SharedFunctionalGroupsSequence[0].MRImageFrameTypeSequence = Sequence([item])
+    ds.ImageType = list(frame_type)
+    if b_value is not None:
+        for fg in ds.PerFrameFunctionalGroupsSequence:
+            diffusion = Dataset()
+            diffusion.DiffusionBValue = b_value
+            diffusion.DiffusionDirectionality = "ISOTROPIC" if b_value else "NONE"
+            fg.MRDiffusionSequence = Sequence([diffusion])
+    return ds
+
+
+def with_undecodable(datasets, tag: int, raw: bytes):
+    """A standard attribute stored as UN with bytes that do not decode as its real VR (hostile
+    input: pydicom raises or returns garbage when the reader asks for it)."""
+    for ds in datasets:
+        ds._dict[Tag(tag)] = RawDataElement(Tag(tag), "UN", len(raw), raw, 0, False, True)
+    return datasets

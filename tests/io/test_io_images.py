@@ -121,3 +121,25 @@ def test_uploaded_file_object(fixtures_dir):
 
     v = load_volume(Uploaded((fixtures_dir / "figshare_meningioma_1.jpg").read_bytes()))
     assert v.shape == (1, 512, 512)
+
+
+def flair_only(fixtures_dir, path, fmt: str):
+    """The TCGA slice as TCGA-LGG stored patients with FLAIR only: FLAIR in all three channels."""
+    flair = np.asarray(Image.open(fixtures_dir / "tcga_lgg_CS_4941_013.jpg"))[..., 1]
+    Image.fromarray(np.stack([flair] * 3, -1)).save(path, format=fmt, quality=95)
+    return flair
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_one_sequence_copied_into_all_channels_loads_with_a_warning(fixtures_dir, tmp_path, fmt):
+    path = tmp_path / f"flair_only.{fmt.lower()}"
+    flair = flair_only(fixtures_dir, path, fmt)
+    v = load_volume(path, sequences=["t1pre", "flair", "t1post"])
+    assert list(v.channels) == ["t1pre", "flair", "t1post"]
+    assert v.meta["identical_channels"] == ["t1pre", "flair", "t1post"]
+    assert sum("the three sequences look identical (one sequence copied into all channels?)"
+               in w.lower() for w in v.warnings) == 1
+    np.testing.assert_allclose(v.channels["flair"][0][::-1, ::-1], flair, atol=3)
+    real = load_volume(fixtures_dir / "tcga_lgg_CS_4941_013.jpg", sequences=["t1pre", "flair", "t1post"])
+    assert "identical_channels" not in real.meta and not any("identical" in w for w in real.warnings)
+    assert list(load_volume(path).channels) == ["grey"]               # unnamed: one grey picture

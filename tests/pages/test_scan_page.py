@@ -96,7 +96,7 @@ def test_reruns_do_not_reload_and_sliders_move(stub_loader):
     axial = [s for s in at.slider if s.key.startswith("pos_axial")][0]
     axial.set_value(2).run()
     assert not at.exception
-    assert "slice 2 / 6" in _texts(at.caption)
+    assert "slice 2 of 6" in _texts(at.caption)
     at.selectbox(key="win_preset").set_value("contrast").run()
     assert at.slider(key="win_center").value == pytest.approx(0.6)
     assert len(calls) == 1                          # widget reruns reuse the loaded volume
@@ -118,7 +118,8 @@ def test_single_slice_image_shows_axial_only(stub_loader):
     at = _upload(_page().run(), ("slice.png", b"abc", "image/png"))
     assert not at.exception
     md = _texts(at.markdown)
-    assert "**Axial**" in md and "**Coronal**" not in md
+    assert "**Image as given (plane unknown)**" in md       # a 2D picture records no plane
+    assert "Axial" not in md and "**Coronal**" not in md
     assert not [s for s in at.slider if s.key.startswith("pos_")]
 
 
@@ -250,9 +251,10 @@ MODELS = {"presence": (["no_tumor", "tumor"], [-4.0, 4.0], None),
           "grade": (["G2", "G3"], [4.0, 0.0], GRADE_SEQUENCES)}
 
 
-def save_tiny(task, version, classes, bias, sequences=None, activate=True):
+def save_tiny(task, version, classes, bias, sequences=None, activate=True, **card):
     """A 32 px vgg19_slim whose head bias makes it confident of one class (the small random head
-    weights keep the heat maps non-trivial), saved and made active in this test's home."""
+    weights keep the heat maps non-trivial), saved and made active in this test's home (card: extra
+    card keys, e.g. metrics). Returns the version folder."""
     import torch
 
     from model_zoo.checkpoints import save_checkpoint, set_active
@@ -262,11 +264,12 @@ def save_tiny(task, version, classes, bias, sequences=None, activate=True):
     model = create("vgg19_slim", len(classes))
     with torch.no_grad():
         model.head.fc.bias.copy_(torch.tensor(bias))
-    save_checkpoint(model, {"architecture": "vgg19_slim", "classes": classes,
-                            "input": {"size": 32, "sequences": sequences},
-                            "intended_use": "tests only"}, task, version)
+    folder = save_checkpoint(model, {"architecture": "vgg19_slim", "classes": classes,
+                                     "input": {"size": 32, "sequences": sequences},
+                                     "intended_use": "tests only", **card}, task, version)
     if activate:
         set_active(task, version)
+    return folder
 
 
 @pytest.fixture
@@ -339,7 +342,7 @@ def test_nifti_upload_shows_verdict_card_heat_maps_and_downloads(active_models, 
     assert labels == ["PDF case report", "JSON export"]
     # reruns reuse the prediction of the case
     at.slider(key=next(s.key for s in at.slider if s.key.startswith("pos_axial"))).set_value(2).run()
-    assert not at.exception and "slice 2 / 6" in _axial_caption(at)
+    assert not at.exception and "slice 2 of 6" in _axial_caption(at)
     assert len(runs) == 1
 
 
@@ -378,7 +381,7 @@ def test_gallery_button_moves_the_viewer_and_cam_controls_apply(active_models):
     goto[-1].click().run()
     assert not at.exception
     axial = next(s for s in at.slider if s.key.startswith("pos_axial"))
-    assert axial.value == k + 1 and _axial_caption(at).startswith(f"slice {k + 1} / 6")
+    assert axial.value == k + 1 and _axial_caption(at).startswith(f"slice {k + 1} of 6")
     class_box = next(s for s in at.selectbox if s.key.startswith("cam_class_tumor_type"))
     class_box.set_value("meningioma")
     at.selectbox(key="cam_method").set_value("eigencam").run()
@@ -463,3 +466,70 @@ def test_send_to_review_stores_the_deidentified_case_and_its_predictions(active_
     preds = repo.latest_predictions("tumor_type", item_ids=[i.id for i in items])
     assert len(preds) == 6 and all(p.model_version == "t1" for p in preds.values())
     assert all(abs(sum(p.probabilities) - 1) < 1e-5 for p in preds.values())
+
+
+# ------------------------------------------------------------------- v3: knowing when not to answer
+def _task_table(at) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("| | Result"))
+
+
+def _pdf_of_the_case(at, pdf_text) -> str:
+    return pdf_text(at.session_state["_scan_pdf"]["pdf"])
+
+
+def test_a_tampered_presence_model_means_cannot_assess_on_the_page_and_in_the_pdf(
+        active_models, tamper, pdf_text, monkeypatch):
+    from model_zoo.checkpoints import resolve_ref
+
+    import core.report
+
+    monkeypatch.setattr(core.report, "build_pdf", _uncompressed(core.report.build_pdf))
+    tamper(resolve_ref("presence@t1").path)
+    at = _upload(_page().run(), ("brain.nii.gz", _brain_nifti(), "application/gzip"))
+    assert not at.exception
+    assert _verdict(at).startswith("## Cannot assess") and "Cannot assess]" in _verdict(at)
+    assert "presence@t1 failed verification" in _texts(at.error)
+    table = _task_table(at)
+    for title in ("Tumour presence", "Tumour type", "Glioma grade"):
+        assert f"| {title} | Cannot assess | — | — | — | :red[cannot assess] |" in table
+    assert "cannot assess this scan" in _refer_banner(at)
+    assert not at.metric and not at.get("image")                 # no probability, no key slices
+    pdf = _pdf_of_the_case(at, pdf_text)
+    assert "Verdict: Cannot assess" in pdf and pdf.count("Cannot assess") >= 4
+    assert "probability" not in pdf
+
+
+def _uncompressed(build_pdf):
+    return lambda *a, **k: build_pdf(*a, **{**k, "compress": False})
+
+
+def test_a_grade_model_at_chance_shows_no_validated_model_and_no_grade(active_models, pdf_text, monkeypatch):
+    import core.report
+
+    monkeypatch.setattr(core.report, "build_pdf", _uncompressed(core.report.build_pdf))
+    classes, bias, seq = MODELS["grade"]
+    save_tiny("grade", "t2", classes, bias, seq,
+              metrics={"cv": {"mean": {"patient_auc": 0.46}, "ci95": {"patient_auc": [0.24, 0.67]}}, "test": None})
+    at = _upload(_page().run(), ("tcga.jpg", (FIXTURES / "tcga_lgg_CS_4941_013.jpg").read_bytes(), "image/jpeg"))
+    next(s for s in at.selectbox if s.key.startswith("scan_seq_")).set_value("t1pre, flair, t1post").run()
+    assert not at.exception and not at.error, _texts(at.error)
+    assert _verdict(at).splitlines()[0] == "## Glioma"              # no grade in the headline
+    info = next(i.value for i in at.info if "No validated model" in i.value)
+    assert info.startswith("**No validated model for Glioma grade.**")
+    assert "includes chance (0.5)" in info and "model card of grade@t2 on the Models page" in info
+    assert "| Glioma grade | No validated model for Glioma grade | — | — | — | :gray[not validated] |" in _task_table(at)
+    assert "WHO grade" not in _texts(at.markdown) + _texts(at.caption)
+    pdf = _pdf_of_the_case(at, pdf_text)
+    assert "No validated model for Glioma grade" in pdf and "WHO grade" not in pdf
+
+
+def test_no_tumour_verdict_shows_no_type_or_grade_row(monkeypatch):
+    monkeypatch.setenv("NEUROGRADE_DEVICE", "cpu")
+    for task, (classes, bias, seq) in MODELS.items():
+        save_tiny(task, "t1", classes, [4.0, -4.0] if task == "presence" else bias, seq)
+    at = _upload(_page().run(), ("brain.nii.gz", _brain_nifti(), "application/gzip"))
+    assert not at.exception and not at.error, _texts(at.error)
+    assert _verdict(at).startswith("## No tumour detected")
+    table = _task_table(at)
+    assert "Tumour presence" in table and "Tumour type" not in table and "Glioma" not in table
+    assert not [s for s in at.selectbox if s.key.startswith("cam_class_tumor_type")]

@@ -208,3 +208,59 @@ def test_a_failed_rescore_does_not_undo_the_promotion(type_versions, repo, monke
     assert "FAILED" in rescore_note(res.rescore)
     assert any("re-scoring" in r.getMessage() for r in caplog.records)
     assert all(mv != "1.2.0" for _, mv in repo.scores("tumor_type", "entropy").values())
+
+
+# --------------------------------------------------- never an unverifiable or unscored champion
+def _folder(task: str, version: str):
+    from model_zoo.checkpoints import resolve_ref
+
+    return resolve_ref(f"{task}@{version}").path
+
+
+def test_forced_promotion_of_a_tampered_version_is_refused(type_versions, repo, tamper):
+    from core.promotion import PromotionRefused, promote
+    from model_zoo import active_version
+
+    tamper(_folder("tumor_type", "1.2.0"))                 # it would beat the champion
+    for force in (False, True):
+        with pytest.raises(PromotionRefused, match="cannot be loaded or verified") as err:
+            promote("tumor_type", "1.2.0", actor="Dr Ada", force=force, reason="site validation", repo=repo)
+        assert "sha256" in str(err.value)
+    assert active_version("tumor_type") == "1.0.1" and repo.champion("tumor_type") is None
+
+
+def test_zoo_cli_refuses_to_force_a_tampered_version(type_versions, tamper):
+    from model_zoo import active_version
+
+    tamper(_folder("tumor_type", "0.9.0"))
+    out = _cli("zoo", "promote", "tumor_type@0.9.0", "--force", "--reason", "trust me", "--actor", "cli-test")
+    assert out.returncode == 4, out.stderr
+    assert "not promoted" in out.stderr and "cannot be loaded or verified" in out.stderr
+    assert active_version("tumor_type") == "1.0.1"
+
+
+def test_a_version_without_a_locked_test_score_is_refused_even_forced(type_versions, repo):
+    from core.promotion import PromotionRefused, promote
+    from model_zoo import active_version
+
+    make_version("tumor_type", "3.0.0", TYPE_CLASSES, test=None, fingerprint=None, seed=4)   # CV only
+    with pytest.raises(PromotionRefused, match="no score on a locked test"):
+        promote("tumor_type", "3.0.0", actor="Dr Ada", force=True, reason="looks better", repo=repo)
+    assert active_version("tumor_type") == "1.0.1"
+
+
+def test_a_version_is_scored_on_its_locked_test_before_it_can_be_promoted(type_versions, repo, monkeypatch):
+    import core.promotion
+    from core.promotion import PromotionRefused, promote
+    from model_zoo import active_version
+
+    make_version("tumor_type", "3.0.0", TYPE_CLASSES, test=None, fingerprint="fp-A", seed=4)
+    with pytest.raises(PromotionRefused, match="cannot be scored here"):       # no data on this machine
+        promote("tumor_type", "3.0.0", actor="Dr Ada", repo=repo)
+    scored = []
+    monkeypatch.setattr(core.promotion, "score_locked_test",
+                        lambda task, version: scored.append(version) or held_out_metrics(0.90))
+    res = promote("tumor_type", "3.0.0", actor="Dr Ada", repo=repo)
+    assert scored == ["3.0.0"] and active_version("tumor_type") == "3.0.0"
+    assert res.comparison.comparable and res.comparison.challenger_value == pytest.approx(0.90)
+    assert [e.split for e in core.promotion.store_evaluations("tumor_type", "3.0.0", repo)] == ["locked test"]

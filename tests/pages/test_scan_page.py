@@ -346,22 +346,19 @@ def test_nifti_upload_shows_verdict_card_heat_maps_and_downloads(active_models, 
     assert len(runs) == 1
 
 
-def test_ood_image_raises_the_refer_banner(active_models):
+def test_ood_image_is_refused_with_its_reason(active_models):
     at = _upload(_page().run(), ("noise.png", _noise_png(), "image/png"))
-    assert not at.exception and not at.error, _texts(at.error)
-    banner = _refer_banner(at)
-    assert banner is not None
-    assert "unlike the training data" in banner and "noise-like texture" in banner
-    assert "Refer to a human reader" in _verdict(at)
-    assert "CAM for" in _axial_caption(at)                   # a single image: its heat map in the viewer
-    assert not at.get("image")                               # ... and no gallery of one
+    assert not at.exception
+    assert "noise-like texture" in _texts(at.error)           # the input gate's reason, shown
+    assert "Cannot assess" in _verdict(at)
+    assert not at.get("image")                                # no key slices, no heat maps
 
 
 def test_rgb_slice_channels_can_be_named_for_the_grade_model(active_models):
     data = (FIXTURES / "tcga_lgg_CS_4941_013.jpg").read_bytes()
     at = _upload(_page().run(), ("tcga.jpg", data, "image/jpeg"))
-    assert not at.exception and not at.error, _texts(at.error)
-    assert "colour image" in _refer_banner(at)               # unnamed colour channels: refer
+    assert not at.exception
+    assert "colour image" in _texts(at.error)                 # unnamed colour channels: refused
     assert "·" not in _verdict(at).splitlines()[0]          # no grade without its sequences
     picker = next(s for s in at.selectbox if s.key.startswith("scan_seq_"))
     assert picker.options[0].startswith("Not MR sequences") and "t1pre, flair, t1post" in picker.options
@@ -464,7 +461,8 @@ def test_send_to_review_stores_the_deidentified_case_and_its_predictions(active_
     items = repo.case_items(case.id)
     assert [i.slice_index for i in items] == list(range(6))
     preds = repo.latest_predictions("tumor_type", item_ids=[i.id for i in items])
-    assert len(preds) == 6 and all(p.model_version == "t1" for p in preds.values())
+    # the type model reads only the slices that vote (core.slice_votes), so not every item has one
+    assert 0 < len(preds) <= 6 and all(p.model_version == "t1" for p in preds.values())
     assert all(abs(sum(p.probabilities) - 1) < 1e-5 for p in preds.values())
 
 

@@ -12,10 +12,8 @@ from core import inference as inf
 from core import slice_votes
 from core.inference import CANNOT_ASSESS, NO_TUMOUR_VERDICT, NOT_APPLICABLE, NOT_VALIDATED
 from core.referral import operating_point_text
-from core.tasks import TASK_TABLE, TASKS, class_title, task_title
+from core.tasks import TASKS, class_title, task_title
 
-TASK_TITLES = {name: task.title for name, task in TASK_TABLE.items()}
-pretty = class_title                     # a class name as a clinician reads it
 STATUS_TITLES = {"ok": "ok", "refer": "refer", CANNOT_ASSESS: "cannot assess", NOT_VALIDATED: "not validated",
                  NOT_APPLICABLE: "not applicable"}
 

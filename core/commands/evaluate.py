@@ -31,17 +31,16 @@ def register(subparsers) -> None:
 
 def data_for_card(card: dict, data: str | None = None) -> str:
     """The data argument that re-reads a version's data: `data` when given (keeping the card's
-    per-source caps PATH:N for the same sources), else the card's recipe paths. Cards record the
-    trainer's absolute paths: a recorded folder missing here is looked up by name in
-    NEUROGRADE_DATA_DIR."""
-    import re
+    per-source caps and options PATH:key=value:N for the same sources), else the card's recipe
+    paths. Cards record the trainer's absolute paths: a recorded folder missing here is looked up
+    by name in NEUROGRADE_DATA_DIR."""
     from pathlib import Path
 
     from core.config import get_settings
+    from core.training.datasets import source_suffix
 
-    def split_cap(source: str) -> tuple[str, str]:      # "PATH:N" -> ("PATH", ":N")
-        m = re.match(r"^(.*?)(:\d+)?$", source)
-        return m.group(1), m.group(2) or ""
+    def split_cap(source: str) -> tuple[str, str]:      # "PATH:key=value:N" -> ("PATH", ":key=value:N")
+        return source_suffix(source)
 
     recorded = [split_cap(p) for p in (card.get("recipe") or {}).get("data", "").split(",") if p]
     if not data:

@@ -3,8 +3,11 @@ groups and the sha256 of what defines it (its manifest, or its file listing).
 
 Sources (`load_dataset` picks one from what the folder holds):
 - Figshare CE-MRI      manifest.csv with pid_family + fold   tumor_type | presence (all tumour)
-- TCGA-LGG             manifest.csv with tumor_pixels        presence (FLAIR) | grade (t1pre, flair, t1post)
+- TCGA-LGG             manifest.csv with tumor_pixels        presence (FLAIR; ":sequences=all": every
+                                                             sequence as its own grey slice) | grade (3 channels)
 - TCIA volumes         <subject>/<tp>_t1post.nii.gz + mask    presence
+- normal brains        manifest.csv with subject + sequence   presence (all tumour-free; grouped by subject)
+- Br35H                manifest.csv with label + sha256       presence (tumor / no_tumor; each image a group)
 - BraTS-style folder   <root>/{LGG,HGG}/<case>/*_{t1,flair,t1ce}.nii.gz + *_seg.nii.gz   grade | presence
 - image folder         <root>/<class>/*.png|jpg (+ optional <root>/patients.csv: image,patient)
 - StoreLabels          confirmed review-queue labels (arrives with the review queue)
@@ -13,6 +16,9 @@ Pixels go through the same functions as inference: `preprocess.normalize_intensi
 for volumes, per image for single images, as `preprocess.slices` does for an upload), then
 `preprocess.model_input`'s resize (zero-pad to square, bilinear antialias). The resized slices are
 cached as uint8 under NEUROGRADE_HOME/cache (or NEUROGRADE_CACHE_DIR), keyed by (source, task, size, channels, manifest hash).
+
+A source in a data argument is `PATH[:key=value]...[:N]`: `:N` caps it at about N slices (whole
+patients, seeded), `:sequences=all` (TCGA-LGG presence) takes every sequence instead of FLAIR only.
 """
 from __future__ import annotations
 
@@ -206,7 +212,9 @@ def load_figshare(root: Path, task: str, size: int) -> SliceSet:
 
 def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "flair") -> SliceSet:
     """presence: one channel (FLAIR by default: the masks outline the FLAIR abnormality, and many
-    lower-grade gliomas do not enhance, so they are invisible on T1 post-contrast); grade: the
+    lower-grade gliomas do not enhance, so they are invisible on T1 post-contrast), or "all": every
+    sequence as its own grey slice (3 x the slices, labelled from the same mask, grouped by patient
+    so that all of a patient's sequences fall on one side of every split); grade: the
     three channels (t1pre, flair, t1post), tumour slices of patients with a known grade.
     Each case's slices are stacked and normalised together, as an uploaded volume is."""
     root = Path(root)
@@ -229,6 +237,9 @@ def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "fla
     images = _cached("tcga-lgg", "any", size, "t1pre-flair-t1post", sha, build)["images"]
     tumour = np.array([int(r["tumor_pixels"]) > 0 for r in rows])
     groups = np.array([r["patient"] for r in rows], dtype=object)
+    if task == "presence" and presence_channel == "all":
+        return _every_sequence(SliceSet("tcga-lgg", str(root), classes, images, tumour.astype(np.int64),
+                                        groups, sha, sequences=TCGA_SEQUENCES))
     if task == "presence":
         ch = TCGA_SEQUENCES.index(presence_channel)
         return SliceSet("tcga-lgg", str(root), classes, np.ascontiguousarray(images[:, ch]),
@@ -239,6 +250,18 @@ def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "fla
         return SliceSet("tcga-lgg", str(root), classes, images[keep], labels, groups[keep], sha,
                         sequences=TCGA_SEQUENCES)
     raise ValueError(f"TCGA-LGG has no labels for task {task!r}")
+
+
+def _every_sequence(s: SliceSet) -> SliceSet:
+    """A multi-channel set (N, C, H, W) -> C*N grey slices, one per (sequence, slice), same label and
+    patient; source "<name>/<sequence>" per slice so that scores come out per sequence."""
+    n, c = s.images.shape[:2]
+    images = np.ascontiguousarray(s.images.transpose(1, 0, 2, 3).reshape(c * n, *s.images.shape[2:]))
+    source = np.concatenate([np.full(n, f"{s.name}/{q}", dtype=object) for q in s.sequences])
+    part = {**s._summary(), "n_images": int(c * n), "sequences": list(s.sequences),
+            "note": f"every sequence ({', '.join(s.sequences)}) as a separate grey slice, grouped by patient"}
+    return SliceSet(s.name, s.path, s.classes, images, np.tile(s.labels, c), np.tile(s.groups, c),
+                    s.manifest_sha256, sequences=("grey",), source=source, parts=[part])
 
 
 def load_tcia_volumes(root: Path, task: str, size: int) -> SliceSet:
@@ -302,6 +325,112 @@ def load_image_folder(root: Path, task: str | None, size: int) -> SliceSet:
     groups = np.array([patients.get(r, r) for r in rel], dtype=object)
     return SliceSet(root.name, str(root), classes, images, np.array([y for _, y in files], dtype=np.int64),
                     groups, sha)
+
+
+# ------------------------------------------------------------------------------ normal/ volumes
+def image_plane(path: Path, channel: str | None = None) -> np.ndarray:
+    """One 2D picture through core.io (as the product reads an upload): the stored (y, x) plane."""
+    from core.io import load_volume
+
+    vol = load_volume(str(path))
+    arr = vol.channels.get(channel, vol.array) if channel else vol.array   # grey-only: channels equal
+    return np.asarray(arr[0], dtype=np.float32)
+
+
+def stack_volume(planes: list[np.ndarray], spacing_z: float, source: str, channel: str = "image"):
+    """Planes (each stored as core.io stores a 2D image) -> one Volume, slice 0 = most inferior."""
+    from core.io import Volume
+
+    arr = np.ascontiguousarray(np.stack(planes).astype(np.float32))
+    affine = np.diag([1.0, 1.0, float(spacing_z), 1.0])
+    return Volume(array=arr, spacing=(float(spacing_z), 1.0, 1.0), affine=affine, modality="MR",
+                  source_format="image-stack", channels={channel: arr}, meta={"source": source})
+
+
+def _normal_rows(root: Path, sets: tuple[str, ...]) -> dict[str, list[dict]]:
+    """normal/ manifest rows of `sets` by volume folder (images/<source>/<volume>), in `slice` order."""
+    rows = list(csv.DictReader(open(Path(root) / "manifest.csv", newline="")))
+    by_folder: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["set"] in sets:
+            by_folder.setdefault(r["image"].rsplit("/", 1)[0], []).append(r)
+    for rs in by_folder.values():
+        rs.sort(key=lambda r: int(r["slice"]))
+    return by_folder
+
+
+def normal_volumes(root: Path, sets: tuple[str, ...] = ("images",)):
+    """(name, Volume) for every volume folder of normal/ in `sets`. The PNGs are neurological view
+    (patient's right on the image right); core.io stores a picture as shown, so x is flipped back
+    to RAS. z spacing: the manifest's slice step times the voxel size along the slice axis."""
+    root = Path(root)
+    for folder, rs in _normal_rows(root, sets).items():
+        planes = [image_plane(root / r["image"])[:, ::-1] for r in rs]
+        shape = [int(v) for v in rs[0]["orig_shape"].split("x")]
+        spacing = [float(v) for v in rs[0]["orig_spacing"].split("x")]
+        n = int(rs[0]["n_slices"])
+        axis_mm = spacing[shape.index(n)] if n in shape else 1.0
+        step = float(np.median(np.diff([int(r["slice"]) for r in rs]))) if len(rs) > 1 else 1.0
+        yield folder, stack_volume(planes, step * axis_mm, f"normal/{folder}")
+
+
+def load_normal(root: Path, task: str, size: int) -> SliceSet:
+    """normal/ (healthy volunteers, manifest with subject + sequence): every slice is tumour-free.
+    Each volume folder of `images/` is stacked and sliced as an uploaded series is (`normal_volumes`
+    -> `preprocess.slices`: one intensity scale per volume); `templates/` (averages of many people)
+    are left out. Grouped by SUBJECT, across sources and sequences (the same person appears under
+    several folders); all-zero slices are dropped; source per slice "normal/<volume folder>"."""
+    if task != "presence":
+        raise ValueError(f"normal/ brains are labelled for presence only, not {task!r}")
+    root = Path(root)
+    manifest = root / "manifest.csv"
+    sha = file_sha256(manifest)
+    subject = {folder: rs[0]["subject"] for folder, rs in _normal_rows(root, ("images",)).items()}
+    if not subject:
+        raise FileNotFoundError(f"{root}: no `images` rows in manifest.csv")
+
+    def build():
+        from core.preprocess import slices
+
+        imgs, groups, source = [], [], []
+        for folder, vol in normal_volumes(root, ("images",)):
+            pix = slices(vol, "axial", normalize=True)
+            keep = [k for k in range(pix.shape[0]) if pix[k].max() > 0]
+            imgs.append(_resize(pix[keep], size))
+            groups += [subject[folder]] * len(keep)
+            source += [f"normal/{folder.split('/', 1)[-1]}"] * len(keep)
+        return {"images": np.concatenate(imgs), "groups": np.array(groups), "source": np.array(source)}
+
+    z = _cached("normal", task, size, "grey", sha, build)
+    n = len(z["groups"])
+    return SliceSet("normal", str(root), _classes_for(task), z["images"], np.zeros(n, dtype=np.int64),
+                    z["groups"].astype(object), sha, source=z["source"].astype(object))
+
+
+BR35H_LABELS = {"no_tumor": 0, "tumor": 1}
+
+
+def load_br35h(root: Path, task: str, size: int) -> SliceSet:
+    """Br35H (manifest: image, label tumor | no_tumor): each JPEG normalised on its own, as a
+    single-image upload. No patient ids: every image is its own group, so splits inside Br35H are
+    NOT patient-level (several slices may come from one patient)."""
+    if task != "presence":
+        raise ValueError(f"Br35H is labelled for presence only, not {task!r}")
+    root = Path(root)
+    manifest = root / "manifest.csv"
+    rows = list(csv.DictReader(open(manifest, newline="")))
+    sha = file_sha256(manifest)
+
+    def build():
+        return {"images": np.stack([_resize(_normalize(_read_grey(root / r["image"]))[None], size)[0] for r in rows])}
+
+    images = _cached("br35h", "any", size, "grey", sha, build)["images"]
+    labels = np.array([BR35H_LABELS[r["label"]] for r in rows], dtype=np.int64)
+    s = SliceSet("br35h", str(root), _classes_for(task), images, labels,
+                 np.array([r["image"] for r in rows], dtype=object), sha)
+    s.parts = [{**s._summary(), "note": "no patient ids: each image is its own group (splits inside Br35H "
+                                        "are not patient-level)"}]
+    return s
 
 
 BRATS_SEQUENCES = ("t1", "flair", "t1ce")  # in the order of TCGA's (t1pre, flair, t1post)
@@ -372,6 +501,10 @@ def detect_kind(root: Path) -> str:
             return "figshare"
         if "tumor_pixels" in header:
             return "tcga"
+        if "subject" in header and "sequence" in header:
+            return "normal"
+        if "label" in header and "sha256" in header:
+            return "br35h"
     if (root / "LGG").is_dir() or (root / "HGG").is_dir():
         return "brats"
     if any(root.glob("*/*_t1post.nii.gz")):
@@ -392,32 +525,57 @@ def _cap_patients(s: SliceSet, max_slices: int, seed: int) -> SliceSet:
         keep.append(p)
         n += int(np.sum(s.groups == p))
     out = s.subset(np.flatnonzero(np.isin(s.groups, keep)))
-    out.parts = [{**out._summary(), "note": f"capped at ~{max_slices} slices by whole patients (seed {seed})"}]
+    note = f"capped at ~{max_slices} slices by whole patients (seed {seed})"
+    before = s.parts[0] if len(s.parts) == 1 else {}
+    out.parts = [{**before, **out._summary(),
+                  "note": f"{before['note']}; {note}" if before.get("note") else note}]
     return out
+
+
+_SOURCE = re.compile(r"^(?P<path>.*?)(?P<options>(?::[A-Za-z_]+=[^:,]*)*)(?::(?P<cap>\d+))?$")
+
+
+def parse_source(spec: str | Path) -> tuple[str, int | None, dict[str, str]]:
+    """"PATH[:key=value]...[:N]" -> (PATH, N or None, {key: value})."""
+    m = _SOURCE.match(str(spec))
+    options = dict(o.split("=", 1) for o in m.group("options").split(":") if o)
+    return m.group("path"), (int(m.group("cap")) if m.group("cap") else None), options
+
+
+def source_suffix(spec: str | Path) -> tuple[str, str]:
+    """"PATH:opts:N" -> ("PATH", ":opts:N"): the path and what follows it, verbatim."""
+    m = _SOURCE.match(str(spec))
+    return m.group("path"), str(spec)[len(m.group("path")):]
 
 
 def load_dataset(paths: str | Path | list, task: str, size: int, *, max_per_source: int | None = None,
                  seed: int = 0) -> SliceSet:
     """One or several sources (a list, or paths joined by commas) for `task` at `size` px.
-    A path written "PATH:N" is capped at about N slices, whole patients, seeded."""
+    A path written "PATH:N" is capped at about N slices, whole patients, seeded; "PATH:key=value"
+    passes an option to the source's loader (`parse_source`: TCGA-LGG `sequences=all|flair|t1pre|t1post`)."""
     if isinstance(paths, (str, Path)):
         paths = [p for p in str(paths).split(",") if p.strip()]
     sets = []
-    for p in paths:
-        cap = max_per_source
-        m = re.match(r"^(.*):(\d+)$", str(p))
-        if m:  # "PATH:N" caps that source at about N slices (whole patients)
-            p, cap = m.group(1), int(m.group(2))
+    for spec in paths:
+        p, cap, options = parse_source(spec)
+        cap = cap or max_per_source
         root = Path(p).expanduser()
         kind = detect_kind(root)
+        unknown = set(options) - ({"sequences"} if kind == "tcga" else set())
+        if unknown:
+            raise ValueError(f"{spec}: option(s) {sorted(unknown)} do not apply to a {kind} source")
         if kind == "figshare":
             s = load_figshare(root, task, size)
         elif kind == "tcga":
-            s = load_tcga_lgg(root, task, size)
+            s = load_tcga_lgg(root, task, size, presence_channel=options.get("sequences", "flair"))
         elif kind == "tcia":
             s = load_tcia_volumes(root, task, size)
         elif kind == "brats":
             s = load_brats(root, task, size)
+        elif kind == "normal":
+            s = load_normal(root, task, size)
+        elif kind == "br35h":
+            s = load_br35h(root, task, size)
         else:
             s = load_image_folder(root, task, size)
         if cap:

@@ -71,3 +71,43 @@ def test_an_altered_referral_density_makes_the_task_cannot_assess(tmp_path, monk
     assert "presence" in predictor.unavailable and "cannot be verified" in predictor.unavailable["presence"][1]
     pred = predictor.predict_volume(np.zeros((1, 64, 64), np.float32) + 0.5)
     assert pred.tasks["presence"].status == "cannot_assess"
+
+
+# --- the cases end to end: header evidence refuses what the pixels cannot tell apart
+def _field_map_series():
+    from tests.io import dicom_factory as f
+
+    return f.with_header(f.series_from_image(f.reference_image(shape=(64, 64, 12))),
+                         ImageType=["ORIGINAL", "PRIMARY", "M", "ND", "NORM"], SequenceName="*fm2d2r",
+                         ScanningSequence="GR", SeriesDescription="gre_field_mapping")
+
+
+def test_a_gre_field_map_series_is_not_assessed(shipped, tmp_path):
+    from tests.io import dicom_factory as f
+
+    f.write_series(_field_map_series(), tmp_path)
+    pred = shipped.predict_volume(load_volume(tmp_path))
+    assert pred.status == "cannot_assess"
+    assert any("a field map, not an anatomical image" in why for why in pred.ood["reasons"])
+    assert all(r.label == "" for r in pred.tasks.values())
+
+
+def test_an_enhanced_phantom_field_map_is_not_assessed(shipped):
+    from tests.io import dicom_factory as f
+
+    ds = f.with_frame_type(f.enhanced_from_image(f.reference_image(shape=(64, 64, 8))),
+                           ["DERIVED", "PRIMARY", "FIELD_MAP", "NONE"])
+    pred = shipped.predict_volume(load_volume(f.to_bytes(ds)))
+    assert pred.status == "cannot_assess" and any("field map" in why for why in pred.ood["reasons"])
+
+
+def test_predict_cli_refuses_a_field_map_and_exits_non_zero(tmp_path, capsys):
+    import json
+
+    from core.cli import main
+    from tests.io import dicom_factory as f
+
+    f.write_series(_field_map_series(), tmp_path / "series")
+    assert main(["predict", str(tmp_path / "series"), "--json", "--device", "cpu"]) != 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "cannot_assess" and all(t["probabilities"] == [] for t in out["tasks"].values())

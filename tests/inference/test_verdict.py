@@ -1,6 +1,7 @@
 """The verdict's words on crafted predictions (no model needed)."""
 from core.inference import ENTROPY_REFER, NO_TUMOUR_VERDICT, TaskResult, VolumePrediction
-from core.verdict import headline, pretty, refer_messages, thresholds_text
+from core.tasks import class_title
+from core.verdict import headline, refer_messages, thresholds_text
 
 TASK_OF = {"no_tumor": "presence", "glioma": "tumor_type", "G2": "grade"}
 
@@ -42,4 +43,4 @@ def test_refer_messages_put_the_input_check_first_and_never_repeat_it():
 
 def test_thresholds_text_quotes_the_constants_the_code_uses():
     assert f"exceeds {ENTROPY_REFER:g}" in thresholds_text()
-    assert pretty("pituitary") == "Pituitary tumour" and pretty("some_class") == "Some class"
+    assert class_title("pituitary") == "Pituitary tumour" and class_title("some_class") == "Some class"

@@ -38,7 +38,7 @@ def features(tm, images_u8: np.ndarray, batch: int = 256) -> tuple[np.ndarray, n
     probs, feats = [], []
     for i in range(0, len(images_u8), batch):
         x = model_input(images_u8[i:i + batch].astype(np.float32) / 255.0, tm.spec)
-        lg, f = tm.logits_and_features(x)
+        lg, f = tm.fp32_logits_and_features(x)
         probs.append(softmax(lg, tm.temperature))
         feats.append(f)
     return np.concatenate(probs), np.concatenate(feats)

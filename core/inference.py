@@ -585,9 +585,11 @@ class TaskModel:
         lg = self.logits(x)
         return softmax(lg, self.temperature), lg
 
-    def logits_and_features(self, x) -> tuple[np.ndarray, np.ndarray]:
-        """Logits (N, K) and penultimate features (N, D): the input of the model's last Linear
-        layer, caught on the same forward pass (and averaged over the flip views like the logits)."""
+    def fp32_logits_and_features(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """fp32 logits (N, K) and penultimate features (N, D): the input of the fp32 model's last
+        Linear layer, caught on the same forward pass (averaged over the flip views like the
+        logits). Always fp32: the feature densities are fitted in fp32, and int8 moves the features
+        enough to double their Mahalanobis distance."""
         captured: list[np.ndarray] = []
 
         def catch(_module, inputs):
@@ -595,13 +597,13 @@ class TaskModel:
             f = f.float().flatten(1).cpu().numpy()
             captured.append((f[:len(f) // 2] + f[len(f) // 2:]) / 2 if self.tta_flip else f)
 
-        linears = [m for m in self.model.modules() if type(m).__name__ == "Linear"]
+        linears = [m for m in self.fp32.modules() if type(m).__name__ == "Linear"]
         if not linears:                        # no penultimate layer to read: logits only
-            return self.logits(x), np.zeros((len(x), 0), np.float32)
+            return self.logits(x, fp32=True), np.zeros((len(x), 0), np.float32)
         with self.lock:                        # no other thread's forward may pass the hook
             handle = linears[-1].register_forward_pre_hook(catch)
             try:
-                lg = self.logits(x)
+                lg = self.logits(x, fp32=True)
             finally:
                 handle.remove()
         feats = np.concatenate(captured) if captured else np.zeros((0, 0), np.float32)
@@ -903,8 +905,7 @@ class Predictor:
             t0 = time.perf_counter()
             tm = self.models["presence"]
             xt = presence_x
-            lg, feats = tm.logits_and_features(xt)
-            pp = softmax(lg, tm.temperature)
+            pp, lg = tm.probabilities(xt)
             t_idx = tm.classes.index("tumor") if "tumor" in tm.classes else len(tm.classes) - 1
             presence = pp[:, t_idx]
             tissue = slice_votes.tissue_fraction(base)      # slices with little head do not vote
@@ -931,7 +932,8 @@ class Predictor:
                 mcp = np.asarray(mcp)
                 mcp = np.stack([mcp if j == t_idx else (1 - mcp) / len(other) for j in range(len(tm.classes))], 1)
             if run("presence"):
-                fam = tm.familiarity(feats[slice_votes.key_order(presence, tissue)[:KEY_SLICES]])
+                key = slice_votes.key_order(presence, tissue)[:KEY_SLICES]
+                fam = tm.familiarity(tm.fp32_logits_and_features(xt[key])[1]) if tm.density is not None else None
                 results["presence"] = self._result(tm, probs, n, mcp, None if fam is None else float(fam[1].mean()))
             timings["presence"] = (time.perf_counter() - t0) * 1e3
         weights, any_relevant = relevance_weights(presence, n, tissue)
@@ -1024,24 +1026,22 @@ class Predictor:
                   per_slice: list[dict]) -> tuple[np.ndarray, np.ndarray | None, float | None]:
         """`tm` on the model-input slices `x[read]`: per-slice probabilities into `per_slice` (None
         for unread slices), the relevance-weighted volume probabilities, their MC-dropout samples
-        (passes, K) when asked, and the relevance-weighted familiarity percentile of the slices read
-        (None without a fitted density)."""
-        if len(read):
-            lg, feats = tm.logits_and_features(x[read])
-            p = softmax(lg, tm.temperature)
-        else:
-            p, feats = np.zeros((0, len(tm.classes))), np.zeros((0, 0))
+        (passes, K) when asked, and the familiarity percentile of the (at most MC_MAX_SLICES) slices
+        that weigh most in it, weighted like them (None without a fitted density)."""
+        p = tm.probabilities(x[read])[0] if len(read) else np.zeros((0, len(tm.classes)))
         for i in range(len(per_slice)):
             per_slice[i][tm.task] = None
         for j, i in enumerate(read):
             per_slice[i][tm.task] = [float(v) for v in p[j]]
         w = weights[read]
         agg = (w[:, None] * p).sum(0)
-        fam = tm.familiarity(feats)
-        pct = None if fam is None else float((w * fam[1]).sum() / max(w.sum(), 1e-12))
+        top = read[np.argsort(-w, kind="stable")[:MC_MAX_SLICES]]     # the slices that weigh most
+        pct = None
+        if tm.density is not None and len(top):
+            fam = tm.familiarity(tm.fp32_logits_and_features(x[top])[1])
+            pct = float((weights[top] * fam[1]).sum() / max(weights[top].sum(), 1e-12))
         mcp = None
         if mc > 0 and tm.has_dropout():
-            top = read[np.argsort(-w, kind="stable")[:MC_MAX_SLICES]]
             wt = weights[top] / max(weights[top].sum(), 1e-12)
             mcp = np.stack([(wt[:, None] * q).sum(0) for q in self._mc(tm, x[top], mc)])
         return agg, mcp, pct

@@ -126,6 +126,8 @@ def build_pdf(prediction, slices01: np.ndarray | None = None, cams: Mapping[int,
     for res in prediction.tasks.values():
         row = task_row(res)
         line(f"{row.title}  ({res.model_version or '-'})", 11, "B", 7)
+        if row.read_on:
+            line(f"read on {row.read_on}", 9)
         if not res.answered:
             line(row.result + (f". {row.reason}" if row.reason else ""), 10)
             pdf.ln(1)

@@ -27,6 +27,7 @@ class TaskRow:
     probability: float | None   # of the result; None when the task gave no answer
     status: str                 # TaskResult.status
     reason: str = ""            # why there is no answer
+    read_on: str = ""           # the sequence(s) the model read, e.g. "FLAIR"
 
     @property
     def status_title(self) -> str:
@@ -36,7 +37,8 @@ class TaskRow:
 def task_row(res) -> TaskRow:
     title = task_title(res.task)
     if res.answered:
-        return TaskRow(res.task, title, class_title(res.label), float(max(res.probabilities)), res.status)
+        return TaskRow(res.task, title, class_title(res.label), float(max(res.probabilities)), res.status,
+                       read_on=res.read_on)
     if res.status == NOT_VALIDATED:
         card = f"the model card of {res.model_version}" if res.model_version else "the model cards"
         return TaskRow(res.task, title, f"No validated model for {title}", None, res.status,
@@ -73,6 +75,9 @@ def headline(pred) -> tuple[str, str | None, float | None]:
             return "No tumour detected", "presence", float(max(presence.probabilities))
         return "No tumour detected", None, None
     typed = tasks.get("tumor_type")
+    if typed is not None and typed.status == "refer":
+        # a referred type is not shown in large letters: the row below still gives it, small
+        return "Tumour detected · type uncertain, refer to a human reader", "tumor_type", None
     if typed is not None and typed.answered:
         text = class_title(typed.label)
         grade = tasks.get("grade")

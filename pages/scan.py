@@ -416,12 +416,13 @@ STATUS_FLAGS = {"ok": ":green[ok]", "refer": ":orange[refer]", CANNOT_ASSESS: ":
 
 def _task_table(pred) -> str:
     """One row per task, in the words of core.verdict (no numbers for a task without an answer)."""
-    rows = ["| | Result | Probability | Entropy | Margin | |", "|---|---|---:|---:|---:|---|"]
+    rows = ["| | Result | Probability | Entropy | Margin | Read on | |", "|---|---|---:|---:|---:|---|---|"]
     for row, res in zip(task_rows(pred), pred.tasks.values()):
         u = res.uncertainty
         numbers = (f"{row.probability:.1%} | {u.get('entropy_norm', 0.0):.2f} | {u.get('margin', 0.0):.2f}"
                    if row.probability is not None else "— | — | —")
-        rows.append(f"| {row.title} | {row.result} | {numbers} | {STATUS_FLAGS.get(row.status, row.status)} |")
+        rows.append(f"| {row.title} | {row.result} | {numbers} | {row.read_on or '—'} | "
+                    f"{STATUS_FLAGS.get(row.status, row.status)} |")
     return "\n".join(rows)
 
 

@@ -71,7 +71,8 @@ def _text(source: str, pred) -> str:
         text = f"  {row.title} ({r.model_version or '-'}): {row.result}"
         if r.answered:
             probs = ", ".join(f"{class_title(c)} {p:.2f}" for c, p in zip(r.classes, r.probabilities))
-            text += f"  [{probs}]  entropy {r.uncertainty['entropy_norm']:.2f}"
+            text += f"  [{probs}]  entropy {r.uncertainty['entropy_norm']:.2f}" + \
+                (f"  read on {row.read_on}" if row.read_on else "")
         lines.append(text + f"  {row.status_title}" + (f": {row.reason}" if row.reason else ""))
     if pred.key_slices:
         lines.append("  key slices: " + ", ".join(slice_label(k, pred.n_slices) for k in pred.key_slices))

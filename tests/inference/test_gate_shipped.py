@@ -7,6 +7,8 @@ import pytest
 from core.inference import Predictor
 from core.io import load_volume
 from core.research.ood_sets import generated
+from core.tasks import class_title
+from core.verdict import headline
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +57,11 @@ def test_real_brain_mri_passes_the_gate(shipped, fixtures_dir):
 def test_unfamiliar_type_input_is_referred(shipped, fixtures_dir):
     """A TCGA FLAIR/T1 slice read by the type model (trained on Figshare T1 post-contrast only)."""
     vol = load_volume(fixtures_dir / "tcga_lgg_CS_4941_013.jpg", sequences=["t1pre", "flair", "t1post"])
-    res = shipped.predict_volume(vol).tasks["tumor_type"]
+    pred = shipped.predict_volume(vol)
+    res = pred.tasks["tumor_type"]
     assert res.refer and any("less familiar" in why for why in res.refer_reasons)
+    text, _task, probability = headline(pred)          # no tumour type in large letters
+    assert "type uncertain" in text and probability is None and class_title(res.label) not in text
 
 
 def test_an_altered_referral_density_makes_the_task_cannot_assess(tmp_path, monkeypatch):
@@ -111,3 +116,14 @@ def test_predict_cli_refuses_a_field_map_and_exits_non_zero(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "series"), "--json", "--device", "cpu"]) != 0
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "cannot_assess" and all(t["probabilities"] == [] for t in out["tasks"].values())
+
+
+def test_each_view_says_which_sequence_each_task_read(shipped, fixtures_dir, pdf_text):
+    from core.report import build_pdf
+    from core.verdict import task_rows
+
+    vol = load_volume(fixtures_dir / "tcga_lgg_CS_4941_013.jpg", sequences=["t1pre", "flair", "t1post"])
+    pred = shipped.predict_volume(vol)
+    rows = {r.task: r for r in task_rows(pred)}
+    assert rows["presence"].read_on == "FLAIR"
+    assert "read on FLAIR" in pdf_text(build_pdf(pred, compress=False))

@@ -489,7 +489,7 @@ def test_a_tampered_presence_model_means_cannot_assess_on_the_page_and_in_the_pd
     assert "presence@t1 failed verification" in _texts(at.error)
     table = _task_table(at)
     for title in ("Tumour presence", "Tumour type", "Glioma grade"):
-        assert f"| {title} | Cannot assess | — | — | — | :red[cannot assess] |" in table
+        assert f"| {title} | Cannot assess | — | — | — | — | :red[cannot assess] |" in table
     assert "cannot assess this scan" in _refer_banner(at)
     assert not at.metric and not at.get("image")                 # no probability, no key slices
     pdf = _pdf_of_the_case(at, pdf_text)
@@ -515,7 +515,7 @@ def test_a_grade_model_at_chance_shows_no_validated_model_and_no_grade(active_mo
     info = next(i.value for i in at.info if "No validated model" in i.value)
     assert info.startswith("**No validated model for Glioma grade.**")
     assert "includes chance (0.5)" in info and "model card of grade@t2 on the Models page" in info
-    assert "| Glioma grade | No validated model for Glioma grade | — | — | — | :gray[not validated] |" in _task_table(at)
+    assert "| Glioma grade | No validated model for Glioma grade | — | — | — | — | :gray[not validated] |" in _task_table(at)
     assert "WHO grade" not in _texts(at.markdown) + _texts(at.caption)
     pdf = _pdf_of_the_case(at, pdf_text)
     assert "No validated model for Glioma grade" in pdf and "WHO grade" not in pdf

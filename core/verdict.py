@@ -75,8 +75,10 @@ def headline(pred) -> tuple[str, str | None, float | None]:
             return "No tumour detected", "presence", float(max(presence.probabilities))
         return "No tumour detected", None, None
     typed = tasks.get("tumor_type")
+    # a referred answer is not shown in large letters: the rows below still give it, small
+    if presence is not None and presence.status == "refer":
+        return "Possible tumour · uncertain, refer to a human reader", "presence", None
     if typed is not None and typed.status == "refer":
-        # a referred type is not shown in large letters: the row below still gives it, small
         return "Tumour detected · type uncertain, refer to a human reader", "tumor_type", None
     if typed is not None and typed.answered:
         text = class_title(typed.label)

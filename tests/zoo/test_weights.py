@@ -83,7 +83,7 @@ def test_a_backbone_file_that_does_not_match_its_sha256_is_refused(tmp_path, mon
 def test_a_backbone_fills_only_its_own_architecture(tmp_path, monkeypatch):
     _fake_backbone(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match="vgg16_bn"):
-        create("vgg19_bn", 3, weights="craft")
+        create("vgg19", 3, weights="craft")             # the BatchNorm backbone grows into vgg19_bn only
 
 
 def test_a_missing_package_says_how_to_install_it(monkeypatch):
@@ -95,3 +95,35 @@ def test_a_missing_package_says_how_to_install_it(monkeypatch):
 def test_provenance_names_source_licence_and_checksum():
     p = weights.backbone("craft").provenance()
     assert p["licence"].startswith("MIT") and len(p["sha256"]) == 64 and "CVPR 2019" in p["citation"]
+
+
+# --- VGG19 grown from a VGG16 (Net2Net deepening): the same function before any training
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_a_grown_vgg19_computes_exactly_what_its_vgg16_computes(batch_norm):
+    from model_zoo.grow import deepen_vgg16
+
+    torch.manual_seed(0)
+    vgg16 = create("vgg16_bn" if batch_norm else "vgg16", 3).eval()
+    if batch_norm:                                        # non-trivial BN statistics
+        for m in vgg16.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    state16 = {k: v for k, v in vgg16.state_dict().items() if k.startswith("features.")}
+    vgg19 = create("vgg19_bn" if batch_norm else "vgg19", 3).eval()
+    vgg19.load_state_dict(deepen_vgg16(state16, batch_norm), strict=False)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = vgg16.features(x), vgg19.features(x)
+    assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    assert len([m for m in vgg19.features if isinstance(m, torch.nn.Conv2d)]) == 16
+
+
+def test_craft_grows_into_vgg19_bn_with_its_missing_conv5_3_left_initialised(tmp_path, monkeypatch):
+    _fake_backbone(tmp_path, monkeypatch)
+    model = create("vgg19_bn", 3, weights="craft")
+    assert torch.all(model.features[3].weight == 0.5)                  # conv1_2 from CRAFT
+    assert torch.all(model.features[43].weight == 0.5)                 # conv5_2 (vgg16_bn's features[37])
+    assert not torch.all(model.features[46].weight == 0.5)             # conv5_3: not in CRAFT
+    centre = model.features[49].weight[:, :, 1, 1]                     # conv5_4: inserted identity
+    assert torch.equal(centre, torch.eye(512)) and model.features[49].weight.abs().sum() == 512

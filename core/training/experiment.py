@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import model_zoo.registry as zoo
+from model_zoo.weights import BACKBONES
 from core.training import splits
 from core.training.calibration import apply_temperature, fit_temperature
 from core.training.datasets import SliceSet, load_dataset
@@ -49,6 +50,7 @@ class TrainConfig:
     max_blocks: int | None = None        # block-wise: how many blocks to unfreeze at most
     lr_decay: float = 0.5                # block-wise: lr factor per stage
     n_boot: int = 1000
+    stratify: str = "label"              # locked test + CV folds: "label", or "source" (source and label)
     fit: FitConfig = field(default_factory=FitConfig)
 
     @property
@@ -71,6 +73,19 @@ def _weights_init(init: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------ splits
+def strata(ds: SliceSet, how: str = "label") -> np.ndarray:
+    """What the locked test and the CV folds stratify on: the label, or ("source") the source and
+    the label, so that every source (e.g. the few subjects of normal/) has its share of patients on
+    both sides. A combined set's groups are "<source>:<patient>"."""
+    if how == "label":
+        return ds.labels
+    if how != "source":
+        raise ValueError(f"stratify must be 'label' or 'source', not {how!r}")
+    if len(ds.parts) < 2:
+        return ds.labels
+    return np.array([f"{str(g).split(':', 1)[0]}|{y}" for g, y in zip(ds.groups.tolist(), ds.labels.tolist())])
+
+
 def make_splits(ds: SliceSet, cfg: TrainConfig) -> dict:
     """{"pool": idx, "test": idx | None, "folds": [(train, test)], "info": {...}} (positional)."""
     manifest_folds = ds.folds is not None and (cfg.test_fraction or 0) == 0 and \
@@ -84,8 +99,11 @@ def make_splits(ds: SliceSet, cfg: TrainConfig) -> dict:
         info.update(cv="manifest folds", fold_ids=ids)
         return {"pool": np.arange(len(ds)), "test": None, "folds": folds, "info": info}
     frac = 0.2 if cfg.test_fraction is None else cfg.test_fraction
+    y = strata(ds, cfg.stratify)
+    if cfg.stratify != "label":
+        info["stratified_by"] = "source and label (each patient's most frequent)"
     if frac > 0:
-        locked = splits.locked_test_split(ds.groups, ds.labels, fraction=frac)
+        locked = splits.locked_test_split(ds.groups, y, fraction=frac)
         pool, test = locked.pool_idx, locked.test_idx
         info["locked_test"] = {"fraction": frac, "seed": splits.LOCKED_TEST_SEED,
                                "fingerprint": locked.fingerprint, "n_patients": len(locked.test_groups),
@@ -94,7 +112,7 @@ def make_splits(ds: SliceSet, cfg: TrainConfig) -> dict:
         pool, test = np.arange(len(ds)), None
     folds = []
     if cfg.folds >= 2:
-        for tr, te in splits.grouped_kfold(ds.groups[pool], ds.labels[pool], cfg.folds, seed=cfg.seed):
+        for tr, te in splits.grouped_kfold(ds.groups[pool], y[pool], cfg.folds, seed=cfg.seed):
             folds.append((pool[tr], pool[te]))
         info.update(cv=f"grouped_kfold(k={cfg.folds}, seed={cfg.seed}) on the non-test patients")
     return {"pool": pool, "test": test, "folds": folds, "info": info}
@@ -238,7 +256,8 @@ def run(cfg: TrainConfig, *, on_progress: Callable | None = None, dist: DistInfo
         if first_model is None:
             first_model, first_info = model, info
         if on_progress:
-            on_progress({"run": f"fold {k}", "done": True, **_flat(m)})
+            by = {s: round(e["accuracy"], 3) for s, e in (m.get("by_source") or {}).items()}
+            on_progress({"run": f"fold {k}", "done": True, **_flat(m), **({"accuracy_by_source": by} if by else {})})
 
     cv = None
     if per_fold:
@@ -286,4 +305,6 @@ def run(cfg: TrainConfig, *, on_progress: Callable | None = None, dist: DistInfo
         "training_time_s": round(time.time() - t_start, 1),
         "parent": cfg.init if "@" in (cfg.init or "") else None,
     }
+    if cfg.init in BACKBONES:       # a pretrained natural-image backbone: where it came from, its licence
+        card["pretrained_from"] = BACKBONES[cfg.init].provenance()
     return Result(card=card, model=model, fold_weights=fold_weights, dataset=ds)

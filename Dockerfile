@@ -9,7 +9,7 @@ FROM ${BASE}
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    NEUROGRADE_HOME=/data \
+    NEUROGRADE_HOME=/data NEUROGRADE_AUTH=local \
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=268435456
 
 WORKDIR /app
@@ -22,4 +22,7 @@ USER neurograde
 VOLUME /data
 EXPOSE 8501
 HEALTHCHECK CMD python3 -c "import urllib.request; urllib.request.urlopen('http://localhost:8501/_stcore/health')"
-CMD ["python3", "-m", "streamlit", "run", "app.py", "--server.address=0.0.0.0", "--server.port=8501"]
+# Sign-in is on (NEUROGRADE_AUTH=local): create the first administrator once, into the data volume:
+#   docker run -it --rm -v ng:/data neurograde python3 -m core users add admin --role admin
+# `core serve` refuses to bind 0.0.0.0 when NEUROGRADE_AUTH=off. Behind TLS: see deploy/.
+CMD ["python3", "-m", "core", "serve", "--address=0.0.0.0", "--port=8501", "--", "--server.headless=true"]

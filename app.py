@@ -13,21 +13,34 @@ import pandas  # noqa: F401
 import plotly.graph_objects  # noqa: F401
 import streamlit as st
 
+from core.markup import text
+
 from core.config import get_settings
 from core.devices import describe_device, select_device
+from pages.common import client_is_local, current_user, local_only_page, sign_in_page, sign_out
 
 TASKS = ("presence", "tumor_type", "grade")
 
 st.set_page_config(page_title="NeuroGrade", page_icon=":material/neurology:", layout="wide",
                    initial_sidebar_state="expanded")
 
+# (page file, title, icon, the permission a role needs to see it in the navigation)
 PAGES = [
-    st.Page("pages/scan.py", title="Scan", icon=":material/radiology:", default=True),
-    st.Page("pages/review.py", title="Review queue", icon=":material/fact_check:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/models.py", title="Models", icon=":material/deployed_code:"),
-    st.Page("pages/research.py", title="Research", icon=":material/science:"),
+    ("pages/scan.py", "Scan", ":material/radiology:", "scan"),
+    ("pages/review.py", "Review queue", ":material/fact_check:", "label"),
+    ("pages/train.py", "Train", ":material/model_training:", "train"),
+    ("pages/models.py", "Models", ":material/deployed_code:", "scan"),
+    ("pages/research.py", "Research", ":material/science:", "scan"),
+    ("pages/users.py", "Users", ":material/manage_accounts:", "manage_users"),
 ]
+
+
+def pages_for(user) -> list:
+    """The pages this user's role may open (the navigation lists nothing else)."""
+    if user is None:
+        return [st.Page(sign_in_page, title="Sign in", icon=":material/login:", url_path="signin", default=True)]
+    return [st.Page(path, title=title, icon=icon, default=i == 0)
+            for i, (path, title, icon, permission) in enumerate(PAGES) if user.can(permission)]
 
 
 @st.cache_resource(show_spinner=False)
@@ -54,23 +67,21 @@ def model_versions() -> list[str]:
         if not versions:
             continue
         current = active(task) if active else versions[-1]
-        lines.append(f"**{task}**: {current}" + (f" ({len(versions)} versions)" if len(versions) > 1 else ""))
+        lines.append(f"**{task}**: {text(current)}" + (f" ({len(versions)} versions)" if len(versions) > 1 else ""))
     return lines
 
 
-def _keep_reviewer() -> None:
-    st.session_state["reviewer_name"] = st.session_state["_reviewer_input"].strip()
-
-
-def sidebar() -> None:
+def sidebar(user) -> None:
     settings = get_settings()
     with st.sidebar:
-        # The widget's own key is dropped by Streamlit on runs where it is not drawn; the name the
-        # other pages read is the plain session_state entry "reviewer_name".
-        st.session_state.setdefault("reviewer_name", "")
-        st.session_state["_reviewer_input"] = st.session_state["reviewer_name"]
-        st.text_input("Reviewer", key="_reviewer_input", on_change=_keep_reviewer,
-                      placeholder="your name", help="Recorded with every label you confirm or correct.")
+        if user is None:
+            st.caption("Decision support only; not a diagnosis.")
+            return
+        st.text(f"Signed in as {user.name} ({user.role})")     # plain text: a name is never markup
+        if user.via == "off":
+            st.caption("Sign-in is off (NEUROGRADE_AUTH=off): this machine only.")
+        else:
+            st.button("Sign out", key="auth_sign_out", on_click=sign_out, icon=":material/logout:")
         st.caption(f"Device: `{device_label(settings.device)}`")
         st.caption("Models")
         try:
@@ -85,6 +96,11 @@ def sidebar() -> None:
         st.caption("Decision support only; not a diagnosis.")
 
 
-page = st.navigation(PAGES)
-sidebar()
+if get_settings().auth == "off" and not client_is_local():
+    page = st.navigation([st.Page(local_only_page, title="NeuroGrade", url_path="local-only")], position="hidden")
+    page.run()
+    st.stop()
+user = current_user()
+page = st.navigation(pages_for(user), position="sidebar" if user is not None else "hidden")
+sidebar(user)
 page.run()

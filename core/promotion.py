@@ -32,6 +32,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from core import auth
+from core.auth import PermissionDenied
+
 PRIMARY: dict[str, tuple[str, str]] = {
     "tumor_type": ("balanced_accuracy", "slice"),
     "presence": ("auc", "slice"),
@@ -40,6 +43,27 @@ PRIMARY: dict[str, tuple[str, str]] = {
 SHOWN_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc", "ece")
 PER_CLASS_KEYS = ("sensitivity", "specificity", "precision", "f1")
 RESCORE_STRATEGIES = ("entropy", "margin", "least_confidence", "bald", "random")   # per-item ones
+
+
+@dataclass(frozen=True)
+class SampleMinimums:
+    """Below these, two versions are not compared: their numbers would be noise shown as evidence
+    (5 retraining labels judged on 2 held-out items once showed "AUC 1.000 [1.000, 1.000]").
+
+    held_out: items of the shared held-out split. With n items a proportion's 95% interval is about
+        +/- 1/sqrt(n) wide: +/- 0.22 at 20; fewer cannot separate two models.
+    held_out_per_class: items of each class in it. AUC, sensitivity and balanced accuracy rest on
+        the rarest class; with 1-4 of a class the bootstrap resamples the same few and its interval
+        collapses to a point ([1.000, 1.000]), which looks certain and is not.
+    labels_per_class: confirmed labels of each class a retraining run had (training + held out); at
+        the default hold-out fraction (0.25) 20 give about 5 held-out items per class.
+    """
+    held_out: int = 20
+    held_out_per_class: int = 5
+    labels_per_class: int = 20
+
+
+MINIMUMS = SampleMinimums()      # the one place these numbers live
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +228,45 @@ class Comparison:
         return d
 
 
+def held_out_counts(metrics: Mapping) -> dict[str, int] | None:
+    """{class: held-out items} of a score()-like dict (confusion rows, else per-class support)."""
+    classes = list(metrics.get("classes") or [])
+    confusion = metrics.get("confusion")
+    try:
+        if confusion and classes and len(confusion) == len(classes):
+            return {str(c): int(sum(row)) for c, row in zip(classes, confusion)}
+        per_class = metrics.get("per_class") or {}
+        if per_class and all(isinstance(v, Mapping) and "support" in v for v in per_class.values()):
+            return {str(c): int(v["support"]) for c, v in per_class.items()}
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def too_small(metrics: Mapping, card: Mapping | None = None, minimums: SampleMinimums | None = None) -> str:
+    """Why an evaluation is too small to compare on ("" when it is not; see SampleMinimums)."""
+    m = minimums or MINIMUMS
+    counts = held_out_counts(metrics)
+    need = (f"at least {m.held_out} held-out items with {m.held_out_per_class} of each class, from "
+            f"{m.labels_per_class} confirmed labels per class")
+    if counts is not None:
+        total = sum(counts.values())
+        rare = min(counts.values()) if counts else 0
+        if total < m.held_out or rare < m.held_out_per_class:
+            shown = ", ".join(f"{c} {n}" for c, n in counts.items())
+            return (f"too few held-out items to compare: {total} ({shown}); a comparison needs {need}. "
+                    "Label more items of each class and retrain: no metrics are shown until then")
+    split = ((card or {}).get("recipe") or {}).get("split") or {}
+    per_class = split.get("labels_per_class") if isinstance(split, Mapping) else None
+    if isinstance(per_class, Mapping) and per_class:
+        rare = min(int(v) for v in per_class.values())
+        if rare < m.labels_per_class:
+            shown = ", ".join(f"{c} {n}" for c, n in per_class.items())
+            return (f"too few confirmed labels to compare: {shown}; a comparison needs {need}. "
+                    "Label more items of each class and retrain: no metrics are shown until then")
+    return ""
+
+
 def _pick_common(chal: list[Evaluation], champ: list[Evaluation]) -> tuple[Evaluation, Evaluation] | None:
     by_fp = {e.fingerprint: e for e in chal}
     for e in champ:                      # the champion's own locked test first, then the store's
@@ -250,6 +313,10 @@ def compare(task: str, challenger_version: str, champion_version: str | None = N
         return Comparison(**base, comparable=False, beats=False, reason=why, **fps)
     ce, pe = pair
     cm, pm = ce.metrics, pe.metrics
+    small = too_small(cm, chal_card)
+    if small:
+        return Comparison(**base, comparable=False, beats=False, reason=small, fingerprint=ce.fingerprint,
+                          split=pe.split or ce.split, **fps)
     rows = []
     for lvl in ("slice", "patient"):
         if lvl == "patient" and not (cm.get("patient") and pm.get("patient")):
@@ -435,7 +502,19 @@ def _ensure_baseline(repo, task: str, champion: str | None) -> None:
                  else "re-synchronised with the zoo's active version")
 
 
-def promote(task: str, version: str, actor: str, force: bool = False, reason: str | None = None, *,
+class PromotionForbidden(PromotionError, PermissionDenied):
+    """The signed-in role may not promote, force or roll back (core.auth's permissions table)."""
+
+
+def _authorized(actor, permission: str) -> str:
+    """The name to record; an Identity must hold `permission` (a plain name is a trusted caller)."""
+    try:
+        return auth.authorize(actor, permission)
+    except PermissionDenied as exc:
+        raise PromotionForbidden(str(exc)) from exc
+
+
+def promote(task: str, version: str, actor, force: bool = False, reason: str | None = None, *,
             repo=None, rescore_queue: bool = True) -> PromotionResult:
     """Make task@version the active model if it beats the champion on a shared locked test split.
 
@@ -447,6 +526,7 @@ def promote(task: str, version: str, actor: str, force: bool = False, reason: st
     refresh_queue_scores: a failure there is reported in result.rescore, never raised)."""
     from model_zoo.checkpoints import active_version
 
+    actor = _authorized(actor, "force_promote" if force else "promote")
     if not str(actor or "").strip():
         raise PromotionError("who is promoting? an actor name is required")
     card = _load_card(task, version)                # exists?
@@ -483,12 +563,13 @@ def promote(task: str, version: str, actor: str, force: bool = False, reason: st
                            comparison, str(path), rescore)
 
 
-def rollback(task: str, actor: str, reason: str | None = None, *, repo=None,
+def rollback(task: str, actor, reason: str | None = None, *, repo=None,
              rescore_queue: bool = True) -> PromotionResult:
     """Give the active title back to the version promoted before the current champion (then
     re-score the pending queue with it, as promote() does)."""
     from model_zoo.checkpoints import active_version
 
+    actor = _authorized(actor, "rollback")
     if not str(actor or "").strip():
         raise PromotionError("who is rolling back? an actor name is required")
     repo = _repo(repo)
@@ -520,7 +601,7 @@ def history(task: str, repo=None) -> list[dict]:
             for a in repo.audit_log(entity="champion", entity_id=task)]
 
 
-__all__ = ["PRIMARY", "Comparison", "Evaluation", "PromotionError", "PromotionRefused", "PromotionResult",
+__all__ = ["PRIMARY", "MINIMUMS", "SampleMinimums", "too_small", "held_out_counts", "Comparison", "Evaluation", "PromotionError", "PromotionRefused", "PromotionResult",
            "compare", "promote", "rollback", "history", "refresh_queue_scores", "rescore_note", "evaluations", "record_evaluation",
            "card_evaluation", "card_fingerprint", "primary_metric", "verify_weights", "locked_test_evaluation",
            "score_locked_test"]

@@ -108,14 +108,21 @@ class Outcome:
     new_version: int | None = None
 
 
-def decide(repo, item: ReviewItem, action: str, reviewer: str, value: str | None = None,
+def decide(repo, item: ReviewItem, action: str, reviewer, value: str | None = None,
            comment: str | None = None) -> Outcome:
-    """Save one decision on `item` against the version the reviewer saw."""
+    """Save one decision on `item` against the version the reviewer saw. `reviewer`: the signed-in
+    core.auth.Identity (its role must allow labelling) or a trusted caller's name."""
+    from core import auth
     from core.store import VersionConflict
 
-    reviewer = str(reviewer or "").strip()
+    if reviewer is None:
+        return Outcome(False, action, "Sign in first: every label records who gave it.")
+    try:
+        reviewer = auth.authorize(reviewer, "label")
+    except auth.PermissionDenied as exc:
+        return Outcome(False, action, str(exc))
     if not reviewer:
-        return Outcome(False, action, "Enter your name in the sidebar first: every label records who gave it.")
+        return Outcome(False, action, "Sign in first: every label records who gave it.")
     comment = (comment or "").strip() or None
     try:
         if action == "label":
@@ -184,12 +191,15 @@ def slice_predictions(prediction) -> list[dict]:
     return rows
 
 
-def send_to_review(repo, volume, prediction, actor: str) -> int:
+def send_to_review(repo, volume, prediction, actor) -> int:
     """Store the de-identified case, its axial slices and the model's per-slice predictions, which
     puts every slice in each task's review queue; returns the case id. The upload's file names are
-    not stored (they can carry patient identity)."""
+    not stored (they can carry patient identity). `actor`: the signed-in core.auth.Identity (raises
+    PermissionDenied unless its role may send to review) or a trusted caller's name."""
+    from core import auth
     from core.preprocess import slices
 
+    actor = auth.authorize(actor, "send_to_review")
     images = slices(volume, "axial")
     return repo.save_case(volume, images, slice_predictions(prediction),
                           source=f"scan page upload ({volume.source_format})",

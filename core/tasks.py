@@ -18,14 +18,18 @@ class Task:
     # them in its card instead.
     prefers: tuple[str, ...]
     upstream: str | None               # the task whose answer this one needs (cascade order)
+    classes: tuple[str, ...] = ()      # the labels a reviewer may give (the active card may add its own)
 
 
 TASK_TABLE: dict[str, Task] = {
     # presence is most reliable on FLAIR (slice AUC 0.92 on held-out TCGA patients, 0.79 on T1-pre)
-    "presence": Task("presence", "Tumour presence", ("flair", "t2", "t1post", "t1pre"), None),
+    "presence": Task("presence", "Tumour presence", ("flair", "t2", "t1post", "t1pre"), None,
+                     ("no_tumor", "tumor")),
     # tumour type was trained on T1 post-contrast slices only (Figshare CE-MRI)
-    "tumor_type": Task("tumor_type", "Tumour type", ("t1post", "t1", "t1pre", "flair", "t2"), "presence"),
-    "grade": Task("grade", "Glioma grade", ("t1pre", "flair", "t1post"), "tumor_type"),
+    "tumor_type": Task("tumor_type", "Tumour type", ("t1post", "t1", "t1pre", "flair", "t2"), "presence",
+                       ("glioma", "meningioma", "pituitary")),
+    # G2/G3: TCGA-LGG (WHO grade II/III); LGG/HGG: BraTS-style data a user may train on
+    "grade": Task("grade", "Glioma grade", ("t1pre", "flair", "t1post"), "tumor_type", ("G2", "G3", "LGG", "HGG")),
 }
 TASKS: tuple[str, ...] = tuple(TASK_TABLE)          # cascade order: presence -> tumor_type -> grade
 
@@ -42,6 +46,42 @@ def task_title(task: str) -> str:
 def class_title(label: str) -> str:
     """A class name as a clinician reads it."""
     return CLASS_TITLES.get(str(label), str(label).replace("_", " ").capitalize())
+
+
+class InvalidLabel(ValueError):
+    """A task or label that is not in the task table (nor a class of the task's active model)."""
+
+
+def label_classes(task: str) -> tuple[str, ...]:
+    """The labels `task` accepts: its classes in the table, then those of its active model card."""
+    t = TASK_TABLE.get(task)
+    if t is None:
+        return ()
+    out = list(t.classes)
+    try:   # model_zoo only when a label is checked; a broken zoo must not block labelling
+        from model_zoo.checkpoints import active_version, resolve_ref
+
+        version = active_version(task)
+        if version:
+            out += [str(c) for c in (resolve_ref(f"{task}@{version}").card.get("classes") or [])
+                    if str(c) not in out]
+    except Exception:  # noqa: BLE001 - the table's classes still hold
+        pass
+    return tuple(out)
+
+
+def check_task(task: str) -> str:
+    if task not in TASK_TABLE:
+        raise InvalidLabel(f"unknown task {str(task)[:60]!r}; choose from {', '.join(TASKS)}")
+    return task
+
+
+def check_label(task: str, value: str) -> str:
+    """`value` if it is a label of `task`; InvalidLabel (a ValueError) with the choices otherwise."""
+    allowed = label_classes(check_task(task))
+    if str(value) not in allowed:
+        raise InvalidLabel(f"{str(value)[:60]!r} is not a class of {task}; choose from {', '.join(allowed)}")
+    return str(value)
 
 
 def downstream(task: str) -> list[str]:

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,9 +196,67 @@ def resolve_ref(ref: str, root: str | os.PathLike | None = None) -> Checkpoint:
     return ckpt
 
 
+def _temp_prefix(name: str) -> str:
+    """Temp files carry the writer's pid (".model.pt.<pid>.xxxx"), so a later save can tell the
+    leftovers of a killed writer (SIGKILL runs no cleanup) from a save in progress."""
+    return f".{name}.{os.getpid()}."
+
+
+_TEMP_RE = re.compile(r"^\.(model\.pt|card\.json|int8_observers\.pt|[\w.-]+)\.(\d+)\.[\w-]+$")
+
+
+_LEGACY_TEMP_RE = re.compile(r"^\.(model\.pt|card\.json)\.[a-z0-9_]{8}$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    try:   # a zombie (exited, not yet waited for) is dead
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def clean_stale_temp(root: str | os.PathLike) -> list[Path]:
+    """Remove the temp files that killed writers left in `<root>/<task>/<version>/` (their pid is
+    gone), and version folders left empty by them; returns what was removed."""
+    removed: list[Path] = []
+    root = Path(root)
+    if not root.is_dir():
+        return removed
+    for folder in root.glob("*/*"):
+        if not folder.is_dir():
+            continue
+        for f in folder.iterdir():
+            m = _TEMP_RE.match(f.name)
+            stale = (m is not None and int(m.group(2)) != os.getpid() and not _pid_alive(int(m.group(2))))
+            if m is None and _LEGACY_TEMP_RE.match(f.name):   # written before temp names held a pid
+                try:
+                    stale = time.time() - f.stat().st_mtime > 3600
+                except OSError:
+                    stale = False
+            if stale and f.is_file():
+                try:
+                    f.unlink()
+                    removed.append(f)
+                except OSError:
+                    pass
+        try:
+            if removed and not any(folder.iterdir()):
+                folder.rmdir()
+        except OSError:
+            pass
+    return removed
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -241,6 +300,7 @@ def save_checkpoint(model: "nn.Module", card: dict, task: str, version: str,
         root = get_settings().models_dir
         if (SHIPPED_ROOT / task / version).exists():
             raise FileExistsError(f"{task}@{version} is a shipped version; choose another version name")
+    clean_stale_temp(root)    # what an earlier, killed save left behind
     folder = Path(root) / task / version
     if (folder / MODEL_FILE).exists() or (folder / CARD_FILE).exists():
         raise FileExistsError(f"{folder} exists: versions are immutable, choose a new version name")
@@ -263,7 +323,7 @@ def save_checkpoint(model: "nn.Module", card: dict, task: str, version: str,
 
     state = {k: v.detach().to("cpu").contiguous() for k, v in _unwrap(model).state_dict().items()}
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model.pt.")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(MODEL_FILE))
     os.close(fd)
     try:
         torch.save(state, tmp)

@@ -11,10 +11,11 @@ import streamlit as st
 
 from core import viz
 from core.referral import gate_text, operating_point_text
+from core.markup import text
 from core.tasks import task_title
 from core.training.card_text import results_summary
 from core.validity import model_validity
-from pages.common import get_repo, reviewer_name
+from pages.common import can, current_user, get_repo, role_note
 
 TASKS = ("tumor_type", "presence", "grade")
 MESSAGE = "models_message"
@@ -68,14 +69,16 @@ def show_safety(task: str, ckpt) -> None:
 def show_card(task: str, ckpt, active: str | None) -> None:
     card = ckpt.card
     flag = " · **active**" if ckpt.version == active else ""
-    st.markdown(f"### {task}@{ckpt.version}{flag}")
-    st.caption(f"{card.get('architecture')} · {card.get('input', {}).get('size')} px · "
-               f"{card.get('input', {}).get('channels')} channel(s) · classes {', '.join(card.get('classes') or [])}"
-               f" · created {str(card.get('created') or '')[:19]} · parent {card.get('parent') or '-'} · {ckpt.source}")
+    st.markdown(f"### {text(task)}@{text(ckpt.version)}{flag}")
+    st.caption(text(f"{card.get('architecture')} · {card.get('input', {}).get('size')} px · "
+                    f"{card.get('input', {}).get('channels')} channel(s) · classes "
+                    f"{', '.join(str(c) for c in card.get('classes') or [])}"
+                    f" · created {str(card.get('created') or '')[:19]} · parent {card.get('parent') or '-'} · "
+                    f"{ckpt.source}"))
     valid, why = model_validity(card)
     if not valid:   # the Scan page's "No validated model" points here
         st.warning(f"**Not validated.** While this version is active the Scan page shows no "
-                   f"{task_title(task).lower()} result: {why}.", icon=":material/block:")
+                   f"{task_title(task).lower()} result: {text(why)}.", icon=":material/block:")
     rows = metric_rows(card)
     if rows:
         st.dataframe(rows, hide_index=True)
@@ -88,15 +91,15 @@ def show_card(task: str, ckpt, active: str | None) -> None:
     show_safety(task, ckpt)
     summary = results_summary(card)
     if summary:
-        st.markdown("**Held-out results.**\n" + "\n".join(f"- {x}" for x in summary))
-    if card.get("intended_use"):
-        st.markdown(f"**Intended use.** {card['intended_use']}")
+        st.markdown("**Held-out results.**\n" + "\n".join(f"- {text(x)}" for x in summary))
+    if card.get("intended_use"):      # card text (a user-trained card too): shown as text
+        st.markdown(f"**Intended use.** {text(card['intended_use'], limit=4000)}")
     if card.get("limitations"):
-        st.markdown("**Limitations.**\n" + "\n".join(f"- {x}" for x in card["limitations"]))
+        st.markdown("**Limitations.**\n" + "\n".join(f"- {text(x)}" for x in card["limitations"]))
     data = card.get("training_data") or []
     if data:
-        st.caption("Training data: " + "; ".join(f"{d.get('name')} ({d.get('n_images')} images, "
-                                                 f"{d.get('n_patients')} patients)" for d in data))
+        st.caption("Training data: " + text("; ".join(f"{d.get('name')} ({d.get('n_images')} images, "
+                                                      f"{d.get('n_patients')} patients)" for d in data), None))
     if card.get("command"):
         st.code(card["command"], language="bash")
 
@@ -106,7 +109,7 @@ def _promote(task: str, version: str, force: bool) -> None:
 
     reason = st.session_state.get(f"models_reason_{task}", "")
     try:
-        res = promote(task, version, reviewer_name(), force=force, reason=reason or None, repo=get_repo())
+        res = promote(task, version, current_user(), force=force, reason=reason or None, repo=get_repo())
     except PromotionRefused as exc:
         st.session_state[MESSAGE] = ("error", f"{task}@{version} was not promoted — {exc}")
     except PromotionError as exc:
@@ -122,7 +125,7 @@ def _rollback(task: str) -> None:
     from core.promotion import PromotionError, rollback
 
     try:
-        res = rollback(task, reviewer_name(), reason=st.session_state.get(f"models_reason_{task}") or None,
+        res = rollback(task, current_user(), reason=st.session_state.get(f"models_reason_{task}") or None,
                        repo=get_repo())
     except PromotionError as exc:
         st.session_state[MESSAGE] = ("error", str(exc))
@@ -136,30 +139,31 @@ def _rollback(task: str) -> None:
 def promotion_panel(task: str, version: str, active: str | None) -> None:
     from core.promotion import PromotionError, compare
 
-    actor = reviewer_name()
     if version == active:
         st.caption("This is the active version.")
     else:
         try:
             cmp = compare(task, version, active, repo=get_repo())
         except PromotionError as exc:
-            st.warning(str(exc))
+            st.warning(text(exc, None))
             cmp = None
         if cmp is not None and cmp.comparable:
-            st.markdown(f"**Against the active version {task}@{active}** — {cmp.split}")
+            st.markdown(f"**Against the active version {text(task)}@{text(active)}** — {text(cmp.split)}")
             st.plotly_chart(viz.metric_comparison_figure(cmp.metrics), key=f"models_cmp_{task}_{version}",
                             config={"displayModeBar": False})
         if cmp is not None:
-            (st.success if cmp.beats else st.warning)(cmp.reason)
-        st.button(f"Promote {version}", type="primary", key=f"models_promote_{task}", disabled=not actor,
-                  on_click=_promote, args=(task, version, False))
-        with st.expander("Promote anyway (override)"):
-            st.caption("A forced promotion needs a reason; both are kept in the audit log.")
-            st.text_input("Reason", key=f"models_reason_{task}")
-            st.button("Force promotion", key=f"models_force_{task}", disabled=not actor,
-                      on_click=_promote, args=(task, version, True))
-    if not actor:
-        st.caption("Enter your name in the sidebar to promote or roll back.")
+            (st.success if cmp.beats else st.warning)(text(cmp.reason, None))
+        if can("promote"):                  # only the roles that may promote see the controls
+            st.button(f"Promote {version}", type="primary", key=f"models_promote_{task}",
+                      on_click=_promote, args=(task, version, False))
+        if can("force_promote"):
+            with st.expander("Promote anyway (override)"):
+                st.caption("A forced promotion needs a reason; both are kept in the audit log.")
+                st.text_input("Reason", key=f"models_reason_{task}")
+                st.button("Force promotion", key=f"models_force_{task}",
+                          on_click=_promote, args=(task, version, True))
+    if not can("promote"):
+        st.caption(role_note("promote"))
 
 
 def history_panel(task: str) -> None:
@@ -167,9 +171,10 @@ def history_panel(task: str) -> None:
 
     repo = get_repo()
     stack = repo.champion_history(task)
-    st.button("Roll back to the previous champion", key=f"models_rollback_{task}",
-              disabled=len(stack) < 2 or not reviewer_name(), on_click=_rollback, args=(task,),
-              help=f"back to {stack[-2]}" if len(stack) >= 2 else "no earlier promoted version")
+    if can("rollback"):
+        st.button("Roll back to the previous champion", key=f"models_rollback_{task}",
+                  disabled=len(stack) < 2, on_click=_rollback, args=(task,),
+                  help=f"back to {stack[-2]}" if len(stack) >= 2 else "no earlier promoted version")
     rows = history(task, repo)
     if rows:
         st.dataframe([{"when": str(r["at"])[:19], "who": r["actor"], "action": r["action"], "from": r["from"],
@@ -184,7 +189,7 @@ def main() -> None:
     st.title("Models")
     msg = st.session_state.pop(MESSAGE, None)
     if msg:
-        (st.error if msg[0] == "error" else st.success)(msg[1])
+        (st.error if msg[0] == "error" else st.success)(text(msg[1], None))
     task = st.selectbox("Task", TASKS, key="models_task")
     ckpts = list_checkpoints(task)
     if not ckpts:

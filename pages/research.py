@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import viz
 from core.research import studies
-from pages.common import get_repo
+from pages.common import can, current_user, get_repo
 
 ACTIVE = ("queued", "running")
 TASKS = {"al": ("grade", "tumor_type"), "transferability": ("grade", "tumor_type"), "acgan": ("tumor_type",),
@@ -45,6 +45,8 @@ def show_command(result: dict) -> None:
 
 
 def rerun_form(study: str) -> None:
+    if not can("train"):             # a re-run is a training-scale job: trainer and admin only
+        return
     with st.expander("Re-run as a background job"):
         with st.form(f"rerun_{study}", enter_to_submit=False):
             task = st.selectbox("Task", TASKS[study], key=f"rerun_task_{study}")
@@ -68,8 +70,7 @@ def rerun_form(study: str) -> None:
             go = st.form_submit_button("Start", type="primary")
         if go:
             try:
-                job_id, out = studies.launch_study(study, params, actor=st.session_state.get("reviewer_name") or
-                                                   "research page", repo=get_repo())
+                job_id, out = studies.launch_study(study, params, actor=current_user(), repo=get_repo())
             except (ValueError, OSError) as exc:
                 st.error(f"Could not start: {exc}")
             else:

@@ -13,8 +13,9 @@ import streamlit as st
 
 from core import review, viz
 from core.active_learning import STRATEGIES
+from core.markup import text
 from core.tasks import class_title
-from pages.common import get_repo, reviewer_name
+from pages.common import current_user, get_repo, role_note, user_name
 
 STRATEGY_LABELS = {"entropy": "entropy", "margin": "margin", "least_confidence": "least confidence",
                    "bald": "BALD (MC dropout)", "random": "random", "coreset": "core-set (batch-aware)"}
@@ -40,7 +41,7 @@ def pinned_item(repo, task: str, strategy: str) -> review.ReviewItem | None:
     if pin and pin["task"] == task and pin["strategy"] == strategy:
         item = review.load_item(repo, pin["item_id"], task, strategy, pin.get("score"))
         return dataclasses.replace(item, version=pin["version"])
-    item = review.next_item(repo, task, strategy, reviewer=reviewer_name() or None)
+    item = review.next_item(repo, task, strategy, reviewer=user_name() or None)
     if item is not None:
         st.session_state[PIN] = {"task": task, "strategy": strategy, "item_id": item.item_id,
                                  "version": item.version, "score": item.score}
@@ -57,7 +58,7 @@ def _decide(action: str, label_key: str, comment_key: str) -> None:
     repo = get_repo()
     item = dataclasses.replace(review.load_item(repo, pin["item_id"], pin["task"], pin["strategy"]),
                                version=pin["version"])
-    out = review.decide(repo, item, action, reviewer_name(), value=st.session_state.get(label_key),
+    out = review.decide(repo, item, action, current_user(), value=st.session_state.get(label_key),
                         comment=st.session_state.get(comment_key))
     st.session_state[MESSAGE] = dataclasses.asdict(out)
     if out.ok:
@@ -75,14 +76,14 @@ def show_message() -> None:
     msg = st.session_state.get(MESSAGE)
     if not msg:
         return
-    if msg["conflict"]:
-        st.error(msg["message"], icon=":material/sync_problem:")
-        st.markdown(f"Current label: **{msg['current_label'] or 'none'}**"
-                    + (f" — by {msg['current_reviewer']}" if msg.get("current_reviewer") else ""))
+    if msg["conflict"]:   # messages quote labels and reviewer names: shown as text, never as Markdown
+        st.error(text(msg["message"]), icon=":material/sync_problem:")
+        st.markdown(f"Current label: **{text(msg['current_label'] or 'none')}**"
+                    + (f" — by {text(msg['current_reviewer'])}" if msg.get("current_reviewer") else ""))
     elif msg["ok"]:
-        st.success(msg["message"], icon=":material/check:")
+        st.success(text(msg["message"]), icon=":material/check:")
     else:
-        st.warning(msg["message"], icon=":material/warning:")
+        st.warning(text(msg["message"]), icon=":material/warning:")
 
 
 def show_progress(repo, task: str) -> None:
@@ -104,17 +105,18 @@ def show_item(repo, item: review.ReviewItem, show_cam: bool) -> None:
         if show_cam:
             loaded = cam_model(item.task, item.model_version) if item.model_version else None
             if loaded is None:
-                st.caption(f"No Grad-CAM: the model that made this prediction ({item.model_version or 'none'}) "
+                st.caption(f"No Grad-CAM: the model that made this prediction ({text(item.model_version or 'none')}) "
                            "is not in the zoo.")
             else:
                 cls = item.classes.index(item.predicted) if item.predicted in item.classes else None
                 picture, cls_name = review.item_cam(loaded, img01, item.task, cls)
-                title += f" · Grad-CAM for {class_title(cls_name)}"
+                title += f" · Grad-CAM for {class_title(cls_name)}"   # a plotly title: text, not Markdown
         st.plotly_chart(viz.slice_figure(picture, title=title, height=420), key=f"review_fig_{item.item_id}",
                         config={"displayModeBar": False})
     with right:
         if item.probabilities:
-            st.markdown(f"**Model**: {item.task}@{item.model_version} — suggests **{class_title(item.predicted)}**")
+            st.markdown(f"**Model**: {text(item.task)}@{text(item.model_version)} — suggests "
+                        f"**{text(class_title(item.predicted))}**")
             st.plotly_chart(viz.probability_bars([class_title(c) for c in item.classes], item.probabilities),
                             key="review_probs",
                             config={"displayModeBar": False})
@@ -127,7 +129,7 @@ def show_item(repo, item: review.ReviewItem, show_cam: bool) -> None:
             facts.append(f"double reading ({item.readings_required} readers)")
         if item.current_label:
             facts.append(f"current label: {item.current_label}")
-        st.caption(" · ".join(facts))
+        st.caption(" · ".join(text(f) for f in facts))
     strip = review.case_strip(repo, item.case_id, item.item_id)
     if len(strip) > 1:
         st.caption("Other slices of this case")
@@ -139,7 +141,8 @@ def decision_form(item: review.ReviewItem, reviewer: str) -> None:
     label_key, comment_key = f"review_label_{item.item_id}", f"review_comment_{item.item_id}"
     default = item.classes.index(item.predicted) if item.predicted in item.classes else 0
     with st.form("review_form", clear_on_submit=False, enter_to_submit=True, border=True):
-        st.radio("Label", item.classes, index=default, key=label_key, horizontal=True, format_func=class_title,
+        st.radio("Label", item.classes, index=default, key=label_key, horizontal=True,
+                 format_func=lambda c: text(class_title(c)),
                  help="Pre-set to the model's suggestion: Save confirms it, pick another class to correct it.")
         st.text_input("Comment", key=comment_key, placeholder="optional; required to flag")
         c1, c2, c3 = st.columns(3)
@@ -156,7 +159,9 @@ def double_reading(repo, task: str, reviewer: str) -> None:
     with st.expander("Double reading and adjudication"):
         st.caption("Two reviewers read each item independently; disagreements are listed here.")
         if st.button("Require two readings for the pending items", key="review_double", disabled=not reviewer):
-            n = repo.set_double_reading(task, readings=2, actor=reviewer)
+            from core import auth
+
+            n = repo.set_double_reading(task, readings=2, actor=auth.authorize(current_user(), "label"))
             st.success(f"{n} pending items now need two readings.")
         rows = repo.disagreements(task)
         if rows:
@@ -174,10 +179,11 @@ def double_reading(repo, task: str, reviewer: str) -> None:
 def main() -> None:
     st.title("Review queue")
     repo = get_repo()
-    reviewer = reviewer_name()
-    if not reviewer:
-        st.warning("Enter your name in the sidebar (Reviewer) to save labels: every label records who gave it.",
-                   icon=":material/person:")
+    user = current_user()
+    if user is None or not user.can("label"):       # the queue is for those who may label
+        st.info(role_note("label"), icon=":material/lock:")
+        return
+    reviewer = user.name
     known = repo.tasks()
     tasks = [t for t in review.TASKS if t in known] + [t for t in review.TASKS if t not in known]
     c1, c2, c3 = st.columns([2, 2, 1])
@@ -189,7 +195,7 @@ def main() -> None:
     show_message()
     item = pinned_item(repo, task, strategy)
     if item is None:
-        st.info(f"Nothing left to review for {task}" + (f", {reviewer}" if reviewer else "") +
+        st.info(f"Nothing left to review for {task}" + (f", {text(reviewer)}" if reviewer else "") +
                 ". Import a pool (`python -m core queue import PATH`) or send scans from the Scan page.",
                 icon=":material/inbox:")
     else:

@@ -28,6 +28,7 @@ from core import preprocess, viz
 from core.inference import CANNOT_ASSESS, NOT_VALIDATED
 from core.io import VolumeLoadError, load_volume
 from core.io.volume import Volume
+from core.markup import text
 from core.tasks import TASKS, class_title, task_title
 from core.referral import operating_point_text
 from core.verdict import headline, headline_reason, refer_messages, slice_label, task_rows, thresholds_text
@@ -93,7 +94,7 @@ def load_cached(files, series=None, loader=load_volume, sequences=None) -> tuple
     except VolumeLoadError as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
-        log.exception("unexpected error loading upload %s", [getattr(f, "name", "?") for f in files])
+        log.exception("unexpected error loading an upload of %d file(s)", len(files))   # names may identify
         error = f"Could not read this file: {_first_line(exc)}"
     st.session_state[_CACHE] = {"key": key, "volume": volume, "error": error}
     st.session_state.pop(_NORM, None)
@@ -439,7 +440,7 @@ def render_task_answers(pred) -> None:
     points to its card on the Models page)."""
     for row, r in zip(task_rows(pred), pred.tasks.values()):
         st.markdown(f"**{row.title}** <span style='color:#6b7785;font-size:0.8em'>"
-                    f"{r.model_version}</span>", unsafe_allow_html=True)
+                    f"{text(r.model_version)}</span>", unsafe_allow_html=True)
         if r.answered:
             fig = viz.probability_bars([class_title(c) for c in r.classes], r.probabilities,
                                        highlight=class_title(r.label), height=36 + 30 * len(r.classes))
@@ -453,7 +454,8 @@ def render_task_answers(pred) -> None:
 def render_technical_details(pred, predictor=None) -> None:
     """Model versions, precision, device, timing, the thresholds and the notes: collapsed."""
     with st.expander("Technical details", expanded=False):
-        versions = " · ".join(f"`{v}`" for v in pred.model_versions.values()) or "none"
+        versions = " · ".join(f"`{v}`" if "`" not in str(v) else text(v)      # a code span shows text as is
+                              for v in pred.model_versions.values()) or "none"
         precision = ", ".join(sorted(set(pred.precision.values()))) or "fp32"
         st.caption(f"Models: {versions} · {precision} on {pred.device} · "
                    f"{pred.timings_ms.get('total', 0.0) / 1e3:.2f} s for {pred.n_slices} "
@@ -462,7 +464,7 @@ def render_technical_details(pred, predictor=None) -> None:
         for note in pred.notes:
             note = note.replace("name the channels of multi-channel input with sequences=",
                                 "for a multi-channel image, name its channels above")
-            st.caption(f":material/info: {note}")
+            st.caption(f":material/info: {note}")      # the predictor's own words (core), not user text
 
 
 def render_verdict(pred, predictor=None) -> None:
@@ -653,6 +655,15 @@ def render_key_slices(pred, predictor, volume: Volume, view: dict, case_key: str
 
 
 # ---------------------------------------------------------------------------------- downloads
+def upload_label(files, volume: Volume | None = None) -> str:
+    """How the case names its source in the PDF, the JSON export and the store: never the file
+    names (they can name the patient), only what was uploaded ("uploaded NIfTI", "3 uploaded files")."""
+    kind = {"nifti": "NIfTI", "dicom": "DICOM series", "dicom-enhanced": "DICOM series",
+            "image": "image"}.get(getattr(volume, "source_format", ""), "scan")
+    n = len(files or [])
+    return f"uploaded {kind}" + (f" ({n} files)" if n > 1 else "")
+
+
 def _stem(files) -> str:
     name = getattr(files[0], "name", "scan") if files else "scan"
     stem = re.sub(r"(\.nii)?\.gz$|\.[A-Za-z0-9]+$", "", str(name))
@@ -664,7 +675,7 @@ def render_downloads(pred, predictor, volume: Volume, case_key: str, cams: dict,
     intended use) and the JSON export."""
     from core import report
 
-    stem = _stem(files)
+    stem = case_key[:12]          # not the upload's file name: the saved file must not carry it
     pdf_key = (case_key, tuple(sorted((k, c.method, c.class_index, c.task) for k, c in cams.items())))
     cached = st.session_state.get(_PDF)
     if cached is None or cached["key"] != pdf_key:
@@ -687,18 +698,19 @@ def render_downloads(pred, predictor, volume: Volume, case_key: str, cams: dict,
 def render_send_to_review(pred, volume: Volume, case_key: str) -> None:
     """Store the de-identified case with its per-slice predictions in the review queue."""
     from core import review
-    from pages.common import get_repo, reviewer_name
+    from pages.common import current_user, get_repo, role_note
 
     sent = st.session_state.setdefault(_SENT, {})
     if case_key in sent:
         st.success(f"Sent to the review queue as case {sent[case_key]}.", icon=":material/check:")
         return
-    name = reviewer_name()
-    if st.button("Send to review", icon=":material/rate_review:", key="send_to_review", disabled=not name,
+    user = current_user()
+    allowed = bool(user and user.can("send_to_review"))
+    if st.button("Send to review", icon=":material/rate_review:", key="send_to_review", disabled=not allowed,
                  help="Stores the de-identified slices and the model's outputs; each slice joins the "
-                      "review queue of every task." if name else "Enter your name in the sidebar first."):
+                      "review queue of every task." if allowed else role_note("send_to_review")):
         with st.spinner("Storing the case..."):
-            sent[case_key] = review.send_to_review(get_repo(), volume, pred, actor=name)
+            sent[case_key] = review.send_to_review(get_repo(), volume, pred, actor=user)
         st.success(f"Sent to the review queue as case {sent[case_key]}.", icon=":material/check:")
 
 
@@ -751,7 +763,7 @@ def render_scan(files, loader=load_volume) -> Volume | None:
             render_no_models(versions)
     else:
         with guarded("The prediction"):
-            source = ", ".join(str(getattr(f, "name", "scan")) for f in files)
+            source = upload_label(files, volume)
             pred = case_prediction(predictor, versions, volume, case_key, source)
             render_verdict(pred, predictor)
         if pred is not None:

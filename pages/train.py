@@ -10,7 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core import viz
-from pages.common import get_repo, reviewer_name
+from core.markup import text
+from pages.common import current_user, get_repo, role_note
 
 TASKS = ("tumor_type", "presence", "grade")
 STRATEGIES = {"head": "head only (seconds: backbone frozen)",
@@ -30,11 +31,15 @@ def start_form(repo) -> None:
     from core.training import job as training_job
 
     st.subheader("New training run")
+    user = current_user()
+    can_train = bool(user and user.can("train"))
     task = st.selectbox("Task", TASKS, key="train_task")
     names, active = versions(task)
     prog = repo.progress(task)
-    st.caption(f"{prog['labelled']} confirmed labels for {task}"
-               + (f" ({', '.join(f'{k}: {v}' for k, v in prog['by_class'].items())})" if prog["by_class"] else ""))
+    st.caption(text(f"{prog['labelled']} confirmed labels for {task}"
+                    + (f" ({', '.join(f'{k}: {v}' for k, v in prog['by_class'].items())})" if prog["by_class"] else ""),
+                    None))
+    _small_sample_note(task, prog)
     advisor(repo, task)
     options = names or ["(none: random initialisation)"]
     if st.session_state.get("train_base") not in options:      # another task's choice, or none yet
@@ -49,22 +54,37 @@ def start_form(repo) -> None:
                               help="Head only: before the head trains, feature-ACGAN vectors top up the minority "
                                    "classes of the training split (never the held-out data).") \
             if st.session_state.get("train_strategy", "head") == "head" else False
-        submitted = st.form_submit_button("Start training", type="primary", disabled=not reviewer_name())
-    if not reviewer_name():
-        st.caption("Enter your name in the sidebar to start a run.")
+        submitted = st.form_submit_button("Start training", type="primary", disabled=not can_train)
+    if not can_train:
+        st.caption(role_note("train"))
     if submitted:
         params = {"task": task, "base": base if base in names else None, "strategy": strategy,
                   "epochs": int(epochs)}
         if strategy == "head" and balance:
             params["balance_synthetic"] = True
         try:
-            job_id = training_job.create_training_job(repo, params, reviewer_name())
+            job_id = training_job.create_training_job(repo, params, current_user())
             training_job.launch_training_job(job_id, repo=repo)
         except (ValueError, OSError) as exc:
-            st.error(f"Could not start: {exc}")
+            st.error(text(f"Could not start: {exc}", None))
             return
         st.session_state[SELECTED] = job_id
         st.success(f"Job {job_id} started.")
+
+
+def _small_sample_note(task: str, prog: dict) -> None:
+    """Say before a run when the labels are too few for its result to be compared (core.promotion)."""
+    from core.promotion import MINIMUMS
+    from core.tasks import label_classes
+
+    counts = {c: int(prog["by_class"].get(c, 0)) for c in label_classes(task)[:8]}
+    short = {c: n for c, n in counts.items() if n < MINIMUMS.labels_per_class}
+    if short:
+        st.warning(text(f"Too few labels to compare a retrained model with the champion: a comparison needs "
+                        f"{MINIMUMS.labels_per_class} confirmed labels of each class and {MINIMUMS.held_out} "
+                        f"held-out items ({MINIMUMS.held_out_per_class} of each class); below that a run "
+                        "trains but its result is not compared and no metrics are shown.", None),
+                   icon=":material/warning:")
 
 
 def _run_advisor(repo, task: str) -> None:
@@ -97,9 +117,9 @@ def advisor(repo, task: str) -> None:
         if result is None:
             return
         if "error" in result:
-            st.warning(f"No advice: {result['error']}")
+            st.warning(text(f"No advice: {result['error']}", None))
             return
-        st.caption(f"Scored on {result['source']} ({result['n_images']} images).")
+        st.caption(text(f"Scored on {result['source']} ({result['n_images']} images).", None))
         st.dataframe([{"candidate": r["candidate"], "LogME": round(r["score"], 4),
                        "suggested strategy": r["suggested_strategy"],
                        "blocks to unfreeze": r["suggested_unfreeze_blocks"]}
@@ -108,7 +128,7 @@ def advisor(repo, task: str) -> None:
         if best is None:
             st.warning("No candidate could be scored.")
         elif result.get("best_version"):
-            st.success(f"Suggested: base {task}@{result['best_version']}, {best['suggested_strategy']}"
+            st.success(f"Suggested: base {text(task)}@{text(result['best_version'])}, {text(best['suggested_strategy'])}"
                        + (f", unfreeze {best['suggested_unfreeze_blocks']} block(s)"
                           if best["suggested_unfreeze_blocks"] else "") + " (pre-filled below).")
         else:
@@ -147,13 +167,13 @@ def show_comparison(job) -> None:
     try:
         cmp = compare(task, version, job.metrics.get("champion"), repo=get_repo())
     except PromotionError as exc:
-        st.warning(f"Cannot compare: {exc}")
+        st.warning(text(f"Cannot compare: {exc}", None))
         return
-    st.markdown(f"#### Challenger {task}@{version} vs champion {task}@{cmp.champion or '-'}")
-    if not cmp.comparable:
-        st.warning(cmp.reason)
+    st.markdown(f"#### Challenger {text(task)}@{text(version)} vs champion {text(task)}@{text(cmp.champion or '-')}")
+    if not cmp.comparable:     # e.g. too few held-out items (core.promotion.MINIMUMS): no metrics at all
+        st.warning(text(cmp.reason, None))
         return
-    st.caption(f"Both scored on: {cmp.split} (split fingerprint {str(cmp.fingerprint)[:12]})")
+    st.caption(text(f"Both scored on: {cmp.split} (split fingerprint {str(cmp.fingerprint)[:12]})", None))
     st.plotly_chart(viz.metric_comparison_figure(cmp.metrics), key=f"train_cmp_{job.id}",
                     config={"displayModeBar": False})
     st.dataframe([{"metric": r["metric"] + (" (patient)" if r["level"] == "patient" else "")
@@ -180,7 +200,9 @@ def _ci(ci) -> str:
 
 
 def _cancel(job_id: int) -> None:
-    get_repo().request_cancel(job_id, actor=reviewer_name() or "ui")
+    from core import auth
+
+    get_repo().request_cancel(job_id, actor=auth.authorize(current_user(), "train"))
 
 
 def job_panel(job_id: int) -> None:
@@ -201,7 +223,7 @@ def job_panel(job_id: int) -> None:
         st.plotly_chart(viz.training_curves(history), key=f"train_curves_{job.id}",
                         config={"displayModeBar": False})
     if job.status == "failed":
-        st.error(f"The run failed: {job.metrics.get('error') or 'the worker stopped without a result'}. "
+        st.error(f"The run failed: {text(job.metrics.get('error') or 'the worker stopped without a result', None)}. "
                  "The active model is unchanged.")
     elif job.status == "cancelled":
         st.info("The run was cancelled. The active model is unchanged.")
@@ -222,6 +244,10 @@ def live_job_panel(job_id: int) -> None:
 
 def main() -> None:
     st.title("Train")
+    user = current_user()
+    if user is None or not user.can("train"):
+        st.info(role_note("train"), icon=":material/lock:")
+        return
     repo = get_repo()
     left, right = st.columns([1, 2], gap="large")
     with left:

@@ -72,3 +72,12 @@ def tamper():
         path.write_bytes(bytes(data))
 
     return flip
+
+
+@pytest.fixture
+def sign_in():
+    """sign_in(at, name="Dr Ada", role="admin") -> at: the account exists in this test's store and
+    the AppTest session is signed in as it (what the sign-in form of app.py does)."""
+    from tests.auth_helpers import sign_in as _sign_in
+
+    return _sign_in

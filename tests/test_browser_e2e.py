@@ -81,9 +81,40 @@ def seed_missing_models(home: Path, monkeypatch) -> dict[str, str]:
     return active
 
 
+ADMIN, CLINICIAN, PASSWORD = "e2e-admin", "e2e-clinician", "e2e password 123"
+
+
 @pytest.fixture
 def app_home(tmp_path) -> Path:
-    return tmp_path / "home"
+    """The app's home, with an administrator and a clinician account (sign-in is on)."""
+    from core import auth
+    from core.store import Repository
+    from core.store.db import dispose_engines
+
+    home = tmp_path / "home"
+    repo = Repository.open(f"sqlite:///{home / 'neurograde.db'}")
+    auth.add_user(repo, ADMIN, "admin", PASSWORD, "e2e")
+    auth.add_user(repo, CLINICIAN, "clinician", PASSWORD, "e2e")
+    dispose_engines()
+    return home
+
+
+def sign_in(page, url: str, name: str = ADMIN, password: str = PASSWORD, not_found: bool = False) -> None:
+    """Open `url` (a new session) and sign in; not_found: the URL names a page the signed-out
+    navigation lacks, so Streamlit first says "Page not found" (closed here)."""
+    from playwright.sync_api import expect
+
+    page.goto(url, wait_until="domcontentloaded")
+    expect(page.get_by_label("User name")).to_be_visible(timeout=60_000)
+    if not_found:
+        dialog = page.get_by_role("dialog", name="Page not found")
+        expect(dialog).to_be_visible(timeout=30_000)
+        dialog.get_by_role("button", name="Close").click()
+        expect(dialog).to_have_count(0)
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text(f"Signed in as {name}")).to_be_visible(timeout=60_000)
 
 
 @pytest.fixture
@@ -128,7 +159,7 @@ def test_upload_nifti_shows_three_plane_viewer(app_url, tmp_path):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(app_url, wait_until="domcontentloaded")
+            sign_in(page, app_url)
             expect(page.get_by_text("Upload a scan")).to_be_visible(timeout=60_000)
             page.locator("input[type=file]").set_input_files(str(fixture))
             expect(page.get_by_text("Axial", exact=True)).to_be_visible(timeout=60_000)
@@ -162,7 +193,7 @@ def test_tcia_volume_gets_verdict_heat_map_and_strip_navigation(seeded_models, a
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.goto(app_url, wait_until="domcontentloaded")
+            sign_in(page, app_url, CLINICIAN)            # a clinician may scan and see the verdict
             expect(page.get_by_text("Upload a scan")).to_be_visible(timeout=60_000)
             page.locator("input[type=file]").set_input_files(str(fixture))
             # the verdict card: a verdict, its calibrated probability, the models that made it
@@ -191,5 +222,55 @@ def test_tcia_volume_gets_verdict_heat_map_and_strip_navigation(seeded_models, a
             shot = os.environ.get("NEUROGRADE_E2E_SCREENSHOT")
             if shot:
                 page.screenshot(path=shot, full_page=True)
+        finally:
+            browser.close()
+
+
+def test_roles_a_clinician_cannot_promote_train_or_label_an_admin_can(app_url):
+    """Sign-in is on: nothing without it; a clinician's navigation has no Review queue, Train or
+    Users, their URLs lead back to Scan, and Models shows no promote / force / roll back; the admin
+    gets all of them."""
+    from playwright.sync_api import expect, sync_playwright
+
+    nav = "[data-testid=stSidebarNav]"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(app_url, wait_until="domcontentloaded")
+            expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+            assert page.get_by_text("Upload a scan").count() == 0
+            page.get_by_label("User name").fill(CLINICIAN)
+            page.get_by_label("Password", exact=True).fill("not the password")
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_text("Wrong user name or password")).to_be_visible(timeout=30_000)
+
+            sign_in(page, app_url, CLINICIAN)
+            expect(page.locator(nav).get_by_text("Scan", exact=True)).to_be_visible()
+            expect(page.locator(nav).get_by_text("Models", exact=True)).to_be_visible()
+            for hidden in ("Review queue", "Train", "Users"):
+                assert page.locator(nav).get_by_text(hidden, exact=True).count() == 0, hidden
+            for path in ("review", "train", "users"):          # typed URLs (a new session) fall back to Scan
+                sign_in(page, app_url + path, CLINICIAN, not_found=True)
+                expect(page.get_by_text("Upload a scan")).to_be_visible(timeout=60_000)
+                assert page.get_by_role("button", name="Save label").count() == 0
+                assert page.get_by_role("button", name="Start training").count() == 0
+            page.locator(nav).get_by_text("Models", exact=True).click()
+            expect(page.get_by_text("that needs admin").first).to_be_visible(timeout=60_000)
+            assert page.get_by_role("button", name=re.compile("^Promote")).count() == 0
+            assert page.get_by_role("button", name="Force promotion").count() == 0
+            assert page.get_by_role("button", name="Roll back to the previous champion").count() == 0
+            assert page.locator("[data-testid=stException]").count() == 0
+            page.get_by_role("button", name="Sign out").click()
+            expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+
+            sign_in(page, app_url, ADMIN)
+            for shown in ("Review queue", "Train", "Users"):
+                expect(page.locator(nav).get_by_text(shown, exact=True)).to_be_visible()
+            page.locator(nav).get_by_text("Models", exact=True).click()
+            expect(page.get_by_role("button", name="Roll back to the previous champion")).to_be_visible(timeout=60_000)
+            page.locator(nav).get_by_text("Train", exact=True).click()
+            expect(page.get_by_role("button", name="Start training")).to_be_visible(timeout=60_000)
+            assert page.locator("[data-testid=stException]").count() == 0
         finally:
             browser.close()

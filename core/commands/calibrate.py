@@ -37,7 +37,8 @@ def _dataset(card: dict):
 
     recipe = card.get("recipe") or {}
     cfg = TrainConfig(task=card["task"], data=data_for_card(card), folds=int(recipe.get("folds") or 0),
-                      test_fraction=recipe.get("test_fraction"), img_size=int(card["input"]["size"]))
+                      test_fraction=recipe.get("test_fraction"), stratify=recipe.get("stratify") or "label",
+                      img_size=int(card["input"]["size"]))
     cfg.fit.seed = int((recipe.get("fit") or {}).get("seed", 0))
     ds = load_dataset(cfg.data, cfg.task, cfg.img_size, seed=cfg.seed)
     return ds, make_splits(ds, cfg)
@@ -59,8 +60,9 @@ def _fold_model(loaded, fold: int = 1):
                        version=f"{loaded.version}-fold{fold}", path=None)
 
 
-def _external_brain_mri(size: int):
-    """(uint8 slices, groups) of br35h/ and normal/ when the data folder has them."""
+def _external_brain_mri(size: int, skip: tuple[str, ...] = ()):
+    """(uint8 slices, groups) of br35h/ and normal/ when the data folder has them; sources in
+    `skip` (the model's own training sources: their locked-test patients are in already) left out."""
     import numpy as np
 
     from core.config import get_settings
@@ -71,7 +73,7 @@ def _external_brain_mri(size: int):
     for name, group_of in (("br35h", lambda r: "br35h:" + r["image"]),
                            ("normal", lambda r: f"normal:{r['source']}/{r['subject']}/{r['sequence']}")):
         manifest = root / name / "manifest.csv"
-        if not manifest.is_file():
+        if name in skip or not manifest.is_file():
             continue
         for r in csv.DictReader(open(manifest, newline="")):
             images.append(_resize(_normalize(_read_grey(root / name / r["image"]))[None], size)[0])
@@ -87,7 +89,7 @@ def _tcga_other_channels(ds, test_idx, size: int):
     from core.training.datasets import load_tcga_lgg
 
     part = next((p for p in ds.parts if p["name"] == "tcga-lgg"), None)
-    if part is None:
+    if part is None or "t1pre" in (part.get("sequences") or []):   # all sequences: in the test already
         return np.zeros((0, size, size), np.uint8), np.array([], dtype=object)
     test_patients = {g.split(":", 1)[1] for g in ds.groups[test_idx] if str(g).startswith("tcga-lgg:")}
     images, groups = [], []
@@ -134,7 +136,7 @@ def run(args) -> int:
     if args.gate:
         test = sp["test"] if sp["test"] is not None else held
         gate_density = FeatureDensity.fit(cal.gate_features(tm, ds.images[pool]))
-        ext_images, ext_groups = _external_brain_mri(tm.spec.input_size)
+        ext_images, ext_groups = _external_brain_mri(tm.spec.input_size, skip=tuple(p["name"] for p in ds.parts))
         t1_images, t1_groups = _tcga_other_channels(ds, test, tm.spec.input_size)
         ids, groups = [], []
         for imgs, grp in ((ds.images[test], ds.groups[test]), (t1_images, t1_groups), (ext_images, ext_groups)):
@@ -146,7 +148,8 @@ def run(args) -> int:
         out["gate"].update(layer=cal.GATE_LAYER, features=f"channel mean and std of {cal.GATE_LAYER}, log1p, "
                            "one Gaussian, Ledoit-Wolf covariance, fitted on the training images",
                            in_distribution="locked-test patients of every training source (+ their TCGA T1-pre, "
-                           "T1-post), br35h/ and normal/ slices where present; grouped by patient / file / volume",
+                           "T1-post when trained on FLAIR only), br35h/ and normal/ slices where present and not "
+                           "training sources; grouped by patient / file / volume",
                            command=study["command"])
     if args.write:
         card = dict(card)

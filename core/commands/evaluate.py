@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+from core.commands import model_error_text, model_errors
 
 
 def register(subparsers) -> None:
@@ -22,6 +25,12 @@ def register(subparsers) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--fold", type=int, help="a CV fold (1..k): its fold model on its test patients")
     g.add_argument("--split", choices=["test"], help="the locked test split")
+    p.add_argument("--split-of", metavar="TASK@VERSION", default=None,
+                   help="with --split test: the locked test split (and data) recorded by ANOTHER version's card, "
+                        "e.g. to score the champion on a challenger's locked test when their data differ")
+    p.add_argument("--record", action="store_true",
+                   help="keep the result in the store as this version's evaluation on that split (promotion "
+                        "compares versions on a shared split fingerprint; see core.promotion)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--tta-rotate", type=float, default=None, metavar="DEG",
                    help="research: also average views rotated by +DEG and -DEG (the card's metrics do not)")
@@ -57,22 +66,29 @@ def data_for_card(card: dict, data: str | None = None) -> str:
 
 
 def evaluate(ref: str, data: str | None = None, fold: int | None = None, split: str | None = None,
-             n_boot: int = 1000, tta_rotate: float | None = None) -> dict:
+             n_boot: int = 1000, tta_rotate: float | None = None, split_of: str | None = None) -> dict:
     import numpy as np
 
     from core.training.calibration import apply_temperature
     from core.training.datasets import load_dataset
     from core.training.experiment import TrainConfig, _flat, make_splits, score
     from core.training.loop import predict_logits
-    from model_zoo.checkpoints import load_checkpoint, spec_from_card
+    from model_zoo.checkpoints import load_checkpoint, resolve_ref, spec_from_card
     from model_zoo.registry import create
 
     loaded = load_checkpoint(ref)
     card = loaded.card
-    recipe = card.get("recipe") or {}
     spec = spec_from_card(card)
+    if split_of is not None:       # the data and locked test split of another version's card
+        if fold is not None or split != "test":
+            raise SystemExit("evaluate: --split-of goes with --split test")
+        card = resolve_ref(split_of).card
+        if card["task"] != loaded.task or list(card.get("classes") or []) != list(loaded.classes):
+            raise SystemExit(f"evaluate: {split_of} is another task or has other classes than {ref}")
+    recipe = card.get("recipe") or {}
     cfg = TrainConfig(task=card["task"], data=data_for_card(card, data), folds=int(recipe.get("folds") or 0),
-                      test_fraction=recipe.get("test_fraction"), img_size=spec.input_size)
+                      test_fraction=recipe.get("test_fraction"), stratify=recipe.get("stratify") or "label",
+                      img_size=spec.input_size)
     cfg.fit.seed = int((recipe.get("fit") or {}).get("seed", 0))
     ds = load_dataset(cfg.data, cfg.task, spec.input_size, seed=cfg.seed)
     sp = make_splits(ds, cfg)
@@ -110,6 +126,14 @@ def evaluate(ref: str, data: str | None = None, fold: int | None = None, split: 
         test = (card.get("metrics") or {}).get("test") or {}
         reference = {k: test.get(k) for k in _flat(test)} if test else {}
         out["evaluated"] = "locked test split"
+        out["fingerprint"] = split_fingerprint(ds.groups, sp["test"])
+        if split_of is not None:
+            out["evaluated"] = f"locked test split of {split_of}"
+            out["split_of"] = split_of
+            reference = {}      # the card's numbers belong to the other version
+            trained = _trained_groups(loaded.card, ds.groups[sp["test"]])
+            if trained is not None:
+                out["test_patients_in_its_training_data"] = trained
     rotations = (tta_rotate, -tta_rotate) if tta_rotate else ()
     z = predict_logits(model, spec, ds.images[idx], tta_flip=bool(recipe.get("tta", True)), rotations=rotations)
     if rotations:
@@ -120,12 +144,43 @@ def evaluate(ref: str, data: str | None = None, fold: int | None = None, split: 
     return out
 
 
+def _trained_groups(card: dict, test_groups) -> dict | None:
+    """How many of a split's patients were in the evaluated version's own training pool (its
+    locked-test patients of a source it trained on are not): {"n", "of", "note"}, or None."""
+    locked = set(((card.get("recipe") or {}).get("split") or {}).get("locked_test", {}).get("patients") or [])
+    sources = {d.get("name") for d in card.get("training_data") or []}
+    pats = sorted(set(str(g) for g in test_groups))
+    inside = [g for g in pats if g.split(":", 1)[0] in sources and g not in locked]
+    return {"n": len(inside), "of": len(pats),
+            "note": "patients of this split the evaluated version trained on (its own locked test aside): its "
+                    "score here is optimistic on them"}
+
+
 def run(args) -> int:
-    out = evaluate(args.model, args.data, args.fold, args.split, args.n_boot, args.tta_rotate)
+    if args.record and args.split != "test":
+        raise SystemExit("evaluate: --record goes with --split test")
+    try:
+        out = evaluate(args.model, args.data, args.fold, args.split, args.n_boot, args.tta_rotate, args.split_of)
+    except model_errors() as exc:   # checksum mismatch, unsafe pickle, unknown version: one line
+        print(f"evaluate: {model_error_text(exc)}", file=sys.stderr)
+        return 2
+    if args.record:
+        from core.promotion import record_evaluation
+
+        task, version = out["model"].split("@", 1)
+        split = out["evaluated"] + (f" ({out['test_patients_in_its_training_data']['n']} of its patients trained on "
+                                    f"by {out['model']})" if out.get("test_patients_in_its_training_data") else "")
+        record_evaluation(task, version, out["fingerprint"], out["metrics"], split, actor="evaluate")
+        out["recorded"] = {"fingerprint": out["fingerprint"], "split": split}
     if args.json:
         print(json.dumps(out, indent=2, default=str))
     else:
         print(f"{out['model']} — {out['evaluated']} ({out['n']} slices, {out['n_patients']} patients)")
+        if out.get("test_patients_in_its_training_data"):
+            t = out["test_patients_in_its_training_data"]
+            print(f"  {t['n']} of these {t['of']} patients were in {out['model']}'s training data (optimistic)")
+        if out.get("recorded"):
+            print(f"  recorded in the store for promotion (split {out['recorded']['fingerprint'][:12]})")
         if out.get("tta_rotations"):
             print(f"  views also rotated by {out['tta_rotations']} degrees: the card's numbers were not")
         for k, v in out["headline"].items():

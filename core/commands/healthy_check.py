@@ -5,6 +5,7 @@ outside the masks and the tumour volumes; specificity per source and sensitivity
 >= threshold) and after (core/slice_votes.py). See core/research/healthy_check.py.
 
     python -m core healthy-check --json research/results/healthy_check.json
+    python -m core healthy-check --model presence@1.1.0 --json -
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=None, help="the shared data folder (default: NEUROGRADE_DATA_DIR)")
     p.add_argument("--json", nargs="?", const="-", default=None,
                    help="write the JSON result to this path ('-' or no value: stdout)")
+    p.add_argument("--model", default=None, metavar="presence@VERSION",
+                   help="the presence model to check (default: the active one)")
     p.add_argument("--precision", default="auto", help="presence model precision (default: auto, as the product)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run)
@@ -38,11 +41,16 @@ def run(args) -> int:
     if not (data / "normal" / "manifest.csv").exists():
         print(f"healthy-check: no normal/ data under {data} (set --data or NEUROGRADE_DATA_DIR)", file=sys.stderr)
         return 2
-    predictor = Predictor.from_active(tasks=("presence",), precision=args.precision)
+    ref = args.model or "presence@active"
+    if not ref.startswith("presence@"):
+        print(f"healthy-check: --model must be presence@VERSION, not {ref!r}", file=sys.stderr)
+        return 2
+    predictor = Predictor.from_active(tasks=("presence",), overrides={"presence": ref}, precision=args.precision)
     if "presence" not in predictor.models:
         print("healthy-check: no presence model: " + "; ".join(predictor.notes), file=sys.stderr)
         return 2
-    res = run_healthy_check(data, predictor, on_progress=lambda m: print(m, file=sys.stderr, flush=True))
+    res = run_healthy_check(data, predictor, on_progress=lambda m: print(m, file=sys.stderr, flush=True),
+                            explicit=args.model is not None)
     text = json.dumps(res, indent=1)
     if args.json == "-":
         print(text)

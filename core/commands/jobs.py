@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
+from core.commands import guarded, open_repository
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("jobs", help="list, show and cancel background jobs",
@@ -31,7 +33,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("cancel", help="ask a job to stop")
     p.add_argument("job", type=int)
-    p.add_argument("--actor", default="cli")
+    p.add_argument("--actor", default=None, help="who cancels (default: the OS user)")
     p.set_defaults(func=run_cancel)
 
     p = sub.add_parser("reap", help="mark failed the running jobs whose process is gone")
@@ -39,11 +41,10 @@ def register(subparsers) -> None:
 
 
 def _repo():
-    from core.store import Repository
-
-    return Repository.open()
+    return open_repository()     # checks NEUROGRADE_HOME first: a clear message, not a traceback
 
 
+@guarded
 def run_list(args) -> int:
     repo = _repo()
     repo.reap_dead_jobs()
@@ -60,6 +61,7 @@ def run_list(args) -> int:
     return 0
 
 
+@guarded
 def run_show(args) -> int:
     from core.store import NotFound
 
@@ -77,12 +79,16 @@ def run_show(args) -> int:
     return 0
 
 
+@guarded
 def run_cancel(args) -> int:
-    ok = _repo().request_cancel(args.job, actor=args.actor)
+    from core.auth import cli_actor
+
+    ok = _repo().request_cancel(args.job, actor=cli_actor(args.actor))
     print("cancel requested" if ok else f"job {args.job} has already finished")
     return 0 if ok else 1
 
 
+@guarded
 def run_reap(args) -> int:
     dead = _repo().reap_dead_jobs()
     print(f"marked failed: {dead}" if dead else "no dead jobs")

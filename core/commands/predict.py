@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from core.commands import model_error_text, model_errors
+
 EXIT_BAD_INPUT = 2
 EXIT_CANNOT_ASSESS = 3   # a task that was run cannot be assessed: the result is incomplete
 
@@ -102,21 +104,28 @@ def run(args) -> int:
         overrides[task] = ref
     needed = tasks or list(TASKS)
     # presence is loaded even when not asked for: it weights the other tasks' slices
-    predictor = Predictor.from_active(tasks=TASKS, overrides=overrides, precision=args.precision,
-                                      device=args.device, mc_passes=args.mc_dropout)
+    try:
+        predictor = Predictor.from_active(tasks=TASKS, overrides=overrides, precision=args.precision,
+                                          device=args.device, mc_passes=args.mc_dropout)
+    except model_errors() as exc:   # e.g. --precision int8 with an altered or unsafe calibration
+        print(f"error: {model_error_text(exc)}", file=sys.stderr)
+        return 1
     if not predictor.models and not predictor.unavailable:
         print("no model is available for " + ", ".join(needed) + ": " + "; ".join(predictor.notes), file=sys.stderr)
         return 1
     opts = dict(sequences=sequences, allow_ct=args.allow_ct, series=args.series)
 
-    def one(source, label: str) -> int:
+    # File names can name the patient: the JSON (and anything built from the prediction) carries a
+    # pseudonym ("file 2 of 5"); only the human-readable text on the user's own terminal echoes the
+    # path they typed, so they can tell the lines apart.
+    def one(source, label: str, pseudonym: str) -> int:
         try:
             vol = load_volume(source, **opts)
-            pred = predictor.predict_volume(vol, tasks=tasks, source=label, every_slice=args.every_slice)
+            pred = predictor.predict_volume(vol, tasks=tasks, source=pseudonym, every_slice=args.every_slice)
         except (VolumeLoadError, ValueError, OSError) as exc:
-            print(f"{label}: {exc}", file=sys.stderr)
+            print(f"{label}: {exc if isinstance(exc, VolumeLoadError) else type(exc).__name__}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        pred.source = label
+        pred.source = pseudonym
         print(json.dumps(build_json(pred, meta=vol.meta)) if args.json else _text(label, pred), flush=True)
         if pred.unassessed and not args.allow_incomplete:
             print(f"{label}: cannot assess {', '.join(pred.unassessed)} (--allow-incomplete to accept)", file=sys.stderr)
@@ -128,9 +137,10 @@ def run(args) -> int:
         if not files:
             print("no input files found", file=sys.stderr)
             return EXIT_BAD_INPUT
-        return _worst([one(f, f) for f in files])
+        return _worst([one(f, f, f"file {k} of {len(files)}") for k, f in enumerate(files, start=1)])
     source = args.paths[0] if len(args.paths) == 1 else list(args.paths)
-    return one(source, args.paths[0] if len(args.paths) == 1 else ",".join(args.paths))
+    return one(source, args.paths[0] if len(args.paths) == 1 else ",".join(args.paths),
+               "input" if len(args.paths) == 1 else f"input of {len(args.paths)} paths")
 
 
 def _worst(codes: list[int]) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+from core.commands import model_error_text, model_errors
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("quantize", help="calibrate a model version for int8 CPU inference",
@@ -42,8 +44,8 @@ def run(args) -> int:
     try:
         ckpt = resolve_ref(args.ref)
         loaded = load_checkpoint(ckpt)
-    except (KeyError, FileNotFoundError, ValueError) as exc:
-        print(exc.args[0] if exc.args else str(exc), file=sys.stderr)
+    except model_errors() as exc:   # checksum mismatch, unsafe pickle, unknown version: one line
+        print(f"quantize: {model_error_text(exc)}", file=sys.stderr)
         return 2
     data = data_for_card(loaded.card, args.data)
     try:

@@ -1,10 +1,11 @@
 """`python -m core queue ...`: the active-learning review queue from the command line.
 
     queue next --task T [--strategy S] [--k N] [--reviewer R] [--cap C] [--json]
-    queue label ITEM LABEL --reviewer NAME [--task T] [--expect-version V] [--json]
+    queue label ITEM LABEL [--reviewer NAME] [--task T] [--expect-version V] [--json]
                                                    exit 3 on a version conflict (prints current)
-    queue skip ITEM --reviewer NAME [--task T] [--comment TEXT]
-    queue flag ITEM --reviewer NAME --comment TEXT [--task T] [--expect-version V]
+    queue skip ITEM [--reviewer NAME] [--task T] [--comment TEXT]
+    queue flag ITEM [--reviewer NAME] --comment TEXT [--task T] [--expect-version V]
+    (--reviewer, alias --actor: who decides; default: the OS user, as cli:USER)
     queue stats [--task T] [--json]
     queue refresh --task T [--strategy S] [--model-version V]
     queue import PATH ... [--csv FILE] [--task T ...] [--sequences a,b,c] [--job ID] [--json]
@@ -13,6 +14,12 @@ from __future__ import annotations
 
 import json
 import sys
+
+from core.commands import guarded, open_repository
+
+from core.auth import cli_actor
+
+from core.tasks import TASKS
 
 EXIT_CONFLICT = 3
 STRATEGY_CHOICES = ("entropy", "margin", "least_confidence", "bald", "random", "coreset")
@@ -25,7 +32,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), 2)[1])
 
     p = sub.add_parser("next", help="the next items to review")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--strategy", default="entropy", choices=STRATEGY_CHOICES)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--reviewer", default=None, help="leave out items this reviewer skipped or read")
@@ -37,8 +44,9 @@ def register(subparsers) -> None:
     p = sub.add_parser("label", help="save a label (optimistic versioning)")
     p.add_argument("item", type=int)
     p.add_argument("label")
-    p.add_argument("--reviewer", required=True)
-    p.add_argument("--task", default=None, help="needed when the item is queued for several tasks")
+    p.add_argument("--reviewer", "--actor", dest="reviewer", default=None,
+                   help="who decides (recorded with the label and in the audit; default: the OS user)")
+    p.add_argument("--task", default=None, choices=TASKS, help="needed when the item is queued for several tasks")
     p.add_argument("--expect-version", type=int, default=None,
                    help="the version you saw; exit status 3 if it changed since")
     p.add_argument("--comment", default=None)
@@ -47,27 +55,29 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("skip", help="skip an item (for this reviewer)")
     p.add_argument("item", type=int)
-    p.add_argument("--reviewer", required=True)
-    p.add_argument("--task", default=None)
+    p.add_argument("--reviewer", "--actor", dest="reviewer", default=None,
+                   help="who decides (recorded with the label and in the audit; default: the OS user)")
+    p.add_argument("--task", default=None, choices=TASKS)
     p.add_argument("--comment", default=None)
     p.set_defaults(func=run_skip)
 
     p = sub.add_parser("flag", help="flag an item for a closer look (leaves the queue)")
     p.add_argument("item", type=int)
-    p.add_argument("--reviewer", required=True)
+    p.add_argument("--reviewer", "--actor", dest="reviewer", default=None,
+                   help="who decides (recorded with the label and in the audit; default: the OS user)")
     p.add_argument("--comment", required=True)
-    p.add_argument("--task", default=None)
+    p.add_argument("--task", default=None, choices=TASKS)
     p.add_argument("--expect-version", type=int, default=None)
     p.set_defaults(func=run_flag)
 
     p = sub.add_parser("stats", help="progress by status and class")
-    p.add_argument("--task", default=None)
+    p.add_argument("--task", default=None, choices=TASKS)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_stats)
 
     p = sub.add_parser("refresh", help="score pending items with the active model version (predicting "
                                        "the items it has not seen)")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--strategy", default="entropy", choices=STRATEGY_CHOICES[:-1])
     p.add_argument("--model-version", default=None, help="default: the task's active version")
     p.set_defaults(func=run_refresh)
@@ -76,7 +86,7 @@ def register(subparsers) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--csv", default=None,
                    help="CSV of file, patient id and known label (kept hidden from reviewers)")
-    p.add_argument("--task", action="append", default=None,
+    p.add_argument("--task", action="append", default=None, choices=TASKS,
                    help="queue the items for this task (repeatable; default: all three)")
     p.add_argument("--plane", default="axial")
     p.add_argument("--sequences", default=None,
@@ -94,9 +104,7 @@ def _raw():
 
 
 def _repo():
-    from core.store import Repository
-
-    return Repository.open()
+    return open_repository()     # checks NEUROGRADE_HOME first: a clear message, not a traceback
 
 
 def _task_of(repo, item: int, task: str | None) -> str:
@@ -113,6 +121,7 @@ def _task_of(repo, item: int, task: str | None) -> str:
     raise SystemExit(f"item {item} is queued for {sorted(tasks) or 'no task'}: say which with --task")
 
 
+@guarded
 def run_next(args) -> int:
     from core.active_learning import next_items
 
@@ -130,13 +139,29 @@ def run_next(args) -> int:
     return 0
 
 
+def _bad_tasks(tasks) -> str:
+    """A message naming the tasks that are not in the task table ("" when all are)."""
+    from core.tasks import TASKS
+
+    bad = [t for t in tasks if t not in TASKS]
+    return f"error: unknown task(s) {', '.join(map(repr, bad))}; choose from {', '.join(TASKS)}" if bad else ""
+
+
+@guarded
 def run_label(args) -> int:
     from core.store import NotFound, VersionConflict
+    from core.tasks import InvalidLabel, check_label
 
+    if args.task:
+        try:
+            check_label(args.task, args.label)
+        except InvalidLabel as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     repo = _repo()
     try:
         task = _task_of(repo, args.item, args.task)
-        version = repo.label_item(args.item, task, args.label, args.reviewer, args.expect_version,
+        version = repo.label_item(args.item, task, args.label, cli_actor(args.reviewer), args.expect_version,
                                   comment=args.comment)
     except VersionConflict as exc:
         current = exc.current_label.to_dict() if exc.current_label else None
@@ -152,6 +177,9 @@ def run_label(args) -> int:
     except NotFound as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    except InvalidLabel as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps({"conflict": False, "item_id": args.item, "task": task,
                           "label": args.label, "version": version}))
@@ -160,18 +188,20 @@ def run_label(args) -> int:
     return 0
 
 
+@guarded
 def run_skip(args) -> int:
     repo = _repo()
-    repo.skip_item(args.item, _task_of(repo, args.item, args.task), args.reviewer, args.comment)
+    repo.skip_item(args.item, _task_of(repo, args.item, args.task), cli_actor(args.reviewer), args.comment)
     return 0
 
 
+@guarded
 def run_flag(args) -> int:
     from core.store import VersionConflict
 
     repo = _repo()
     try:
-        repo.flag_item(args.item, _task_of(repo, args.item, args.task), args.reviewer, args.comment,
+        repo.flag_item(args.item, _task_of(repo, args.item, args.task), cli_actor(args.reviewer), args.comment,
                        args.expect_version)
     except VersionConflict as exc:
         print(f"conflict: {exc}", file=sys.stderr)
@@ -179,6 +209,7 @@ def run_flag(args) -> int:
     return 0
 
 
+@guarded
 def run_stats(args) -> int:
     repo = _repo()
     tasks = [args.task] if args.task else repo.tasks()
@@ -195,6 +226,7 @@ def run_stats(args) -> int:
     return 0
 
 
+@guarded
 def run_refresh(args) -> int:
     from core.active_learning import refresh_scores
     from core.review import predict_items
@@ -210,11 +242,22 @@ def run_refresh(args) -> int:
     return 0
 
 
+@guarded
 def run_import(args) -> int:
     from core.store.importer import import_paths
 
-    repo = _repo()
+    from pathlib import Path
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:   # the user's own terminal: the paths they typed
+        print("error: not found: " + ", ".join(missing), file=sys.stderr)
+        return 2
     tasks = args.task or ["presence", "tumor_type", "grade"]
+    bad = _bad_tasks(tasks)
+    if bad:
+        print(bad, file=sys.stderr)
+        return 2
+    repo = _repo()
     seqs = [s.strip() for s in args.sequences.split(",")] if args.sequences else None
 
     def work(job=None):
@@ -231,7 +274,8 @@ def run_import(args) -> int:
         def job_work(job):
             holder["res"] = work(job)
             d = holder["res"].to_dict()
-            return {k: d[k] for k in ("cases", "items", "matched_csv_rows")} | {"errors": len(d["errors"])}
+            return ({k: d[k] for k in ("cases", "items", "matched_csv_rows", "skipped", "failed")}
+                    | {"errors": len(d["errors"])})
 
         code = run_job(args.job, job_work, repo)
         res = holder.get("res")
@@ -244,6 +288,9 @@ def run_import(args) -> int:
     else:
         print(f"imported {res.cases} cases, {res.items} items for {', '.join(tasks)}"
               + (f"; {res.matched_csv_rows} matched the CSV" if args.csv else ""))
-        for err in res.errors:
-            print(f"  skipped {err}", file=sys.stderr)
-    return 0 if res.cases or not res.errors else 1
+        print(res.summary())
+        for err, path in zip(res.errors, res.error_paths):   # names only on the terminal, never stored
+            print(f"  skipped {err} ({path})", file=sys.stderr)
+    if res.stopped:
+        print(f"error: {res.stopped}", file=sys.stderr)
+    return 0 if (res.cases or not res.errors) and not res.failed else 1

@@ -19,13 +19,13 @@ import sys
 _FIT_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "schedule", "patience",
               "keep", "select_metric", "bf16", "seed", "balance_synthetic")
 _CFG_FLAGS = ("task", "data", "arch", "strategy", "init", "folds", "img_size", "final", "test_fraction",
-              "val_fraction", "max_blocks", "lr_decay", "n_boot")
+              "val_fraction", "max_blocks", "lr_decay", "n_boot", "stratify")
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model version (grouped CV, card, checkpoint)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", help="start from a shipped recipe (tumor_type, presence, grade)")
+    p.add_argument("--recipe", help="start from a shipped recipe (tumor_type, presence, presence-1.1.0, grade)")
     p.add_argument("--task", choices=["presence", "tumor_type", "grade"])
     p.add_argument("--data", help="data folder(s), comma-separated; PATH:N caps a source at ~N slices")
     p.add_argument("--arch")
@@ -45,6 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--bf16", choices=["auto", "on", "off"])
     p.add_argument("--test-fraction", type=float, help="locked test patients (default 0.2; 0 on Figshare folds)")
     p.add_argument("--val-fraction", type=float)
+    p.add_argument("--stratify", choices=["label", "source"],
+                   help="locked test and CV folds stratified by label (default) or by source and label")
     p.add_argument("--max-blocks", type=int, help="block-wise: unfreeze at most this many blocks")
     p.add_argument("--lr-decay", type=float, help="block-wise: lr factor per deeper stage")
     p.add_argument("--n-boot", type=int)

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--strategy", choices=["head", "blockwise", "full"], default="head")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--img-size", type=int, default=None)
-    p.add_argument("--actor", default="cli")
+    p.add_argument("--actor", default=None, help="who starts the run (default: the OS user)")
     p.set_defaults(func=run)
 
 
@@ -41,7 +41,9 @@ def run(args) -> int:
         params = {"task": args.task, "base": args.base, "strategy": args.strategy, "epochs": args.epochs}
         if args.img_size:
             params["img_size"] = args.img_size
-        job_id = create_training_job(repo, params, args.actor)
+        from core.auth import cli_actor
+
+        job_id = create_training_job(repo, params, cli_actor(args.actor))
         print(json.dumps({"job": job_id}), flush=True)
     if job_id is None:
         print("error: give a job id (or --create)", file=sys.stderr)

@@ -135,14 +135,9 @@ def _split_ref(ref: str) -> tuple[str, str]:
 
 
 def _actor(args) -> str:
-    import getpass
+    from core.auth import cli_actor
 
-    if args.actor:
-        return args.actor
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "cli"
+    return cli_actor(args.actor)
 
 
 def _print_comparison(c) -> None:

@@ -7,6 +7,7 @@ import io
 import posixpath
 import zipfile
 
+from core.io.limits import FATAL
 from core.io.volume import VolumeLoadError
 
 _CHUNK = 1 << 20
@@ -50,11 +51,13 @@ def read_zip(data: bytes, *, max_members: int, max_bytes: int) -> tuple[list[tup
                         "unsafe path ('..' or absolute) were skipped.")
     members: list[tuple[str, bytes]] = []
     total = 0
-    for info in infos:
+    damaged, encrypted, first_damage = 0, 0, ""
+    for k, info in enumerate(infos, start=1):
         if info in unsafe or _junk(info.filename):
             continue
         if info.flag_bits & 0x1:
-            raise VolumeLoadError("The zip archive is password-protected; upload an unencrypted zip.")
+            encrypted += 1
+            continue
         buf = bytearray()
         try:
             with archive.open(info) as member:
@@ -67,13 +70,27 @@ def read_zip(data: bytes, *, max_members: int, max_bytes: int) -> tuple[list[tup
                     buf += chunk
         except VolumeLoadError:
             raise
-        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError,
-                NotImplementedError) as exc:
+        except FATAL:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - one damaged member is skipped, not the zip
+            damaged += 1
+            # members are named by position only: their names can identify the patient
+            first_damage = first_damage or f"file {k} of {len(infos)}: {type(exc).__name__}"
+            continue
+        members.append((info.filename, bytes(buf)))
+    if damaged:
+        warnings.append(f"{damaged} file(s) in the zip archive are damaged or use an unsupported "
+                        f"compression method and were skipped (e.g. {first_damage}).")
+    if encrypted:
+        warnings.append(f"{encrypted} password-protected file(s) in the zip archive were skipped.")
+    if not members:
+        if encrypted and not damaged:
+            raise VolumeLoadError("The zip archive is password-protected; upload an unencrypted zip.")
+        if damaged:
             raise VolumeLoadError(
                 "The zip archive is damaged or uses an unsupported compression method "
-                f"({type(exc).__name__}); re-create it with standard zip compression.") from None
-        members.append((info.filename, bytes(buf)))
-    if not members and unsafe:
-        raise VolumeLoadError("The zip archive holds only entries with unsafe paths ('..' or absolute); "
-                              "nothing was read.")
+                f"({first_damage}); re-create it with standard zip compression.")
+        if unsafe:
+            raise VolumeLoadError("The zip archive holds only entries with unsafe paths ('..' or "
+                                  "absolute); nothing was read.")
     return members, warnings

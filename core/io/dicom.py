@@ -12,6 +12,7 @@ import numpy as np
 from core.io import deid, orient
 from core.io.acquisition import acquisition
 from core.io.dicom_stack import Slice, stack
+from core.io.limits import MAX_JPEG_SCANS, FATAL, Inflater, j2k_frame, jpeg_frame
 from core.io.volume import Volume, VolumeLoadError
 
 MODALITY_NAMES = {
@@ -38,11 +39,13 @@ def _quiet():
         logger.setLevel(level)
 
 
-def _read(blob):
+def _read(blob, max_bytes: int | None = None):
     import pydicom
 
     force = blob.data[128:132] != b"DICM"
     with _quiet():
+        if max_bytes is not None and b"1.2.840.10008.1.2.1.99" in blob.data:   # cheap pre-filter
+            _check_deflated(blob.data, force, max_bytes)
         ds = pydicom.dcmread(io.BytesIO(blob.data), force=force)
         ds.get("PixelData")  # element parsing is lazy: force the main element to be read
         for keyword in ("Modality", "SeriesInstanceUID", "Rows", "Columns", "SOPClassUID",
@@ -50,6 +53,98 @@ def _read(blob):
                         "NumberOfFrames"):
             ds.get(keyword)
     return ds
+
+
+def _check_deflated(data: bytes, force: bool, max_bytes: int) -> None:
+    """A Deflated Explicit VR Little Endian data set is inflated whole by pydicom: measure what it
+    inflates to first, in bounded steps, and refuse it past the cap (3 MB can inflate to 3 GB)."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    fp = DicomBytesIO(data)
+    try:
+        read_preamble(fp, force)
+        meta = _read_file_meta_info(fp)
+    except Exception:  # noqa: BLE001 - no readable file meta: pydicom will not inflate either
+        return
+    if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        stream = Inflater(memoryview(data)[fp.tell():], wbits=-15)
+        if stream.fill(max_bytes + 1) and len(stream.out) > max_bytes:
+            raise _PixelError(f"its deflated data unpacks to more than {max_bytes / 2**20:.0f} MB, "
+                              "the most accepted for one file (NEUROGRADE_MAX_DECODED_MB)")
+
+
+def _geometry(ds) -> tuple[int, int, int, int, int]:
+    """(rows, columns, frames, samples per pixel, bits allocated) of an image object, checked."""
+    try:
+        rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+        bits = int(ds.get("BitsAllocated") or 0)
+        frames = int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError):
+        raise _PixelError("its image size attributes are not numbers") from None
+    if rows < 1 or cols < 1 or frames < 1 or samples not in (1, 3, 4) or bits not in (1, 8, 16, 32, 64):
+        raise _PixelError("its image size attributes are missing or impossible (rows, columns, "
+                          "frames, samples or bits)")
+    return rows, cols, frames, samples, bits
+
+
+def _check_pixels(ds, limits) -> None:
+    """Frames x rows x columns x samples x bits, checked against the caps and against the bytes
+    present, before anything is decoded."""
+    if not _is_image(ds) or limits is None:
+        return
+    rows, cols, frames, samples, bits = _geometry(ds)
+    if frames > limits.max_frames:
+        raise _PixelError(f"it holds {frames:,} frames; at most {limits.max_frames:,} are accepted "
+                          "(NEUROGRADE_MAX_FRAMES)")
+    if rows * cols * frames > limits.max_voxels:
+        raise _PixelError(f"it holds {rows * cols * frames:,} voxels; at most {limits.max_voxels:,} "
+                          "are accepted (NEUROGRADE_MAX_VOXELS)")
+    decoded = (rows * cols * frames * samples * bits + 7) // 8
+    if decoded > limits.max_decoded_bytes:
+        raise _PixelError(f"its pixels would take {decoded / 2**20:,.0f} MB decoded; at most "
+                          f"{limits.max_decoded_bytes / 2**20:,.0f} MB are accepted for one file "
+                          "(NEUROGRADE_MAX_DECODED_MB)")
+    if "PixelData" not in ds:
+        return
+    try:
+        syntax = ds.file_meta.TransferSyntaxUID
+        compressed = syntax.is_compressed
+    except Exception:  # noqa: BLE001 - no file meta: read as uncompressed
+        compressed = False
+    value = ds.PixelData
+    if value is None:
+        raise _PixelError("image data missing or shorter than the header says")
+    if not compressed:
+        if len(value) < decoded:
+            raise _PixelError("image data missing or shorter than the header says")
+        return
+    # encapsulated: a fragment never holds more than one frame (PS3.5 A.4)
+    from pydicom.encaps import parse_basic_offsets, parse_fragments
+
+    try:
+        buf = io.BytesIO(value)
+        parse_basic_offsets(buf)
+        n_fragments, offsets = parse_fragments(buf)
+    except Exception:  # noqa: BLE001
+        raise _PixelError("its compressed image data is damaged") from None
+    if n_fragments < frames:
+        raise _PixelError(f"its compressed image data holds {n_fragments:,} fragment(s) for "
+                          f"{frames:,} frames")
+    # a decoder sizes its output from the codestream's own header, not from Rows/Columns: a
+    # 1 KB JPEG claiming 20000 x 20000 inside an 8 x 8 DICOM would decode to 400 MB
+    view = memoryview(value)
+    for at in offsets:
+        frag = view[at + 8:at + 8 + (1 << 16)]
+        size = jpeg_frame(frag) or j2k_frame(frag)
+        if size is not None and (size[0] > cols or size[1] > rows):
+            raise _PixelError(f"its compressed image is {size[0]} x {size[1]} pixels inside a "
+                              f"{cols} x {rows} image")
+    is_jpeg = bool(offsets) and bytes(view[offsets[0] + 8:offsets[0] + 10]) == b"\xff\xd8"
+    if is_jpeg and bytes(view).count(b"\xff\xda") > MAX_JPEG_SCANS * frames:
+        raise _PixelError("its JPEG data holds more scans than any real image")
 
 
 def _is_directory(ds) -> bool:
@@ -93,8 +188,11 @@ def _floats(value, n: int):
 
 
 def _kind(ds) -> str:
+    """The SOP class by its registered name; "unknown" for anything else (a file-supplied UID
+    string is free text)."""
     try:
-        return ds.SOPClassUID.name
+        uid = ds.SOPClassUID
+        return uid.name if uid.is_valid and uid.name != str(uid) else "unknown"
     except Exception:  # noqa: BLE001
         return "unknown"
 
@@ -103,23 +201,31 @@ def _is_image(ds) -> bool:
     return "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
 
 
-def read_dicom(blobs, *, series=None, allow_ct=False, max_voxels: int, sequences=None) -> Volume:
+def read_dicom(blobs, *, series=None, allow_ct=False, max_voxels: int, sequences=None,
+               limits=None) -> Volume:
+    """limits: the settings (max_voxels, max_frames, max_decoded_bytes) checked per file and per
+    series before any pixel data is decoded; None: only max_voxels, for the series."""
     with _quiet():
         return _read_dicom(blobs, series=series, allow_ct=allow_ct, max_voxels=max_voxels,
-                           sequences=sequences)
+                           sequences=sequences, limits=limits)
 
 
-def _read_dicom(blobs, *, series, allow_ct, max_voxels: int, sequences) -> Volume:
+def _read_dicom(blobs, *, series, allow_ct, max_voxels: int, sequences, limits=None) -> Volume:
     datasets, unreadable, first_error = [], 0, ""
+    position: dict[int, int] = {}   # id(ds) -> its file number, for messages
     for n, blob in enumerate(blobs):
         try:
-            ds = _read(blob)
+            ds = _read(blob, limits.max_decoded_bytes if limits is not None else None)
             if _is_directory(ds):
                 continue          # a DICOMDIR index: its images are read from their own files
             if not _complete(ds):
                 raise _PixelError("image data missing or shorter than the header says")
+            _check_pixels(ds, limits)
             datasets.append(ds)
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken files
+            position[id(ds)] = n
+        except FATAL:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - pydicom raises many types on broken files
             unreadable += 1
             # files are named by position only: uploaded file names can identify the patient
             first_error = first_error or f"file {n + 1} of {len(blobs)}: {_reason(exc)}"
@@ -132,7 +238,8 @@ def _read_dicom(blobs, *, series, allow_ct, max_voxels: int, sequences) -> Volum
                               f"None of the {len(blobs)} DICOM files could be read (e.g. {first_error}).")
     warnings: list[str] = []
     if unreadable:
-        warnings.append(f"{unreadable} damaged DICOM file(s) could not be read and were skipped.")
+        warnings.append(f"{unreadable} damaged DICOM file(s) could not be read and were skipped "
+                        f"(e.g. {first_error}).")
     tokens: set[str] = set()
     for ds in datasets:
         tokens |= deid.identifying_tokens(ds)
@@ -150,7 +257,7 @@ def _read_dicom(blobs, *, series, allow_ct, max_voxels: int, sequences) -> Volum
     if other:
         warnings.append(f"The upload holds {len(summary)} DICOM series; series #{summary_index(summary, uid)} "
                         "was loaded (choose another with the series option).")
-    modality = str(images[0].get("Modality", "") or "unknown").upper()
+    modality = deid.modality(images[0].get("Modality"))
     if modality == "CT":
         warnings.append("This is a CT scan. The models were trained on MRI only: their outputs on CT "
                         "are not meaningful.")
@@ -158,10 +265,24 @@ def _read_dicom(blobs, *, series, allow_ct, max_voxels: int, sequences) -> Volum
     if n_vox > max_voxels:
         raise VolumeLoadError(f"The series has {n_vox:,} voxels; at most {max_voxels:,} are accepted "
                               "(NEUROGRADE_MAX_VOXELS). It was not read.")
+    if limits is not None:
+        n_frames = sum(_n_frames(ds) for ds in images)
+        if n_frames > limits.max_frames:
+            raise VolumeLoadError(f"The series has {n_frames:,} images (frames); at most "
+                                  f"{limits.max_frames:,} are accepted (NEUROGRADE_MAX_FRAMES). "
+                                  "It was not read.")
+        n_bytes = sum((lambda g: (g[0] * g[1] * g[2] * g[3] * g[4] + 7) // 8)(_geometry(ds))
+                      for ds in images)
+        if n_bytes > limits.max_decoded_bytes:
+            raise VolumeLoadError(f"The series would take {n_bytes / 2**20:,.0f} MB decoded; at most "
+                                  f"{limits.max_decoded_bytes / 2**20:,.0f} MB are accepted "
+                                  "(NEUROGRADE_MAX_DECODED_MB). It was not read.")
+    images, decoded, decode_warnings = _decode_all(images, position, len(blobs))
+    warnings += decode_warnings
     enhanced = any("PerFrameFunctionalGroupsSequence" in ds for ds in images)
     slices: list[Slice] = []
     for ds in images:
-        slices.extend(_frames(ds) if enhanced else _classic(ds))
+        slices.extend(_frames(ds, decoded) if enhanced else _classic(ds, decoded))
     try:
         data, affine, names, stack_warnings = stack(slices, sequences)
     except VolumeLoadError:
@@ -182,12 +303,24 @@ def _read_dicom(blobs, *, series, allow_ct, max_voxels: int, sequences) -> Volum
     meta = deid.dicom_meta(images[0], tokens)
     meta.update({"source_orientation": source_codes, "n_images": len(images),
                  "transfer_syntax": _syntax_name(images[0]),
-                 "acquisition": acquisition(images, tokens)})   # evidence for the input gate
+                 # evidence for the input gate; every string in it checked like the fields above
+                 "acquisition": _acquisition(images, tokens)})
+    if any(deid.burned_in(ds) for ds in images[:16]):
+        warnings.append("The header says the image may show text burned into the pixels (a screen "
+                        "capture or BurnedInAnnotation YES): identity may be visible in the images.")
     for s in summary:
         s["selected"] = s["uid"] == uid
     return Volume(array=active, spacing=spacing, affine=can_affine, modality=modality,
                   source_format="dicom-enhanced" if enhanced else "dicom", channels=channels,
                   meta=meta, warnings=warnings, series=summary)
+
+
+def _acquisition(images, tokens: set[str]) -> dict:
+    """The gate's evidence (core.io.acquisition) with every string in it de-identified."""
+    acq = deid.scrub(acquisition(images, tokens), tokens)
+    if "Modality" in acq:
+        acq["Modality"] = deid.modality(acq["Modality"])
+    return acq
 
 
 def series_key(series_uid) -> str:
@@ -203,7 +336,8 @@ def summary_index(summary, uid) -> int:
 
 def _syntax_name(ds) -> str:
     try:
-        return ds.file_meta.TransferSyntaxUID.name
+        uid = ds.file_meta.TransferSyntaxUID
+        return uid.name if uid.is_valid and uid.name != str(uid) else "unknown"
     except Exception:  # noqa: BLE001
         return "unknown"
 
@@ -222,7 +356,7 @@ def _summaries(by_uid: dict, tokens: set[str]) -> list[dict]:
             "uid": uid,
             "number": number,
             "description": deid.redact(description, tokens) if description else "",
-            "modality": str(first.get("Modality", "") or "unknown").upper(),
+            "modality": deid.modality(first.get("Modality")),
             "kind": _kind(first),
             "n_images": len(images),
             "n_slices": sum(_n_frames(ds) for ds in images),
@@ -280,11 +414,42 @@ class _PixelError(Exception):
     pass
 
 
+def _decode_all(images, position: dict, n_files: int):
+    """Decode every image object of the chosen series now: one that fails (damaged data, a
+    decoder that gives up or panics) is reported as "file k of N" and left out, never aborting
+    the others. Returns (images kept, {id(ds): pixels}, warnings)."""
+    kept, decoded, failed, first = [], {}, 0, None
+    for ds in images:
+        try:
+            arr = _decode(ds)
+            frames = _n_frames(ds)
+            if frames > 1 and (arr.ndim != 3 or arr.shape[0] != frames):
+                raise _PixelError("A DICOM image could not be decoded: it holds fewer frames than "
+                                  "its header says.")
+        except _PixelError as exc:
+            failed += 1
+            first = first or (exc, position.get(id(ds), 0) + 1)
+            continue
+        kept.append(ds)
+        decoded[id(ds)] = arr
+    if not kept:
+        raise VolumeLoadError(str(first[0]) if len(images) == 1 else
+                              f"None of the {len(images)} DICOM images could be decoded (e.g. file "
+                              f"{first[1]} of {n_files}: {str(first[0]).rstrip('.')}).")
+    warnings = []
+    if failed:
+        warnings.append(f"{failed} DICOM image(s) could not be decoded and were skipped (e.g. file "
+                        f"{first[1]} of {n_files}: {str(first[0]).rstrip('.')}).")
+    return kept, decoded, warnings
+
+
 def _decode(ds) -> np.ndarray:
     try:
         with _quiet():
             arr = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - incl. pyo3_runtime.PanicException (pylibjpeg-rle)
         syntax = _syntax_name(ds)
         if "missing required element" in str(exc).lower() or isinstance(exc, AttributeError):
             reason = "required image attributes are missing"
@@ -331,13 +496,14 @@ def _thickness(item) -> float | None:
     return None
 
 
-def _classic(ds) -> list[Slice]:
+def _classic(ds, decoded: dict | None = None) -> list[Slice]:
     cache: dict = {}
 
     def frame(idx):
         def get():
             if "arr" not in cache:
-                cache["arr"] = _rescale(_decode(ds), ds.get("RescaleSlope"), ds.get("RescaleIntercept"))
+                raw = decoded.pop(id(ds)) if decoded and id(ds) in decoded else _decode(ds)
+                cache["arr"] = _rescale(raw, ds.get("RescaleSlope"), ds.get("RescaleIntercept"))
             arr = cache["arr"]
             return arr[idx] if arr.ndim == 3 else arr
         return get
@@ -372,7 +538,7 @@ def _first(ds, frame_group, seq: str, keyword: str):
     return None
 
 
-def _frames(ds) -> list[Slice]:
+def _frames(ds, decoded: dict | None = None) -> list[Slice]:
     """Enhanced multi-frame: geometry per frame from the functional groups."""
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
     cache: dict = {}
@@ -395,7 +561,7 @@ def _frames(ds) -> list[Slice]:
 
         def get(f=f, slope=slope, intercept=intercept):
             if "arr" not in cache:
-                cache["arr"] = _decode(ds)
+                cache["arr"] = decoded.pop(id(ds)) if decoded and id(ds) in decoded else _decode(ds)
             arr = cache["arr"]
             return _rescale(arr[f] if arr.ndim == 3 else arr, slope, intercept)
 

@@ -10,6 +10,7 @@ import warnings as _warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from core.io.limits import FATAL, check_jpeg_scans
 from core.io.volume import Volume, VolumeLoadError
 
 NOMINAL_SPACING_WARNING = ("A 2D image does not record its pixel size: 1 mm spacing is assumed "
@@ -42,28 +43,42 @@ def _pixels(img: Image.Image) -> tuple[np.ndarray, float]:
 
 
 def read_image(data: bytes, *, max_voxels: int, sequences=None, kind: str = "") -> Volume:
+    """max_voxels: the most pixels accepted (NEUROGRADE_MAX_IMAGE_PIXELS / NEUROGRADE_MAX_VOXELS),
+    also given to Pillow as its decompression-bomb limit, whose warning is an error here."""
+    Image.MAX_IMAGE_PIXELS = max(int(max_voxels), 1)   # Pillow's own check, made an error below
     try:
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore")   # e.g. "Corrupt EXIF data": not the user's concern
+            _warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             width, height = img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise VolumeLoadError(f"The image is larger than {max_voxels:,} pixels, the most accepted "
+                              "(NEUROGRADE_MAX_IMAGE_PIXELS); it was not read.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise VolumeLoadError(f"The image file is damaged or not a supported picture ({type(exc).__name__}).") from None
     if width * height > max_voxels or width < 1 or height < 1:
         raise VolumeLoadError(f"The image is {width} x {height} pixels; at most {max_voxels:,} pixels "
-                              "are accepted (NEUROGRADE_MAX_VOXELS). It was not read.")
+                              "are accepted (NEUROGRADE_MAX_IMAGE_PIXELS). It was not read.")
     warnings: list[str] = []
-    n_frames = getattr(img, "n_frames", 1)
+    if (img.format or "").upper() in ("JPEG", "MPO"):
+        check_jpeg_scans(data)
+    n_frames = _count_frames(img)
     if n_frames > 1:
-        warnings.append(f"The image file holds {n_frames} pages or frames; only the first was read.")
+        many = f"more than {_MAX_COUNTED_FRAMES}" if n_frames > _MAX_COUNTED_FRAMES else str(n_frames)
+        warnings.append(f"The image file holds {many} pages or frames; only the first was read.")
     try:
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore")
             _warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
         arr, full = _pixels(img)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning, TypeError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise VolumeLoadError(f"The image is larger than {max_voxels:,} pixels, the most accepted "
+                              "(NEUROGRADE_MAX_IMAGE_PIXELS); it was not read.") from None
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any decoder failure is a damaged file
         raise VolumeLoadError("The image file is incomplete or damaged and cannot be decoded "
                               f"({type(exc).__name__}); it may have been cut short.") from None
     channels = _channels(arr, full, sequences)
@@ -75,6 +90,34 @@ def read_image(data: bytes, *, max_voxels: int, sequences=None, kind: str = "") 
             "source_orientation": "unknown (2D image)"}
     return Volume(array=active, spacing=(1.0, 1.0, 1.0), affine=np.eye(4), modality="unknown",
                   source_format="image", channels=flipped, meta=meta, warnings=warnings)
+
+
+_MAX_COUNTED_FRAMES = 64
+
+
+def _count_frames(img: Image.Image) -> int:
+    """Pages/frames up to _MAX_COUNTED_FRAMES + 1 (`n_frames` would walk every page of a hostile
+    TIFF or GIF); the first frame is selected again afterwards."""
+    if not getattr(img, "is_animated", False):
+        return 1
+    n = 1
+    try:
+        while n <= _MAX_COUNTED_FRAMES:
+            img.seek(n)
+            n += 1
+    except EOFError:
+        pass
+    except FATAL:
+        raise
+    except BaseException:  # noqa: BLE001 - a damaged later page: the first is still read
+        pass
+    try:
+        img.seek(0)
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001
+        raise VolumeLoadError(f"The image file is damaged ({type(exc).__name__}).") from None
+    return n
 
 
 def _channels(arr: np.ndarray, full: float, sequences) -> dict[str, np.ndarray]:

@@ -6,6 +6,7 @@ import numpy as np
 
 from core.config import get_settings
 from core.io import sniff
+from core.io.limits import FATAL
 from core.io.sources import Blob, collect
 from core.io.volume import Volume, VolumeLoadError
 
@@ -26,7 +27,10 @@ def load_volume(source, filename: str | None = None, *, series=None, sequences=N
         raise
     except MemoryError:
         raise VolumeLoadError("The scan is too large to load in the memory available.") from None
-    except Exception as exc:  # noqa: BLE001 - library errors on bad input become VolumeLoadError
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - decoder errors on bad input, including panics of
+        # Rust decoders (pyo3_runtime.PanicException is a BaseException), become VolumeLoadError
         raise VolumeLoadError(f"The file could not be read ({type(exc).__name__}); it may be damaged "
                               f"or in an unsupported format. Supported: {SUPPORTED}.") from None
 
@@ -43,7 +47,7 @@ def _load(source, filename, *, series, sequences, allow_ct) -> Volume:
         if other:
             warnings.append(f"{other} file(s) that are not DICOM were ignored.")
         volume = read_dicom(dicoms, series=series, allow_ct=allow_ct,
-                            max_voxels=settings.max_voxels, sequences=sequences)
+                            max_voxels=settings.max_voxels, sequences=sequences, limits=settings)
     else:
         known = [b for b in blobs if b.kind is not None]
         if not known:
@@ -94,11 +98,13 @@ def _read_single(blob: Blob, settings, sequences) -> Volume:
     if kind in (sniff.NIFTI, sniff.GZIP):
         from core.io.nifti import read_nifti
 
-        volume = read_nifti(blob.data, max_voxels=settings.max_voxels, sequences=sequences)
+        volume = read_nifti(blob.data, max_voxels=settings.max_voxels, sequences=sequences,
+                            max_bytes=settings.max_decoded_bytes)
     elif kind in sniff.IMAGE_KINDS:
         from core.io.images import read_image
 
-        volume = read_image(blob.data, max_voxels=settings.max_voxels, sequences=sequences, kind=kind)
+        volume = read_image(blob.data, max_voxels=min(settings.max_voxels, settings.max_image_pixels),
+                            sequences=sequences, kind=kind)
     else:  # pragma: no cover - sniff kinds are exhaustive here
         raise VolumeLoadError(f"Unsupported file. Supported: {SUPPORTED}.")
     claimed = sniff.claimed_kind(blob.name)

@@ -3,44 +3,15 @@ before any voxel data is decompressed or read."""
 from __future__ import annotations
 
 import io
-import zlib
 
 import nibabel as nib
 import numpy as np
 
 from core.io import deid, orient, sniff
+from core.io.limits import FATAL, Inflater
 from core.io.volume import Volume, VolumeLoadError
 
 _HEADER_BYTES = 540
-
-
-class _Gunzip:
-    """Incremental, bounded gzip decompression (handles concatenated gzip members)."""
-
-    def __init__(self, data: bytes):
-        self._rest = data
-        self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self.out = bytearray()
-
-    def fill(self, n: int) -> bool:
-        """Decompress until `out` holds >= n bytes; False if the stream ended first."""
-        try:
-            while len(self.out) < n:
-                if self._obj.unconsumed_tail:
-                    src = self._obj.unconsumed_tail
-                elif self._rest:
-                    src, self._rest = self._rest, b""
-                elif self._obj.eof and self._obj.unused_data[:2] == b"\x1f\x8b":
-                    src = self._obj.unused_data
-                    self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                else:
-                    return False
-                self.out += self._obj.decompress(src, max(n - len(self.out), 1 << 16))
-        except zlib.error:
-            raise VolumeLoadError(
-                "The compressed (.gz) file is damaged: its data cannot be decompressed. "
-                "It may have been cut short during copying or upload.") from None
-        return True
 
 
 def _header(head: bytes):
@@ -73,10 +44,11 @@ def _check_dims(header, max_voxels: int) -> tuple[int, ...]:
     return shape
 
 
-def read_nifti(data: bytes, *, max_voxels: int, sequences=None) -> Volume:
+def read_nifti(data: bytes, *, max_voxels: int, sequences=None, max_bytes: int | None = None) -> Volume:
+    """max_bytes: the most bytes the header may make us decompress or read (vox_offset + data)."""
     gz = data[:2] == b"\x1f\x8b"
     if gz:
-        stream = _Gunzip(data)
+        stream = Inflater(data)
         stream.fill(_HEADER_BYTES)
         head = bytes(stream.out[:_HEADER_BYTES])
     else:
@@ -97,13 +69,32 @@ def read_nifti(data: bytes, *, max_voxels: int, sequences=None) -> Volume:
         itemsize = header.get_data_dtype().itemsize
     except Exception:  # noqa: BLE001
         raise VolumeLoadError("The NIfTI header names an unknown data type; the file is damaged.") from None
-    expected = int(header["vox_offset"]) + int(np.prod(shape)) * itemsize
+    offset = float(header["vox_offset"])
+    if not 0 <= offset < 2**62:
+        raise VolumeLoadError("The NIfTI header gives an impossible data offset (vox_offset); the "
+                              "file is damaged.")
+    n_data = int(np.prod(shape, dtype=np.float64)) * itemsize
+    expected = int(offset) + n_data
+    if max_bytes is not None and n_data > max_bytes:
+        raise VolumeLoadError(
+            f"The image data would take {n_data / 2**20:,.0f} MB ({' x '.join(map(str, shape))} "
+            f"voxels of {itemsize} bytes); at most {max_bytes / 2**20:,.0f} MB are accepted for one "
+            "file (NEUROGRADE_MAX_DECODED_MB). It was not read.")
+    if not gz and expected > len(data):
+        raise VolumeLoadError(
+            f"The NIfTI file is incomplete: the header promises {expected:,} bytes but only "
+            f"{len(data):,} are there. It was probably cut short during copying or upload.")
+    if gz and max_bytes is not None and expected > max_bytes + _HEADER_BYTES + 2**20:
+        raise VolumeLoadError(
+            f"The NIfTI header puts the image data {int(offset):,} bytes into the file (vox_offset); "
+            "the file is damaged or not a real scan. It was not read.")
     if gz:
         complete = stream.fill(expected)
-        body = bytes(stream.out[:expected])
+        del stream.out[expected:]
+        body, stream.out = bytes(stream.out), bytearray()
     else:
-        complete = len(data) >= expected
-        body = data[:expected]
+        complete = True
+        body = data[:expected] if len(data) > expected else data
     if not complete:
         raise VolumeLoadError(
             f"The NIfTI file is incomplete: the header promises {expected:,} bytes but only "
@@ -115,8 +106,11 @@ def read_nifti(data: bytes, *, max_voxels: int, sequences=None) -> Volume:
         affine = img.affine
     except VolumeLoadError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001
         raise VolumeLoadError(f"The NIfTI file cannot be read ({type(exc).__name__}); it is damaged.") from None
+    del body
     return _to_volume(img, values, affine, sequences)
 
 

@@ -3,11 +3,13 @@ of those) into a flat list of in-memory files, within the configured size limits
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.io import sniff
 from core.io.archive import read_zip
+from core.io.limits import read_regular_file
 from core.io.volume import VolumeLoadError
 
 
@@ -26,49 +28,82 @@ class _Budget:
         self.bytes = 0
         self.files = 0
 
-    def take(self, n_bytes: int) -> None:
-        self.bytes += n_bytes
-        self.files += 1
-        if self.bytes > self.max_bytes:
+    def check(self, n_bytes: int) -> None:
+        """Refuse a file of `n_bytes` before it is read when it would not fit."""
+        if self.bytes + n_bytes > self.max_bytes:
             raise VolumeLoadError(f"The upload is larger than {self.settings.max_upload_mb} MB, "
                                   "the largest accepted (NEUROGRADE_MAX_UPLOAD_MB).")
+
+    def take(self, n_bytes: int) -> None:
+        self.check(n_bytes)
+        self.bytes += n_bytes
+        self.files += 1
         if self.files > self.max_files:
             raise VolumeLoadError(f"The upload holds more than {self.max_files} files; "
                                   "upload one series at a time.")
 
 
-def _read_path(path: Path, budget: _Budget) -> list[tuple[str, bytes]]:
-    if path.is_dir():
-        out = []
-        for root, dirs, files in os.walk(path, followlinks=False):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(files):
-                full = Path(root) / name
-                if name.startswith(".") or full.is_symlink() or not full.is_file():
-                    continue
-                size = full.stat().st_size
-                budget.take(size)
-                out.append((name, full.read_bytes()))
-        if not out:
-            raise VolumeLoadError("The folder is empty: no files were found in it.")
-        return out
-    if not path.exists():
-        raise VolumeLoadError(f"File not found: {path.name!r}.")
+def _read_file(path: Path, budget: _Budget, label: str) -> bytes:
+    data = read_regular_file(path, budget.max_bytes - budget.bytes, label, check_size=budget.check)
+    budget.take(len(data))
+    return data
+
+
+def _read_path(path: Path, budget: _Budget) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """Files are named in messages by position only ("file 2 of 5"): names can identify patients."""
     try:
-        size = path.stat().st_size
-        budget.take(size)
-        return [(path.name, path.read_bytes())]
+        st = path.stat()
+    except FileNotFoundError:
+        raise VolumeLoadError("File not found: the path given does not exist.") from None
     except OSError as exc:
-        raise VolumeLoadError(f"The file {path.name!r} cannot be read ({exc.strerror or exc}).") from None
+        raise VolumeLoadError(f"The file cannot be read ({exc.strerror or type(exc).__name__}).") from None
+    if not stat.S_ISDIR(st.st_mode):
+        return [(path.name, _read_file(path, budget, "the file"))], []
+    found: list[Path] = []
+    for root, dirs, files in os.walk(path, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / name for name in sorted(files) if not name.startswith("."))
+    if len(found) > budget.max_files:
+        raise VolumeLoadError(f"The folder holds {len(found)} files; at most {budget.max_files} are "
+                              "accepted (NEUROGRADE_MAX_ZIP_MEMBERS). Upload one series at a time.")
+    out, skipped, unreadable = [], 0, ""
+    for k, full in enumerate(found, start=1):
+        label = f"file {k} of {len(found)}"
+        try:
+            mode = full.lstat().st_mode
+        except OSError:
+            mode = 0
+        if not stat.S_ISREG(mode):     # links, pipes, devices, sockets: never opened
+            skipped += 1
+            continue
+        try:
+            out.append((full.name, _read_file(full, budget, label)))
+        except VolumeLoadError as exc:
+            if "NEUROGRADE_MAX" in str(exc):
+                raise
+            unreadable = unreadable or str(exc)
+    warnings = []
+    if skipped:
+        warnings.append(f"{skipped} entr{'y' if skipped == 1 else 'ies'} of the folder that "
+                        f"{'is' if skipped == 1 else 'are'} not a regular file (links, pipes, "
+                        "devices) were not read.")
+    if unreadable:
+        warnings.append(f"Some files of the folder could not be read and were skipped ({unreadable.rstrip('.')}).")
+    if not out:
+        raise VolumeLoadError("The folder is empty: no files were found in it." if not found else
+                              "None of the files in the folder could be read"
+                              + (f" ({unreadable.rstrip('.')})." if unreadable else
+                                 ": they are not regular files."))
+    return out, warnings
 
 
-def _read_one(item, filename: str | None, budget: _Budget) -> list[tuple[str, bytes]]:
+def _read_one(item, filename: str | None, budget: _Budget) -> tuple[list[tuple[str, bytes]], list[str]]:
     if isinstance(item, (str, os.PathLike)):
         return _read_path(Path(item), budget)
     if isinstance(item, (bytes, bytearray, memoryview)):
         data = bytes(item)
         budget.take(len(data))
-        return [(filename or "", data)]
+        return [(filename or "", data)], []
     name = getattr(item, "name", None) or filename or ""
     if hasattr(item, "getvalue"):
         data = item.getvalue()
@@ -80,7 +115,7 @@ def _read_one(item, filename: str | None, budget: _Budget) -> list[tuple[str, by
         raise VolumeLoadError("The upload is text, not an image file.")
     data = bytes(data)
     budget.take(len(data))
-    return [(os.path.basename(str(name)), data)]
+    return [(os.path.basename(str(name)), data)], []
 
 
 def collect(source, filename: str | None, settings) -> tuple[list[Blob], list[str]]:
@@ -90,10 +125,12 @@ def collect(source, filename: str | None, settings) -> tuple[list[Blob], list[st
     if not items:
         raise VolumeLoadError("Nothing was uploaded.")
     raw: list[tuple[str, bytes]] = []
-    for item in items:
-        raw.extend(_read_one(item, filename if len(items) == 1 else None, budget))
-    blobs: list[Blob] = []
     warnings: list[str] = []
+    for item in items:
+        files, read_warnings = _read_one(item, filename if len(items) == 1 else None, budget)
+        raw.extend(files)
+        warnings.extend(read_warnings)
+    blobs: list[Blob] = []
     nested = 0
     for name, data in raw:
         kind = sniff.sniff(data[:1024])

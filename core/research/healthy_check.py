@@ -30,56 +30,40 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from core.training.datasets import image_plane, normal_subjects, normal_volumes, stack_volume
+
 CARD_PRESENCE = Path(__file__).resolve().parents[2] / "model_zoo" / "checkpoints" / "presence"
 
 
 # ------------------------------------------------------------------------------------ loaders
-def _image_plane(path: Path, channel: str | None = None) -> np.ndarray:
-    """One 2D picture through core.io (as the product reads an upload): the stored (y, x) plane."""
-    from core.io import load_volume
-
-    vol = load_volume(str(path))
-    arr = vol.channels.get(channel, vol.array) if channel else vol.array   # grey-only: channels equal
-    return np.asarray(arr[0], dtype=np.float32)
+# normal/ volumes are built by the training data loaders (one definition for training and checking)
+_image_plane = image_plane
 
 
-def stack_volume(planes: list[np.ndarray], spacing_z: float, source: str, channel: str = "image"):
-    """Planes (each stored as core.io stores a 2D image) -> one Volume, slice 0 = most inferior."""
-    from core.io import Volume
-
-    arr = np.ascontiguousarray(np.stack(planes).astype(np.float32))
-    affine = np.diag([1.0, 1.0, float(spacing_z), 1.0])
-    return Volume(array=arr, spacing=(float(spacing_z), 1.0, 1.0), affine=affine, modality="MR",
-                  source_format="image-stack", channels={channel: arr}, meta={"source": source})
-
-
-def normal_volumes(root: Path, sets: tuple[str, ...] = ("images",)) -> Iterator[tuple[str, object]]:
-    """(name, Volume) for every volume folder of normal/ in `sets`. The PNGs are neurological view
-    (patient's right on the image right); core.io stores a picture as shown, so x is flipped back
-    to RAS. z spacing: the manifest's slice step times the voxel size along the slice axis."""
-    rows = list(csv.DictReader(open(root / "manifest.csv", newline="")))
-    by_folder: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        if r["set"] in sets:
-            by_folder[r["image"].rsplit("/", 1)[0]].append(r)
-    for folder, rs in by_folder.items():
-        rs.sort(key=lambda r: int(r["slice"]))
-        planes = [_image_plane(root / r["image"])[:, ::-1] for r in rs]
-        shape = [int(v) for v in rs[0]["orig_shape"].split("x")]
-        spacing = [float(v) for v in rs[0]["orig_spacing"].split("x")]
-        n = int(rs[0]["n_slices"])
-        axis_mm = spacing[shape.index(n)] if n in shape else 1.0
-        step = float(np.median(np.diff([int(r["slice"]) for r in rs]))) if len(rs) > 1 else 1.0
-        yield folder, stack_volume(planes, step * axis_mm, f"normal/{folder}")
-
-
-def locked_test_patients(source: str = "tcga-lgg", card: Path | None = None) -> list[str]:
-    """Patients of `source` in the active presence model's locked test (never trained on)."""
+def _card(card) -> dict:
+    """A card given as a dict, a card.json path, or None (the shipped active presence card)."""
+    if isinstance(card, dict):
+        return card
     if card is None:
         version = (CARD_PRESENCE / "ACTIVE").read_text().strip()
         card = CARD_PRESENCE / version / "card.json"
-    pats = json.loads(Path(card).read_text())["recipe"]["split"]["locked_test"]["patients"]
+    return json.loads(Path(card).read_text())
+
+
+def locked_test_patients(source: str = "tcga-lgg", card: Path | dict | None = None) -> list[str]:
+    """Patients of `source` in the presence model's locked test (never trained on): `card` (a dict
+    or card.json path), default the shipped active presence card."""
+    pats = _card(card)["recipe"]["split"]["locked_test"]["patients"]
     return [p.split(":", 1)[1] for p in pats if p.startswith(source + ":")]
+
+
+def held_out_patients(source: str, card: Path | dict | None = None) -> set[str] | None:
+    """The patients (groups) of `source` the presence model never trained on: None when `source` is
+    not in its training data at all (everything is held out), else its locked-test ones."""
+    c = _card(card)
+    if source not in {d.get("name") for d in c.get("training_data") or []}:
+        return None
+    return set(locked_test_patients(source, c))
 
 
 def tcga_volumes(root: Path, patients: list[str]) -> Iterator[tuple[str, object, np.ndarray]]:
@@ -208,16 +192,19 @@ def _sens_summary(rows: list[dict]) -> dict:
     return _summary(rows, "tumour", "tumour", "sensitivity")
 
 
-def run_healthy_check(data: Path, predictor, on_progress: Callable[[str], None] | None = None) -> dict:
+def run_healthy_check(data: Path, predictor, on_progress: Callable[[str], None] | None = None,
+                      explicit: bool = False) -> dict:
     """Every source in the module docstring; returns the JSON-ready result."""
     from core import slice_votes
 
     data = Path(data)
     say = on_progress or (lambda msg: None)
     R = _Runner(predictor)
+    card = getattr(predictor.models.get("presence"), "card", None) or None   # the checked model's card
     thr, tmin = R.threshold, slice_votes.TISSUE_MIN
     out: dict = {
-        "command": "python -m core healthy-check --json research/results/healthy_check.json",
+        "command": "python -m core healthy-check --json research/results/healthy_check.json"
+                   + (f" --model {predictor.model_versions.get('presence')}" if explicit else ""),
         "model": {"presence": predictor.model_versions.get("presence"),
                   "precision": predictor.precision.get("presence"), "device": str(predictor.device)},
         "rule": {"before": f"tumour when any slice has P(tumour) >= {thr:g}; volume P(tumour) = mean "
@@ -230,17 +217,29 @@ def run_healthy_check(data: Path, predictor, on_progress: Callable[[str], None] 
         "specificity": {}, "sensitivity": {}, "tuning": {},
     }
 
-    # normal/ volumes (volume level)
+    # normal/ volumes (volume level); a model trained on normal/ saw every subject but its locked-test ones
+    held = held_out_patients("normal", card)
+    subjects = normal_subjects(data / "normal", ("images", "templates"))
     for key, sets in (("normal/images volumes", ("images",)), ("normal/templates volumes", ("templates",))):
         rows = []
         for name, vol in normal_volumes(data / "normal", sets=sets):
             say(f"normal: {name}")
-            rows.append(_volume_row(name, R.volume(vol), thr, tmin))
+            row = _volume_row(name, R.volume(vol), thr, tmin)
+            row["subject"] = subjects.get(name)
+            row["held_out"] = held is None or sets == ("templates",) or subjects.get(name) in held
+            rows.append(row)
         entry = {"level": "volume", **_spec_summary(rows), "volumes": rows}
         if sets == ("templates",):
             entry["note"] = "population templates; the normal data the vote constants were checked on"
             out["tuning"][key] = entry
         else:
+            if held is not None:
+                entry["note"] = ("the presence model was trained on normal/: every volume but those of its "
+                                 "locked-test subjects was in its training data (optimistic)")
+                kept = [r for r in rows if r["held_out"]]
+                out["specificity"]["normal/images volumes held out (locked-test subjects)"] = {
+                    "level": "volume", **_spec_summary(kept), "subjects": sorted(held),
+                    "volumes": [r["name"] for r in kept]}
             out["specificity"][key] = entry
             vote = sum(r["voting_slices"] for r in rows)
             high = sum(r["voting_slices_p_ge_threshold"] for r in rows)
@@ -258,16 +257,27 @@ def run_healthy_check(data: Path, predictor, on_progress: Callable[[str], None] 
     from core.io import load_volume
 
     rows = []
+    held = held_out_patients("br35h", card)
     for path in br35h_no_tumour(data / "br35h"):
         o = R.volume(load_volume(str(path)))
-        rows.append({"before": _word(o["before"]), "after": _word(o["after"])})
+        rel = path.relative_to(data / "br35h").as_posix()
+        rows.append({"before": _word(o["before"]), "after": _word(o["after"]),
+                     "held_out": held is None or rel in held})
     say(f"br35h: {len(rows)} no_tumor slices")
-    out["specificity"]["br35h no_tumor slices (2D images)"] = {
-        "level": "slice", **_spec_summary(rows),
-        "note": "second source, not in the presence model's training data; no patient ids"}
+    if held is None:
+        out["specificity"]["br35h no_tumor slices (2D images)"] = {
+            "level": "slice", **_spec_summary(rows),
+            "note": "second source, not in the presence model's training data; no patient ids"}
+    else:
+        out["specificity"]["br35h no_tumor slices (2D images)"] = {
+            "level": "slice", **_spec_summary(rows),
+            "note": "the presence model was trained on Br35H except its locked-test images (optimistic)"}
+        out["specificity"]["br35h no_tumor slices held out (locked-test images)"] = {
+            "level": "slice", **_spec_summary([r for r in rows if r["held_out"]]),
+            "note": "no patient ids: other slices of the same patients may have been trained on"}
 
     # TCGA-LGG: locked-test patients (held out) and the trained-on rest (tuning)
-    locked = locked_test_patients("tcga-lgg")
+    locked = locked_test_patients("tcga-lgg", card)
     every = sorted({r["patient"] for r in csv.DictReader(open(data / "tcga-lgg" / "manifest.csv", newline=""))})
     for key, patients in (("locked", locked), ("train", [p for p in every if p not in locked])):
         vol_rows, in_vol, as_2d, tum_sl = [], [], [], []

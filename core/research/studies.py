@@ -258,13 +258,16 @@ def study_argv(study: str, params: dict, out: str | Path) -> list[str]:
     return argv
 
 
-def launch_study(study: str, params: dict, actor: str = "research page", repo=None) -> tuple[int, Path]:
+def launch_study(study: str, params: dict, actor="research page", repo=None) -> tuple[int, Path]:
     """Create a "research" job and start `python -m core <command> ... --job ID` detached; the
-    result goes to NEUROGRADE_HOME/research/<prefix><task>.json. Returns (job id, output path)."""
+    result goes to NEUROGRADE_HOME/research/<prefix><task>.json. Returns (job id, output path).
+    `actor`: the signed-in core.auth.Identity (its role must allow training) or a trusted name."""
+    from core import auth
     from core.config import get_settings
     from core.store import Repository
     from core.store.jobs import launch
 
+    actor = auth.authorize(actor, "train")
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r}; one of {sorted(STUDIES)}")
     repo = repo or Repository.open()

@@ -7,7 +7,10 @@ manifests work as they are: figshare-cemri/manifest.csv (image, label, pid_famil
 tcga-lgg/manifest.csv (image, patient, grade).
 
 The case's `source` is a neutral description ("import 3/120: image"): file names can carry patient
-identity (e.g. TCGA ids with scan dates), so only a SHA-1 of the path goes into the case meta.
+identity (e.g. TCGA ids with scan dates), so only a SHA-1 of the path goes into the case meta, and
+progress lines and `ImportResult.errors` (which reach `jobs.log_tail` and `--json`) name a source
+by its position ("source 3 of 120"). `ImportResult.error_paths` keeps the paths for the person who
+typed them (the CLI's text on their terminal); it is never stored or exported.
 """
 from __future__ import annotations
 
@@ -34,10 +37,20 @@ class ImportResult:
     case_ids: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     matched_csv_rows: int = 0
+    error_paths: list[str] = field(default_factory=list)   # for the terminal only; not in to_dict
+    skipped: int = 0        # sources that could not be read (bad input, blank): nothing stored
+    failed: int = 0         # sources whose case could not be stored (disk full, database error)
+    stopped: str | None = None   # why the import stopped early (the home folder is full/read-only)
 
     def to_dict(self) -> dict:
         return {"cases": self.cases, "items": self.items, "case_ids": self.case_ids,
-                "errors": self.errors, "matched_csv_rows": self.matched_csv_rows}
+                "errors": self.errors, "matched_csv_rows": self.matched_csv_rows,
+                "imported": self.cases, "skipped": self.skipped, "failed": self.failed,
+                "stopped": self.stopped}
+
+    def summary(self) -> str:
+        return (f"{self.cases} imported, {self.skipped} skipped (could not be read), {self.failed} "
+                "failed (not stored)" + (f"; stopped: {self.stopped}" if self.stopped else ""))
 
 
 def _is(path: Path, exts: Sequence[str]) -> bool:
@@ -59,13 +72,14 @@ def _is_dicom(path: Path) -> bool:
 def discover(paths: Iterable[str | Path]) -> list[Path]:
     """The import sources under `paths`: image/NIfTI/zip files, and folders holding DICOM files."""
     out: list[Path] = []
-    for raw in paths:
+    paths = list(paths)
+    for k, raw in enumerate(paths, start=1):
         p = Path(raw)
         if p.is_file():
             out.append(p)
             continue
-        if not p.is_dir():
-            raise FileNotFoundError(f"{p} does not exist")
+        if not p.is_dir():   # by position: the message may be stored (job log), the path may identify
+            raise FileNotFoundError(f"import path {k} of {len(paths)} does not exist")
         for d in sorted([p, *[q for q in p.rglob("*") if q.is_dir()]]):
             files = sorted(f for f in d.iterdir() if f.is_file() and not f.name.startswith("."))
             if any(_is_dicom(f) for f in files):
@@ -139,17 +153,29 @@ def import_paths(repo, paths: Iterable[str | Path], *, csv_path: str | Path | No
     sources = discover(paths)
     result = ImportResult()
     for n, src in enumerate(sources, start=1):
+        if result.stopped:        # the store cannot take more: the rest fail, nothing half-stored
+            result.failed += 1
+            result.errors.append(f"source {n} of {len(sources)}: not imported ({result.stopped})")
+            result.error_paths.append(str(src))
+            continue
         try:
             seqs = list(sequences) if sequences and _is(src, IMAGE_EXT) else None
             volume = load_volume(str(src), sequences=seqs)
             images = _display_slices(volume, plane)
-        except (VolumeLoadError, OSError, ValueError) as exc:
-            result.errors.append(f"{src.name}: {exc}")
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - one bad source never aborts the others
+            what = exc if isinstance(exc, VolumeLoadError) else type(exc).__name__   # OSError quotes the path
+            result.errors.append(f"source {n} of {len(sources)}: {what}")
+            result.error_paths.append(str(src))
+            result.skipped += 1
             continue
         peak = images.reshape(len(images), -1).max(axis=1)
         keep = [i for i in range(len(images)) if keep_blank or peak[i] >= BLANK_MAX]
         if not keep:
-            result.errors.append(f"{src.name}: every slice is blank")
+            result.errors.append(f"source {n} of {len(sources)}: every slice is blank")
+            result.error_paths.append(str(src))
+            result.skipped += 1
             continue
         rec = _lookup(rows, src) if rows else None
         if rec is not None:
@@ -161,14 +187,35 @@ def import_paths(repo, paths: Iterable[str | Path], *, csv_path: str | Path | No
         meta["source_sha1"] = hashlib.sha1(str(src.resolve()).encode()).hexdigest()
         summary = {"modality": volume.modality, "shape": volume.shape, "meta": meta,
                    "source_format": volume.source_format}
-        case_id = repo.save_case(
-            summary, [images[i] for i in keep], source=f"import {n}/{len(sources)}: "
-            f"{volume.source_format}", plane=plane, slice_indices=keep, tasks=tasks,
-            patient_key=rec["patient"] if rec else None, known_label=label,
-            item_known_labels=[label] * len(keep) if (single and label) else None, actor=actor)
+        try:   # one transaction per case (save_case): a case is stored whole or not at all
+            case_id = repo.save_case(
+                summary, [images[i] for i in keep], source=f"import {n}/{len(sources)}: "
+                f"{volume.source_format}", plane=plane, slice_indices=keep, tasks=tasks,
+                patient_key=rec["patient"] if rec else None, known_label=label,
+                item_known_labels=[label] * len(keep) if (single and label) else None, actor=actor)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - disk full, read-only, database errors
+            from core.config import home_problem
+
+            why = home_problem(exc)
+            result.failed += 1
+            result.errors.append(f"source {n} of {len(sources)}: not stored "
+                                 f"({why or type(exc).__name__})")
+            result.error_paths.append(str(src))
+            if why is not None:
+                result.stopped = why
+            continue
         result.cases += 1
         result.items += len(keep)
         result.case_ids.append(case_id)
         if progress:
-            progress(n / len(sources), f"{n}/{len(sources)} {src.name}: {len(keep)} items")
+            try:
+                progress(n / len(sources), f"source {n} of {len(sources)}: {len(keep)} items")
+            except Exception as exc:  # noqa: BLE001 - a full disk can refuse the progress row too
+                from core.config import home_problem
+
+                if home_problem(exc) is None:
+                    raise
+                progress = None
     return result

@@ -15,7 +15,8 @@ Worker side (inside `python -m core <cmd> --job ID`):
 `run_job` marks the job running (pid, host), then succeeded / cancelled / failed; a Python
 exception is recorded with its traceback tail. A worker that dies without reporting (SIGKILL,
 segfault, out of memory, machine restart) is marked failed by `Repository.reap_dead_jobs()`,
-which pages call when they poll, and by `launch()`'s `wait_and_reap()`.
+which pages call when they poll, which runs at the start of every worker (`run_job`), launch and
+store command of the CLI (`reap_quietly`), and by `launch()`'s `wait_and_reap()`.
 
 Launcher side: `launch(job_id, argv)` starts the worker detached (own session, so closing the
 browser or restarting Streamlit does not kill it), output to NEUROGRADE_HOME/jobs/<id>.log.
@@ -71,6 +72,15 @@ def process_alive(pid: int) -> bool:
         return True
 
 
+def reap_quietly(repo: Repository) -> list[int]:
+    """`repo.reap_dead_jobs()` at the start of a command or worker; a failure to reap (e.g. the
+    database is read-only) is left to the caller's own first write to report."""
+    try:
+        return repo.reap_dead_jobs()
+    except Exception:  # noqa: BLE001
+        return []
+
+
 class JobReporter:
     def __init__(self, repo: Repository, job_id: int):
         self.repo = repo
@@ -95,6 +105,7 @@ def run_job(job_id: int, work: Callable[[JobReporter], Mapping | None],
     """Run `work` as job `job_id`; returns the exit status for the worker process
     (0 succeeded, 1 failed, 130 cancelled). Exceptions are recorded, not re-raised."""
     repo = repo or Repository.open()
+    reap_quietly(repo)     # a worker killed earlier must not stay "running" forever
     job = repo.get_job(job_id)
     if job.cancel_requested or job.status == "cancelled":
         repo.update_job(job_id, status="cancelled", append_log="cancelled before it started\n")
@@ -120,6 +131,7 @@ def launch(job_id: int, argv: Sequence[str], env: Mapping[str, str] | None = Non
            repo: Repository | None = None) -> subprocess.Popen:
     """Start `python <argv>` detached as the worker of job `job_id`; output goes to its log file."""
     repo = repo or Repository.open()
+    reap_quietly(repo)
     path = log_path(job_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as out:

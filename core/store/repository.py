@@ -26,6 +26,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.tasks import check_label, check_task
 from core.store.models import (LABEL_SOURCES, AuditEntry, Case, Item, Job, Label, ModelVersion,
                                Prediction, QueueEntry, Score, utcnow)
 
@@ -606,6 +607,7 @@ class Repository:
             raise ValueError(f"source must be one of {LABEL_SOURCES}, got {source!r}")
         if not str(reviewer or "").strip():
             raise ValueError("a reviewer name is required")
+        value = check_label(task, value)     # the task table (and the active card) decide, not the caller
         with self._claimed_entry(item_id, task, expect_version) as (s, entry):
             prior = s.get(Label, entry.current_label_id) if entry.current_label_id else None
             before = {"version": entry.version - 1, "status": entry.status,
@@ -657,6 +659,7 @@ class Repository:
 
     def skip_item(self, item_id: int, task: str, reviewer: str, comment: str | None = None) -> None:
         """Not now, for this reviewer: the item leaves their queue, stays in everyone else's."""
+        check_task(task)
         self._prepare(item_id, task)
         with self.session() as s:
             self._audit(s, reviewer, "skip", "queue_entry", f"{item_id}:{task}", None,
@@ -665,6 +668,7 @@ class Repository:
     def flag_item(self, item_id: int, task: str, reviewer: str, comment: str,
                   expect_version: int | None = None) -> int:
         """Take the item out of the queue for a human look (bad image, wrong case...)."""
+        check_task(task)
         with self._claimed_entry(item_id, task, expect_version) as (s, entry):
             before = {"version": entry.version - 1, "status": entry.status, "comment": entry.comment}
             entry.status, entry.comment = "flagged", comment

@@ -18,7 +18,8 @@ for volumes, per image for single images, as `preprocess.slices` does for an upl
 cached as uint8 under NEUROGRADE_HOME/cache (or NEUROGRADE_CACHE_DIR), keyed by (source, task, size, channels, manifest hash).
 
 A source in a data argument is `PATH[:key=value]...[:N]`: `:N` caps it at about N slices (whole
-patients, seeded), `:sequences=all` (TCGA-LGG presence) takes every sequence instead of FLAIR only.
+patients, seeded), `:sequences=all` (TCGA-LGG presence) takes every sequence instead of FLAIR only,
+`:every=k` (TCGA-LGG) every k-th slice of each case.
 """
 from __future__ import annotations
 
@@ -210,11 +211,12 @@ def load_figshare(root: Path, task: str, size: int) -> SliceSet:
                     folds=np.array([int(r["fold"]) for r in rows]))
 
 
-def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "flair") -> SliceSet:
+def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "flair", every: int = 1) -> SliceSet:
     """presence: one channel (FLAIR by default: the masks outline the FLAIR abnormality, and many
     lower-grade gliomas do not enhance, so they are invisible on T1 post-contrast), or "all": every
     sequence as its own grey slice (3 x the slices, labelled from the same mask, grouped by patient
-    so that all of a patient's sequences fall on one side of every split); grade: the
+    so that all of a patient's sequences fall on one side of every split); `every` = k keeps every
+    k-th slice of each case (slice 1, 1 + k, ...: neighbouring slices are near-copies); grade: the
     three channels (t1pre, flair, t1post), tumour slices of patients with a known grade.
     Each case's slices are stacked and normalised together, as an uploaded volume is."""
     root = Path(root)
@@ -235,15 +237,23 @@ def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "fla
         return {"images": out}
 
     images = _cached("tcga-lgg", "any", size, "t1pre-flair-t1post", sha, build)["images"]
+    if every > 1:
+        kept = [i for i, r in enumerate(rows) if (int(r["slice"]) - 1) % every == 0]
+        images, rows = images[kept], [rows[i] for i in kept]
     tumour = np.array([int(r["tumor_pixels"]) > 0 for r in rows])
     groups = np.array([r["patient"] for r in rows], dtype=object)
     if task == "presence" and presence_channel == "all":
-        return _every_sequence(SliceSet("tcga-lgg", str(root), classes, images, tumour.astype(np.int64),
-                                        groups, sha, sequences=TCGA_SEQUENCES))
-    if task == "presence":
+        out = _every_sequence(SliceSet("tcga-lgg", str(root), classes, images, tumour.astype(np.int64),
+                                       groups, sha, sequences=TCGA_SEQUENCES))
+    elif task == "presence":
         ch = TCGA_SEQUENCES.index(presence_channel)
-        return SliceSet("tcga-lgg", str(root), classes, np.ascontiguousarray(images[:, ch]),
-                        tumour.astype(np.int64), groups, sha, sequences=(presence_channel,))
+        out = SliceSet("tcga-lgg", str(root), classes, np.ascontiguousarray(images[:, ch]),
+                       tumour.astype(np.int64), groups, sha, sequences=(presence_channel,))
+    if task == "presence":
+        if every > 1:
+            note = f"every {every}th slice of each case (slice 1, {1 + every}, ...)"
+            out.parts = [{**out.parts[0], "note": f"{out.parts[0]['note']}; {note}" if "note" in out.parts[0] else note}]
+        return out
     if task == "grade":
         keep = np.flatnonzero(tumour & np.array([r["grade"] in classes for r in rows]))
         labels = np.array([classes.index(rows[i]["grade"]) for i in keep], dtype=np.int64)
@@ -359,6 +369,11 @@ def _normal_rows(root: Path, sets: tuple[str, ...]) -> dict[str, list[dict]]:
     return by_folder
 
 
+def normal_subjects(root: Path, sets: tuple[str, ...] = ("images",)) -> dict[str, str]:
+    """{volume folder: subject} of normal/ (one person may have several folders)."""
+    return {folder: rs[0]["subject"] for folder, rs in _normal_rows(Path(root), sets).items()}
+
+
 def normal_volumes(root: Path, sets: tuple[str, ...] = ("images",)):
     """(name, Volume) for every volume folder of normal/ in `sets`. The PNGs are neurological view
     (patient's right on the image right); core.io stores a picture as shown, so x is flipped back
@@ -385,7 +400,7 @@ def load_normal(root: Path, task: str, size: int) -> SliceSet:
     root = Path(root)
     manifest = root / "manifest.csv"
     sha = file_sha256(manifest)
-    subject = {folder: rs[0]["subject"] for folder, rs in _normal_rows(root, ("images",)).items()}
+    subject = normal_subjects(root, ("images",))
     if not subject:
         raise FileNotFoundError(f"{root}: no `images` rows in manifest.csv")
 
@@ -552,7 +567,8 @@ def load_dataset(paths: str | Path | list, task: str, size: int, *, max_per_sour
                  seed: int = 0) -> SliceSet:
     """One or several sources (a list, or paths joined by commas) for `task` at `size` px.
     A path written "PATH:N" is capped at about N slices, whole patients, seeded; "PATH:key=value"
-    passes an option to the source's loader (`parse_source`: TCGA-LGG `sequences=all|flair|t1pre|t1post`)."""
+    passes an option to the source's loader (`parse_source`: TCGA-LGG `sequences=all|flair|t1pre|t1post`,
+    `every=k`)."""
     if isinstance(paths, (str, Path)):
         paths = [p for p in str(paths).split(",") if p.strip()]
     sets = []
@@ -561,13 +577,14 @@ def load_dataset(paths: str | Path | list, task: str, size: int, *, max_per_sour
         cap = cap or max_per_source
         root = Path(p).expanduser()
         kind = detect_kind(root)
-        unknown = set(options) - ({"sequences"} if kind == "tcga" else set())
+        unknown = set(options) - ({"sequences", "every"} if kind == "tcga" else set())
         if unknown:
             raise ValueError(f"{spec}: option(s) {sorted(unknown)} do not apply to a {kind} source")
         if kind == "figshare":
             s = load_figshare(root, task, size)
         elif kind == "tcga":
-            s = load_tcga_lgg(root, task, size, presence_channel=options.get("sequences", "flair"))
+            s = load_tcga_lgg(root, task, size, presence_channel=options.get("sequences", "flair"),
+                              every=int(options.get("every", 1)))
         elif kind == "tcia":
             s = load_tcia_volumes(root, task, size)
         elif kind == "brats":

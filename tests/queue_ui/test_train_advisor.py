@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from queue_ui_helpers import TYPE_CLASSES, held_out_metrics, label_all, make_version, seed_store
+from tests.auth_helpers import sign_in
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 
@@ -29,7 +30,7 @@ def repo():
 
 def _page(reviewer="Dr Ada") -> AppTest:
     at = AppTest.from_file(str(PAGES / "train.py"), default_timeout=120)
-    at.session_state["reviewer_name"] = reviewer
+    sign_in(at, reviewer, "trainer")
     return at.run()
 
 

@@ -63,3 +63,19 @@ def test_locked_test_patients_come_from_the_card(tmp_path):
         "tcga-lgg:TCGA_A", "figshare-cemri:1", "tcga-lgg:TCGA_B"]}}}}))
     assert hc.locked_test_patients("tcga-lgg", card) == ["TCGA_A", "TCGA_B"]
     assert len(hc.locked_test_patients("tcga-lgg")) > 0        # the shipped active card
+
+
+def test_held_out_patients_follow_the_checked_models_card():
+    card = {"training_data": [{"name": "tcga-lgg"}, {"name": "normal"}],
+            "recipe": {"split": {"locked_test": {"patients": ["normal:chris", "tcga-lgg:TCGA_A"]}}}}
+    assert hc.held_out_patients("normal", card) == {"chris"}      # trained on normal/: only its test subjects
+    assert hc.held_out_patients("br35h", card) is None            # not a training source: all held out
+    assert hc.locked_test_patients("tcga-lgg", card) == ["TCGA_A"]
+
+
+def test_normal_volumes_are_the_training_loaders(tmp_path):
+    from core.training import datasets
+
+    assert hc.normal_volumes is datasets.normal_volumes and hc.stack_volume is datasets.stack_volume
+    root = _normal_folder(tmp_path)
+    assert datasets.normal_subjects(root) == {"images/src/vol_T1": "s"}

@@ -8,6 +8,12 @@ from core.store.db import dispose_engines
 
 N = 4
 TASK = "tumor_type"
+CLASSES = ("glioma", "meningioma", "pituitary")   # the store accepts only classes of the task
+
+
+def _label(value: str) -> str:
+    """Process "v<i>" saves a real class; its reviewer name "r-v<i>" tells the processes apart."""
+    return CLASSES[int(value[1:]) % len(CLASSES)]
 
 
 def _once(url, item, value, barrier, out):
@@ -17,9 +23,9 @@ def _once(url, item, value, barrier, out):
     repo = Repository(get_engine(url))
     barrier.wait(30)
     try:
-        out.put(("won", value, repo.label_item(item, TASK, value, f"r-{value}", expect_version=0)))
+        out.put(("won", value, repo.label_item(item, TASK, _label(value), f"r-{value}", expect_version=0)))
     except VersionConflict as exc:
-        out.put(("conflict", value, exc.current_version, exc.current_label.value))
+        out.put(("conflict", value, exc.current_version, exc.current_label.reviewer[2:]))
 
 
 def _until_saved(url, item, value, barrier, out):
@@ -32,7 +38,7 @@ def _until_saved(url, item, value, barrier, out):
     while True:
         seen = repo.entry(item, TASK).version
         try:
-            repo.label_item(item, TASK, value, f"r-{value}", expect_version=seen)
+            repo.label_item(item, TASK, _label(value), f"r-{value}", expect_version=seen)
             out.put(("saved", value, conflicts))
             return
         except VersionConflict:
@@ -64,16 +70,17 @@ def test_concurrent_labelling_from_processes(repo, db_url):
     assert len(won) == 1 and len(lost) == N - 1 and won[0][2] == 1
     assert all(r[2] == 1 and r[3] == won[0][1] for r in lost)
     again = Repository.open(db_url)
-    assert [h.value for h in again.label_history(first, TASK)] == [won[0][1]]
+    assert [h.reviewer for h in again.label_history(first, TASK)] == [f"r-{won[0][1]}"]
     audit = again.audit_log(action="label", entity_id=f"{first}:{TASK}")
-    assert [a.after["label"] for a in audit] == [won[0][1]]
+    assert [(a.actor, a.after["label"]) for a in audit] == [(f"r-{won[0][1]}", _label(won[0][1]))]
 
     # each retries after a conflict: every label lands, versions 1..N, audit complete
     results = _run(_until_saved, db_url, second)
     assert sorted(r[1] for r in results) == [f"v{i}" for i in range(N)]
     hist = again.label_history(second, TASK)
     assert [h.version for h in hist] == list(range(1, N + 1))
-    assert sorted(h.value for h in hist) == [f"v{i}" for i in range(N)]
+    assert sorted(h.reviewer for h in hist) == [f"r-v{i}" for i in range(N)]
+    assert all(h.value == _label(h.reviewer[2:]) for h in hist)
     assert [h.replaced_label_id for h in hist[1:]] == [h.id for h in hist[:-1]]   # a chain
     assert again.entry(second, TASK).version == N
     audit = again.audit_log(action="label", entity_id=f"{second}:{TASK}")

@@ -57,7 +57,7 @@ def test_upgrade_from_first_schema_keeps_every_row(db_url):
                   for name, tbl in t.items() if name != "alembic_version"}
 
     init_db(db_url)                       # upgrade head, as the app does on start
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     with engine.connect() as conn:
         t = _tables(conn)
         for name, rows in before.items():

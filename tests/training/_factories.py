@@ -103,3 +103,55 @@ def brats_like(root: Path) -> Path:
                 nifti(case / f"{case.name}_{s}.nii.gz", (base * level).astype(np.float32))
             nifti(case / f"{case.name}_seg.nii.gz", seg)
     return root
+
+
+NORMAL_FIELDS = ["image", "source", "subject", "sequence", "slice", "n_slices", "orig_shape", "orig_spacing",
+                 "licence", "skull_stripped", "set"]
+
+
+def normal_like(root: Path, volumes=(("srcA", "ann", "T1"), ("srcB", "ann", "PD"), ("srcA", "bob", "T2"),
+                                     ("srcC", "cid", "T1"), ("srcC", "dan", "T1")),
+                n_slices: int = 3) -> Path:
+    """normal/-style folder: images/<source>/<subject>_<sequence>/NNN.png (one volume per folder,
+    slice k brighter than slice k-1: per-volume normalisation keeps them apart) + one templates/
+    volume + manifest.csv. The same subject may appear under several sources."""
+    rows = []
+    for kind, vols in (("images", volumes), ("templates", [("tpl", "avg27", "T1-average")])):
+        for source, subject, seq in vols:
+            folder = f"{kind}/{source}/{subject}_{seq}"
+            (root / folder).mkdir(parents=True)
+            for k in range(n_slices):
+                img = np.zeros((24, 20), np.uint8)
+                img[4:20, 4:16] = 40 * (k + 1)
+                img[8:12, 8:12] = 40 * (k + 1) + 100
+                Image.fromarray(img).save(root / folder / f"{2 * k:03d}.png")
+                rows.append({"image": f"{folder}/{2 * k:03d}.png", "source": source, "subject": subject,
+                             "sequence": seq, "slice": 2 * k, "n_slices": 2 * n_slices,
+                             "orig_shape": f"20x24x{2 * n_slices}", "orig_spacing": "1x1x1",
+                             "licence": "BSD, as stated", "skull_stripped": "no", "set": kind})
+    with open(root / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, NORMAL_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+def br35h_like(root: Path, n_tumor: int = 3, n_none: int = 2) -> Path:
+    """br35h/-style: images/{yes,no}/NNNN.jpg + manifest.csv (image, label, source_file, width, height, sha256)."""
+    import hashlib
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for label, sub, n in (("tumor", "yes", n_tumor), ("no_tumor", "no", n_none)):
+        (root / "images" / sub).mkdir(parents=True)
+        for i in range(n):
+            img = blob_image(1 if label == "tumor" else 0, rng, side=30)
+            path = root / "images" / sub / f"{i:04d}.jpg"
+            Image.fromarray(img).save(path, quality=95)
+            rows.append({"image": f"images/{sub}/{i:04d}.jpg", "label": label, "source_file": f"x/{sub}{i}.jpg",
+                         "width": 30, "height": 30, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    with open(root / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root

@@ -7,7 +7,7 @@ import pytest
 from core.training import datasets
 from core.training.datasets import StoreLabels, load_dataset
 
-from tests.training._factories import brats_like, figshare_like, image_folder, tcga_like
+from tests.training._factories import brats_like, br35h_like, figshare_like, image_folder, normal_like, tcga_like
 
 
 def test_image_folder_labels_groups_pixels(tmp_path):
@@ -102,6 +102,94 @@ def test_combined_sources_and_per_source_cap(tmp_path):
     n_fig = int(np.sum(ds.source == "figshare-cemri"))
     assert 4 <= n_fig < 12                                # whole patients (2 slices each) up to ~4
     assert all(g.split(":")[0] in {"tcga-lgg", "figshare-cemri"} for g in ds.groups)
+
+
+def test_tcga_presence_every_sequence_as_grey_slices_grouped_by_patient(tmp_path):
+    root = tcga_like(tmp_path / "tcga")
+    flair = load_dataset(root, "presence", 16)
+    ds = load_dataset(f"{root}:sequences=all", "presence", 16)
+    assert len(ds) == 3 * len(flair) and ds.images.ndim == 3 and ds.sequences == ("grey",)
+    assert ds.labels.tolist() == flair.labels.tolist() * 3
+    assert ds.groups.tolist() == flair.groups.tolist() * 3          # a patient's sequences: one group
+    assert ds.source.tolist() == [f"tcga-lgg/{q}" for q in ("t1pre", "flair", "t1post") for _ in range(12)]
+    assert np.array_equal(ds.images[12:24], flair.images)             # the FLAIR block is the FLAIR load
+    for q, block in zip(("t1pre", "t1post"), (ds.images[:12], ds.images[24:])):
+        assert np.array_equal(block, datasets.load_tcga_lgg(root, "presence", 16, presence_channel=q).images)
+    part = ds.summary()[0]
+    assert part["n_images"] == 36 and part["n_patients"] == 3 and part["sequences"] == ["t1pre", "flair", "t1post"]
+    every = load_dataset(f"{root}:sequences=all:every=2", "presence", 16)   # slices 1 and 3 of each case
+    assert len(every) == 18 and every.labels.tolist() == [0, 1] * 9
+    with pytest.raises(ValueError, match="do not apply"):
+        load_dataset(f"{tcga_like(tmp_path / 't2')}:every=2,{figshare_like(tmp_path / 'fig')}:sequences=all",
+                     "presence", 16)
+
+
+def test_tcga_every_sequence_splits_keep_a_patients_sequences_together(tmp_path):
+    from core.training.experiment import TrainConfig, make_splits
+
+    ds = load_dataset(f"{tcga_like(tmp_path / 'tcga')}:sequences=all,{normal_like(tmp_path / 'normal')}",
+                      "presence", 16)
+    sp = make_splits(ds, TrainConfig(task="presence", data="-", folds=2, test_fraction=0.3, stratify="source"))
+    for a, b in [(sp["pool"], sp["test"])] + list(sp["folds"]):
+        assert not set(ds.groups[a].tolist()) & set(ds.groups[b].tolist())
+    test_sources = {str(g).split(":")[0] for g in ds.groups[sp["test"]]}
+    assert test_sources == {"tcga-lgg", "normal"}                      # stratified by source and label
+    for g in set(ds.groups[sp["test"]].tolist()) & {f"tcga-lgg:TCGA_AA_000{i}" for i in (1, 2, 3)}:
+        assert sorted(set(ds.source[ds.groups == g].tolist())) == ["tcga-lgg/flair", "tcga-lgg/t1post",
+                                                                    "tcga-lgg/t1pre"]
+    assert sp["info"]["stratified_by"].startswith("source")
+
+
+def test_normal_brains_are_tumour_free_grouped_by_subject_without_templates(tmp_path):
+    root = normal_like(tmp_path / "normal")
+    assert datasets.detect_kind(root) == "normal"
+    ds = load_dataset(root, "presence", 16)
+    assert len(ds) == 5 * 3 and set(ds.labels.tolist()) == {0}          # templates/ left out
+    assert sorted(set(ds.groups.tolist())) == ["ann", "bob", "cid", "dan"]   # by subject, not folder
+    assert set(ds.source[ds.groups == "ann"].tolist()) == {"normal/srcA/ann_T1", "normal/srcB/ann_PD"}
+    # one volume is normalised together: its slices keep their order of brightness
+    vol = ds.images[ds.source == "normal/srcA/ann_T1"].reshape(3, -1).max(1)
+    assert vol[0] < vol[1] < vol[2] == 255
+    assert ds.summary()[0]["n_patients"] == 4
+    with pytest.raises(ValueError, match="presence only"):
+        load_dataset(root, "tumor_type", 16)
+
+
+def test_normal_subject_never_on_both_sides_of_a_split(tmp_path):
+    from core.training.experiment import TrainConfig, make_splits
+
+    ds = load_dataset(f"{normal_like(tmp_path / 'normal')},{br35h_like(tmp_path / 'br35h')}", "presence", 16)
+    sp = make_splits(ds, TrainConfig(task="presence", data="-", folds=2, test_fraction=0.25, stratify="source"))
+    ann = np.flatnonzero(ds.groups == "normal:ann")
+    assert len(ann) == 6
+    for a, b in [(sp["pool"], sp["test"])] + list(sp["folds"]):
+        assert not (set(ann) & set(a)) or not (set(ann) & set(b))
+
+
+def test_br35h_labels_and_each_image_its_own_group(tmp_path):
+    root = br35h_like(tmp_path / "br35h", n_tumor=3, n_none=2)
+    assert datasets.detect_kind(root) == "br35h"
+    ds = load_dataset(root, "presence", 16)
+    assert ds.labels.tolist() == [1, 1, 1, 0, 0] and ds.images.shape == (5, 16, 16)
+    assert len(set(ds.groups.tolist())) == 5 and ds.groups[0] == "images/yes/0000.jpg"
+    assert "not patient-level" in ds.summary()[0]["note"]
+
+
+def test_new_sources_get_their_own_cache_keys(tmp_path):
+    load_dataset(f"{normal_like(tmp_path / 'normal')},{br35h_like(tmp_path / 'br35h')}", "presence", 16)
+    names = sorted(p.name.split("-")[0] for p in (tmp_path / "neurograde-home" / "cache").glob("*.npz"))
+    assert names == ["br35h", "normal"]
+
+
+def test_source_options_parse_and_survive_data_for_card():
+    from core.commands.evaluate import data_for_card
+
+    assert datasets.parse_source("/d/tcga-lgg:sequences=all:every=2:600") == (
+        "/d/tcga-lgg", 600, {"sequences": "all", "every": "2"})
+    assert datasets.parse_source("/d/fig:600") == ("/d/fig", 600, {})
+    assert datasets.parse_source("/d/normal") == ("/d/normal", None, {})
+    card = {"recipe": {"data": "/nowhere/tcga-lgg:sequences=all,/nowhere/figshare-cemri:600"}}
+    assert data_for_card(card, "/x/tcga-lgg,/x/figshare-cemri") == "/x/tcga-lgg:sequences=all,/x/figshare-cemri:600"
 
 
 def test_store_labels_is_a_stub_for_now():

@@ -33,13 +33,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _inherited_address_space() -> int:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) << 10
+    except OSError:
+        pass
+    return 0
+
+
 def _child(case, scratch: Path, write_fd: int, mem_limit_mb: int) -> None:
     import resource
     import traceback
 
     from core.io import VolumeLoadError, load_volume
 
-    limit = mem_limit_mb << 20
+    # the address space the forked child inherits (a test process with torch loaded holds GBs of
+    # mappings it never touches) plus the budget for this one load
+    limit = _inherited_address_space() + (mem_limit_mb << 20)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     start = time.perf_counter()
     try:

@@ -229,7 +229,7 @@ def oidc_identity(repo, claims) -> Identity:
 
 
 # ------------------------------------------------------------------------------- accounts
-def add_user(repo, name: str, role: str, password: str | None, actor) -> "object":
+def add_user(repo, name: str, role: str, password: str | None, actor):
     """Create an account (password None: OIDC sign-in only). Needs manage_users."""
     from core.store import users
 

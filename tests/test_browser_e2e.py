@@ -166,7 +166,7 @@ def test_upload_nifti_shows_three_plane_viewer(app_url, tmp_path):
             expect(page.get_by_text("Coronal", exact=True)).to_be_visible()
             expect(page.get_by_text("Sagittal", exact=True)).to_be_visible()
             expect(page.get_by_text("16 × 24 × 20 voxels", exact=False)).to_be_visible()
-            expect(page.get_by_text("slice 9 / 16", exact=False).first).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("slice 9 of 16", exact=False).first).to_be_visible(timeout=30_000)
             # three planes (+ verdict figures when models exist); plotly draws asynchronously
             expect(page.locator(".js-plotly-plot").nth(2)).to_be_visible(timeout=60_000)
             expect(page.get_by_text("Verdict", exact=True)).to_be_visible()
@@ -196,14 +196,17 @@ def test_tcia_volume_gets_verdict_heat_map_and_strip_navigation(seeded_models, a
             sign_in(page, app_url, CLINICIAN)            # a clinician may scan and see the verdict
             expect(page.get_by_text("Upload a scan")).to_be_visible(timeout=60_000)
             page.locator("input[type=file]").set_input_files(str(fixture))
-            # the verdict card: a verdict, its calibrated probability, the models that made it
-            expect(page.get_by_test_id("stMetricLabel").filter(has_text="Probability")).to_be_visible(timeout=120_000)
+            # the verdict card: a verdict (its calibrated probability unless it is referred), the
+            # models that made it
             card = page.locator("[data-testid=stMarkdownContainer] h2").first
-            expect(card).to_have_text(re.compile(r"Glioma|Meningioma|Pituitary|No tumour|Tumour"))
+            expect(card).to_have_text(re.compile(r"Glioma|Meningioma|Pituitary|No tumour|Tumour|Possible tumour"),
+                                      timeout=120_000)
+            if "refer" not in (card.text_content() or ""):
+                expect(page.get_by_test_id("stMetricLabel").filter(has_text="Probability")).to_be_visible()
             expect(page.get_by_text(f"presence@{seeded_models['presence']}").first).to_be_visible()
             expect(page.get_by_text("Research use only — not a medical device").first).to_be_visible()
             # the heat map: on the axial slice on screen and in the key-slice gallery
-            expect(page.get_by_text(re.compile(r"slice \d+ / 24 · Grad-CAM for"))).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(re.compile(r"slice \d+ of 24 · Grad-CAM for"))).to_be_visible(timeout=60_000)
             heat = page.get_by_alt_text(re.compile("Grad-CAM heat map, key slice"))
             expect(heat.first).to_be_visible(timeout=60_000)
             assert heat.count() >= 1
@@ -215,7 +218,7 @@ def test_tcia_volume_gets_verdict_heat_map_and_strip_navigation(seeded_models, a
             strip.scroll_into_view_if_needed()
             box = strip.locator(".nsewdrag").first.bounding_box()
             page.mouse.click(box["x"] + box["width"] * (2.5 / 24), box["y"] + box["height"] * 0.5)
-            expect(page.get_by_text(re.compile(r"slice 3 / 24 · Grad-CAM for"))).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(re.compile(r"slice 3 of 24 · Grad-CAM for"))).to_be_visible(timeout=60_000)
             slider = page.locator("[class*=st-key-pos_axial_] [data-testid=stSlider]")
             expect(slider.first).to_have_text(re.compile(r"Axial slice\s*3\s*1\s*24"))   # value, min, max
             assert page.locator("[data-testid=stException]").count() == 0

@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 import core.commands
+from core.commands import guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,4 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    return int(args.func(args) or 0)
+    # every command: a full, read-only or missing home, or an unusable database, is one line on
+    # stderr and exit status 1, never a traceback (a command may also guard itself)
+    return int(guarded(args.func)(args) or 0)

@@ -247,3 +247,17 @@ def test_int8_unsafe_pickle_is_one_line(tmp_path, fixtures_dir):
                 "--tasks", "grade", "--precision", "int8", home=home)
     _one_clean_line(proc, "unsafe pickle")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", [["users", "list"], ["zoo", "rollback", "presence"], ["jobs", "list"]])
+def test_every_command_reports_an_unusable_home_in_one_line(tmp_path, monkeypatch, capsys, command):
+    """The CLI entry point guards every command, not only those that guard themselves."""
+    from core.cli import main
+
+    home = tmp_path / "home-is-a-file"
+    home.write_text("")
+    monkeypatch.setenv("NEUROGRADE_HOME", str(home))
+    monkeypatch.delenv("NEUROGRADE_DB_URL", raising=False)
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert "is a file" in err and "Traceback" not in err

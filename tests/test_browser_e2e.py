@@ -277,3 +277,42 @@ def test_roles_a_clinician_cannot_promote_train_or_label_an_admin_can(app_url):
             assert page.locator("[data-testid=stException]").count() == 0
         finally:
             browser.close()
+
+
+def test_markdown_and_html_in_a_card_render_as_text(app_home, app_url, monkeypatch, tmp_path):
+    """A model card is a file anyone could have written: its text must never become an image, a
+    link or HTML in a reviewer's browser (no request may reach the planted URLs)."""
+    import torch
+    from playwright.sync_api import expect, sync_playwright
+
+    from model_zoo.checkpoints import save_checkpoint
+    from model_zoo.registry import create
+
+    monkeypatch.setenv("NEUROGRADE_HOME", str(app_home))
+    pixel = "http://127.0.0.1:9/pixel.png"
+    payloads = [f"![tracker]({pixel})", f"<img src='{pixel}'> <b>bold</b>", "[click](javascript:alert(1))"]
+    torch.manual_seed(0)
+    save_checkpoint(create("vgg19_slim", 2), {"architecture": "vgg19_slim", "classes": ["no_tumor", "tumor"],
+                                              "input": {"size": 32}, "limitations": payloads,
+                                              "intended_use": payloads[0]}, "presence", "hostile-card")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            fetched = []
+            page.on("request", lambda r: fetched.append(r.url) if "pixel" in r.url else None)
+            sign_in(page, app_url, ADMIN)
+            page.locator("[data-testid=stSidebarNav]").get_by_text("Models", exact=True).click()
+            for label, option in (("Task", "presence"), ("Version", "hostile-card")):
+                box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
+                expect(box).to_be_visible(timeout=60_000)
+                box.click()
+                page.get_by_role("option", name=option, exact=True).click()
+            expect(page.get_by_text("presence@hostile-card", exact=False).first).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(f"![tracker]({pixel})", exact=False).first).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("<img src=", exact=False).first).to_be_visible()
+            assert page.locator("img[src*='pixel']").count() == 0 and page.locator("b", has_text="bold").count() == 0
+            assert page.locator("a[href^='javascript']").count() == 0
+            assert fetched == []
+        finally:
+            browser.close()

@@ -118,7 +118,7 @@ def build_pdf(prediction, slices01: np.ndarray | None = None, cams: Mapping[int,
         pdf.set_font("Helvetica", "B", 11)
         pdf.multi_cell(epw, 7, _latin("REFER TO A HUMAN READER"), fill=True, new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "", 9)
-        for r in [m.replace("**", "") for m in refer_messages(prediction)]:   # the page's words
+        for r in refer_messages(prediction):                                   # the page's words
             pdf.multi_cell(epw, 5, _latin(f"- {r}"), fill=True, new_x="LMARGIN", new_y="NEXT")
         pdf.ln(2)
 

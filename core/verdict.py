@@ -101,17 +101,18 @@ def headline_reason(pred) -> str:
 
 
 def refer_messages(pred) -> list[str]:
-    """The reasons to refer, each once: the input check first, then each task's own reasons."""
+    """The reasons to refer, each once, as plain text (views escape or style it): the input gate
+    first, then each task's own reasons."""
     out = []
     ood = pred.ood or {}
     if ood.get("is_ood"):
-        out.append("**Input**: looks unlike the training data — " + ("; ".join(ood.get("reasons") or [])
-                                                                   or "out-of-distribution score high"))
+        out.append("Input: not an image these models can read — " + ("; ".join(ood.get("reasons") or [])
+                                                                      or "out-of-distribution score high"))
     for task, res in pred.tasks.items():
         for why in res.refer_reasons:
-            if why.startswith("input looks unlike"):
+            if why.startswith(("input looks unlike", "the input was refused")):   # said once above
                 continue
-            out.append(f"**{task_title(task)}**: {why}")
+            out.append(f"{task_title(task)}: {why}")
     if pred.refer and not out:
         out.append("the model is not confident")
     return out

@@ -476,15 +476,15 @@ def render_verdict(pred, predictor=None) -> None:
         why = ("the models cannot assess this scan" if pred.status == CANNOT_ASSESS
                else "the model is unsure or the scan is unlike its training data")
         st.warning(f"**Refer to a human reader.** {why[0].upper() + why[1:]}:\n\n"
-                   + "\n".join(f"- {m}" for m in refer_messages(pred)), icon=":material/front_hand:")
-    text, task, prob = headline(pred)
+                   + "\n".join(f"- {text(m)}" for m in refer_messages(pred)), icon=":material/front_hand:")
+    title, task, prob = headline(pred)
     with st.container(border=True):
         left, right = st.columns([1.15, 1], gap="large")
         with left:
-            st.markdown(f"## {text}\n{_badge(pred)}")
+            st.markdown(f"## {text(title)}\n{_badge(pred)}")
             reason = headline_reason(pred)
-            if reason:
-                st.error(reason, icon=":material/block:")
+            if reason:                          # may quote the file's header (e.g. its body part)
+                st.error(text(reason, None), icon=":material/block:")
             res = pred.tasks.get(task) if task else None
             if res is not None and prob is not None:
                 u = res.uncertainty

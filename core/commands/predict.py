@@ -79,7 +79,7 @@ def _text(source: str, pred) -> str:
     if pred.key_slices:
         lines.append("  key slices: " + ", ".join(slice_label(k, pred.n_slices) for k in pred.key_slices))
     for why in refer_messages(pred):
-        lines.append("  refer: " + why.replace("**", ""))
+        lines.append("  refer: " + why)
     for n in pred.notes:
         lines.append(f"  note: {n}")
     lines.append("  timings ms: " + ", ".join(f"{k} {v:.0f}" for k, v in pred.timings_ms.items()))

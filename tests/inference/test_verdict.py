@@ -37,7 +37,7 @@ def test_refer_messages_put_the_input_check_first_and_never_repeat_it():
                                      ["input looks unlike the training data", "high entropy"])},
                  refer=True, ood={"is_ood": True, "reasons": ["colour image"]})
     msgs = refer_messages(pred)
-    assert msgs == ["**Input**: looks unlike the training data — colour image", "**Tumour type**: high entropy"]
+    assert msgs == ["Input: not an image these models can read — colour image", "Tumour type: high entropy"]
     assert refer_messages(_pred({}, refer=True)) == ["the model is not confident"]
 
 

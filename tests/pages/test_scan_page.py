@@ -9,6 +9,7 @@ ships); the verdict tests (v2) save tiny vgg19_slim models with biased heads int
 NEUROGRADE_HOME and make them active, so the verdict is known in advance.
 """
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def _upload(at: AppTest, *files) -> AppTest:
 
 
 def _texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
+    """The elements' text as a reader sees it (Markdown escapes of core.markup.text removed)."""
+    return re.sub(r"\\(.)", r"\1", " ".join(str(e.value) for e in elements))
 
 
 def _volume(shape=(6, 8, 10), spacing=(2.0, 1.0, 1.0), **kw) -> Volume:

@@ -220,7 +220,7 @@ def render_summary(volume: Volume) -> None:
 
 def render_warnings(volume: Volume) -> None:
     for message in volume.warnings:
-        st.warning(message, icon=":material/warning:")
+        st.warning(text(message, None), icon=":material/warning:")   # may quote the file
 
 
 def _init_window() -> None:

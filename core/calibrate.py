@@ -44,20 +44,26 @@ def features(tm, images_u8: np.ndarray, batch: int = 256) -> tuple[np.ndarray, n
     return np.concatenate(probs), np.concatenate(feats)
 
 
-def cross_fitted(percentile, margin, correct, groups, target: float, seed: int = 0) -> dict:
-    """Mean and 95% range over REPEATS random patient halvings of the rule chosen on one half and
-    measured on the other."""
+def patient_halvings(groups: np.ndarray, seed: int = 0):
+    """(fit, test) boolean masks: REPEATS random halvings of the patients, each used both ways."""
     rng = np.random.default_rng(seed)
     pats = np.array(sorted(set(groups.tolist())))
-    runs = []
     for _ in range(REPEATS):
         half = set(rng.permutation(pats)[: len(pats) // 2].tolist())
         a = np.array([g in half for g in groups])
-        for fit, test in ((a, ~a), (~a, a)):
-            q = referral.choose_threshold(percentile[fit], margin[fit], correct[fit], target)
-            rule = referral.ReferralRule(q, target)
-            runs.append({"max_percentile": q,
-                         **referral.selective_metrics(rule.answered(percentile[test], margin[test]), correct[test])})
+        yield a, ~a
+        yield ~a, a
+
+
+def cross_fitted(percentile, margin, correct, groups, target: float, seed: int = 0) -> dict:
+    """Mean and 95% range over random patient halvings of the rule chosen on one half and
+    measured on the other."""
+    runs = []
+    for fit, test in patient_halvings(groups, seed):
+        q = referral.choose_threshold(percentile[fit], margin[fit], correct[fit], target)
+        rule = referral.ReferralRule(q, target)
+        runs.append({"max_percentile": q,
+                     **referral.selective_metrics(rule.answered(percentile[test], margin[test]), correct[test])})
     out = {}
     for key in ("max_percentile", "coverage", "accuracy_answered", "confident_wrong"):
         v = np.array([r[key] for r in runs if r[key] is not None], dtype=float)
@@ -89,15 +95,10 @@ def gate_study(density: FeatureDensity, id_distances: np.ndarray, id_groups: np.
     false refusals measured cross-fitted by patient, and its AUROC against the OOD items."""
     from sklearn.metrics import roc_auc_score
 
-    rng = np.random.default_rng(seed)
-    pats = np.array(sorted(set(id_groups.tolist())))
     refusals = []
-    for _ in range(REPEATS):
-        half = set(rng.permutation(pats)[: len(pats) // 2].tolist())
-        a = np.array([g in half for g in id_groups])
-        for fit, test in ((a, ~a), (~a, a)):
-            limit = np.quantile(id_distances[fit], 1 - GATE_FALSE_REFUSAL)
-            refusals.append(float((id_distances[test] > limit).mean()))
+    for fit, test in patient_halvings(id_groups, seed):
+        limit = np.quantile(id_distances[fit], 1 - GATE_FALSE_REFUSAL)
+        refusals.append(float((id_distances[test] > limit).mean()))
     limit = float(np.quantile(id_distances, 1 - GATE_FALSE_REFUSAL))
     od = np.array(list(ood.values()))
     auroc = roc_auc_score(np.r_[np.zeros(len(id_distances)), np.ones(len(od))], np.r_[id_distances, od])

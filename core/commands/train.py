@@ -25,7 +25,7 @@ _CFG_FLAGS = ("task", "data", "arch", "strategy", "init", "folds", "img_size", "
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model version (grouped CV, card, checkpoint)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", help="start from a shipped recipe (tumor_type, presence, presence-1.1.0, grade)")
+    p.add_argument("--recipe", help="start from a recipe (tumor_type, presence, presence-1.2.0, presence-1.1.0, grade)")
     p.add_argument("--task", choices=["presence", "tumor_type", "grade"])
     p.add_argument("--data", help="data folder(s), comma-separated; PATH:N caps a source at ~N slices")
     p.add_argument("--arch")

@@ -19,7 +19,8 @@ cached as uint8 under NEUROGRADE_HOME/cache (or NEUROGRADE_CACHE_DIR), keyed by 
 
 A source in a data argument is `PATH[:key=value]...[:N]`: `:N` caps it at about N slices (whole
 patients, seeded), `:sequences=all` (TCGA-LGG presence) takes every sequence instead of FLAIR only,
-`:every=k` (TCGA-LGG) every k-th slice of each case.
+`:every=k` (TCGA-LGG) every k-th slice of each case, `:tumour_sequences=flair` (with sequences=all)
+tumour slices from FLAIR only, tumour-free slices from every sequence.
 """
 from __future__ import annotations
 
@@ -211,12 +212,16 @@ def load_figshare(root: Path, task: str, size: int) -> SliceSet:
                     folds=np.array([int(r["fold"]) for r in rows]))
 
 
-def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "flair", every: int = 1) -> SliceSet:
+def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "flair", every: int = 1,
+                  tumour_sequences: tuple[str, ...] | None = None) -> SliceSet:
     """presence: one channel (FLAIR by default: the masks outline the FLAIR abnormality, and many
     lower-grade gliomas do not enhance, so they are invisible on T1 post-contrast), or "all": every
     sequence as its own grey slice (3 x the slices, labelled from the same mask, grouped by patient
     so that all of a patient's sequences fall on one side of every split); `every` = k keeps every
-    k-th slice of each case (slice 1, 1 + k, ...: neighbouring slices are near-copies); grade: the
+    k-th slice of each case (slice 1, 1 + k, ...: neighbouring slices are near-copies);
+    `tumour_sequences` (with "all"): tumour slices only from these sequences, the others give their
+    tumour-free slices only (the mask outlines the FLAIR abnormality: many lower-grade gliomas are
+    invisible on T1, so a T1 slice labelled "tumour" teaches slice level, not tumour); grade: the
     three channels (t1pre, flair, t1post), tumour slices of patients with a known grade.
     Each case's slices are stacked and normalised together, as an uploaded volume is."""
     root = Path(root)
@@ -250,8 +255,17 @@ def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "fla
         out = SliceSet("tcga-lgg", str(root), classes, np.ascontiguousarray(images[:, ch]),
                        tumour.astype(np.int64), groups, sha, sequences=(presence_channel,))
     if task == "presence":
-        if every > 1:
-            note = f"every {every}th slice of each case (slice 1, {1 + every}, ...)"
+        notes = [f"every {every}th slice of each case (slice 1, {1 + every}, ...)"] if every > 1 else []
+        if tumour_sequences and presence_channel == "all":
+            allowed = {f"tcga-lgg/{q}" for q in tumour_sequences}
+            keep = np.flatnonzero((out.labels == 0) | np.isin(out.source.astype(str), list(allowed)))
+            part = out.parts[0]
+            out = out.subset(keep)
+            out.parts = [{**part, "n_images": int(len(keep))}]
+            notes.append(f"tumour slices from {', '.join(tumour_sequences)} only; the other sequences give "
+                         "their tumour-free slices")
+        if notes:
+            note = "; ".join(notes)
             out.parts = [{**out.parts[0], "note": f"{out.parts[0]['note']}; {note}" if "note" in out.parts[0] else note}]
         return out
     if task == "grade":
@@ -577,14 +591,16 @@ def load_dataset(paths: str | Path | list, task: str, size: int, *, max_per_sour
         cap = cap or max_per_source
         root = Path(p).expanduser()
         kind = detect_kind(root)
-        unknown = set(options) - ({"sequences", "every"} if kind == "tcga" else set())
+        unknown = set(options) - ({"sequences", "every", "tumour_sequences"} if kind == "tcga" else set())
         if unknown:
             raise ValueError(f"{spec}: option(s) {sorted(unknown)} do not apply to a {kind} source")
         if kind == "figshare":
             s = load_figshare(root, task, size)
         elif kind == "tcga":
+            tumour_seq = options.get("tumour_sequences")
             s = load_tcga_lgg(root, task, size, presence_channel=options.get("sequences", "flair"),
-                              every=int(options.get("every", 1)))
+                              every=int(options.get("every", 1)),
+                              tumour_sequences=tuple(tumour_seq.split("+")) if tumour_seq else None)
         elif kind == "tcia":
             s = load_tcia_volumes(root, task, size)
         elif kind == "brats":

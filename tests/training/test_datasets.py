@@ -195,3 +195,23 @@ def test_source_options_parse_and_survive_data_for_card():
 def test_store_labels_is_a_stub_for_now():
     with pytest.raises(NotImplementedError, match="arrives with the review queue"):
         StoreLabels().load("presence", 64)
+
+
+def test_tcga_tumour_slices_from_flair_only_and_negatives_from_every_sequence(tmp_path):
+    root = tcga_like(tmp_path / "tcga")
+    ds = load_dataset(f"{root}:sequences=all:tumour_sequences=flair", "presence", 16)
+    assert len(ds) == 12 + 2 * 6                                   # FLAIR: 12; T1 pre/post: 6 tumour-free each
+    assert set(ds.source[ds.labels == 1].tolist()) == {"tcga-lgg/flair"}
+    assert sorted(set(ds.source[ds.labels == 0].tolist())) == ["tcga-lgg/flair", "tcga-lgg/t1post", "tcga-lgg/t1pre"]
+    assert ds.summary()[0]["n_images"] == 24 and "FLAIR" in ds.summary()[0]["note"].upper()
+
+
+@pytest.mark.data
+def test_real_normal_and_br35h_load_as_documented(shared_data):
+    normal = load_dataset(shared_data / "normal", "presence", 32)
+    assert len(normal) == 907 and set(normal.labels.tolist()) == {0}       # templates left out
+    assert len(set(normal.groups.tolist())) == 9                           # 10 volumes, 9 people
+    assert set(normal.source[normal.groups == "chris"].tolist()) == {
+        "normal/MRIcron/chris_T1", "normal/niivue-demo-images/chris_PD"}
+    br = load_dataset(shared_data / "br35h", "presence", 32)
+    assert np.bincount(br.labels).tolist() == [185, 222] and len(set(br.groups.tolist())) == 407

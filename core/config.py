@@ -96,6 +96,8 @@ def home_problem(exc: BaseException, home: Path | None = None) -> str | None:
     if code in (errno.ENOTDIR, errno.EEXIST) or (home.exists() and not home.is_dir()):
         return f"{where} is a file, not a folder: set NEUROGRADE_HOME to a folder."
     if code == errno.ENOENT:
+        if home.is_dir():                   # a file missing inside a usable home: not the home's fault
+            return None
         return f"{where} cannot be created (a folder above it is missing): create it or set NEUROGRADE_HOME."
     if "unable to open database file" in text or "disk i/o error" in text or "database disk image" in text:
         return (f"the database in {where} cannot be opened ({text.strip()[:80]}): the folder may be "

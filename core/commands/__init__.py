@@ -25,7 +25,7 @@ def guarded(func):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         except (OSError, *_db_errors()) as exc:
-            if isinstance(exc, OSError) and not _about_home(exc):
+            if isinstance(exc, OSError) and (not _about_home(exc) or home_problem(exc) is None):
                 raise
             why = home_problem(exc) or f"the database cannot be used: {one_line(getattr(exc, 'orig', None) or exc)}"
             print(f"error: {why}", file=sys.stderr)

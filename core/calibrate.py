@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from core import referral
-from core.feature_density import FILE, GATE_FILE, FeatureDensity
+from core.feature_density import FILE, FeatureDensity
 from core.gate import GATE_SLICES
 from core.preprocess import model_input
 

@@ -341,13 +341,6 @@ def image_ood(slices01: np.ndarray, volume=None) -> dict[str, Any]:
     return {"score": float(score), "is_ood": bool(hard or len(fails) >= 2), "reasons": reasons, "stats": stats}
 
 
-def energy_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Energy OOD score per row: -T * logsumexp(logits / T) (higher = less familiar)."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    m = z.max(-1, keepdims=True)
-    return -temperature * (m[..., 0] + np.log(np.exp(z - m).sum(-1)))
-
-
 # ------------------------------------------------------------------------------- precision
 def _bf16_cpu_ok() -> bool:
     """bf16 pays on a CPU only with AMX tiles: with AVX512-BF16 alone, fp32 + channels_last was

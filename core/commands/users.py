@@ -84,21 +84,27 @@ def read_password(prompt: str = "Password") -> str:
     return line.rstrip("\r\n")
 
 
-def _fail(exc: Exception) -> int:
-    print(f"error: {exc}", file=sys.stderr)
-    return 1
-
-
-def run_add(args) -> int:
+def _account_change(change, done: str) -> int:
+    """Run one account change; its refusal (not an admin, the last admin, bad name or role, store
+    error) is one line on stderr and exit 1."""
     from core.store import StoreError
 
     try:
-        password = None if args.oidc else read_password(f"Password for {args.name}")
-        user = auth.add_user(_repo(), args.name, args.role, password, auth.cli_actor(args.actor))
+        user = change()
     except (auth.AuthError, StoreError, ValueError) as exc:
-        return _fail(exc)
-    print(f"added {user.name} ({user.role})" + (", signs in through the OIDC provider" if args.oidc else ""))
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(done.format(user=user))
     return 0
+
+
+def run_add(args) -> int:
+    def add():
+        password = None if args.oidc else read_password(f"Password for {args.name}")
+        return auth.add_user(_repo(), args.name, args.role, password, auth.cli_actor(args.actor))
+
+    return _account_change(add, "added {user.name} ({user.role})"
+                           + (", signs in through the OIDC provider" if args.oidc else ""))
 
 
 def run_list(args) -> int:
@@ -117,37 +123,21 @@ def run_list(args) -> int:
 
 
 def run_set_role(args) -> int:
-    from core.store import StoreError
-
-    try:
-        user = auth.set_role(_repo(), args.name, args.role, auth.cli_actor(args.actor))
-    except (auth.AuthError, StoreError, ValueError) as exc:
-        return _fail(exc)
-    print(f"{user.name} is now {user.role}")
-    return 0
+    return _account_change(lambda: auth.set_role(_repo(), args.name, args.role, auth.cli_actor(args.actor)),
+                           "{user.name} is now {user.role}")
 
 
 def run_disable(args) -> int:
-    from core.store import StoreError
-
-    try:
-        user = auth.set_disabled(_repo(), args.name, args.disabled, auth.cli_actor(args.actor))
-    except (auth.AuthError, StoreError, ValueError) as exc:
-        return _fail(exc)
-    print(f"{user.name} is {'disabled' if user.disabled else 'enabled'}")
-    return 0
+    return _account_change(
+        lambda: auth.set_disabled(_repo(), args.name, args.disabled, auth.cli_actor(args.actor)),
+        "{user.name} is " + ("disabled" if args.disabled else "enabled"))
 
 
 def run_passwd(args) -> int:
-    from core.store import StoreError
-
-    try:
-        auth.set_password(_repo(), args.name, read_password(f"New password for {args.name}"),
-                          auth.cli_actor(args.actor))
-    except (auth.AuthError, StoreError, ValueError) as exc:
-        return _fail(exc)
-    print(f"{args.name}'s password is changed")
-    return 0
+    return _account_change(
+        lambda: auth.set_password(_repo(), args.name, read_password(f"New password for {args.name}"),
+                                  auth.cli_actor(args.actor)),
+        f"{args.name}'s password is changed")
 
 
 def run_init(args) -> int:
@@ -173,7 +163,8 @@ def run_init(args) -> int:
             print(f"error: {exc}", file=sys.stderr)
             continue
         except (StoreError, ValueError) as exc:
-            return _fail(exc)
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         print(f"added {user.name} (admin): sign in with it in the browser")
         return 0
     return 1

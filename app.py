@@ -2,9 +2,8 @@
 
 Run with `streamlit run app.py`. Pages are thin: they read widgets, call `core`, draw the result.
 """
-from __future__ import annotations
 
-import importlib
+from __future__ import annotations
 
 # Imported here, once, before any page runs: Streamlit runs a page and its polling fragments on
 # different threads, and two threads importing pandas lazily (plotly does, on first figure) can
@@ -13,16 +12,18 @@ import pandas  # noqa: F401
 import plotly.graph_objects  # noqa: F401
 import streamlit as st
 
-from core.markup import text
-
 from core.config import get_settings
 from core.devices import describe_device, select_device
-from pages.common import client_is_local, current_user, local_only_page, sign_in_page, sign_out
+from core.markup import text
+from core.zoo import active_version, list_checkpoints
+from pages.common import client_is_local, current_user, local_only_page, sign_in_page, sign_out, warm_up_models
 
 TASKS = ("presence", "tumor_type", "grade")
 
-st.set_page_config(page_title="NeuroGrade", page_icon=":material/neurology:", layout="wide",
-                   initial_sidebar_state="expanded")
+st.set_page_config(
+    page_title="NeuroGrade", page_icon=":material/neurology:", layout="wide", initial_sidebar_state="expanded"
+)
+warm_up_models()  # in the background, once per server: the first scan does not wait ~20 s for the models
 
 # (page file, title, icon, the permission a role needs to see it in the navigation)
 PAGES = [
@@ -39,8 +40,11 @@ def pages_for(user) -> list:
     """The pages this user's role may open (the navigation lists nothing else)."""
     if user is None:
         return [st.Page(sign_in_page, title="Sign in", icon=":material/login:", url_path="signin", default=True)]
-    return [st.Page(path, title=title, icon=icon, default=i == 0)
-            for i, (path, title, icon, permission) in enumerate(PAGES) if user.can(permission)]
+    return [
+        st.Page(path, title=title, icon=icon, default=i == 0)
+        for i, (path, title, icon, permission) in enumerate(PAGES)
+        if user.can(permission)
+    ]
 
 
 @st.cache_resource(show_spinner=False)
@@ -54,19 +58,12 @@ def device_label(setting: str) -> str:
 
 def model_versions() -> list[str]:
     """One line per task with a model version, or [] when the zoo has none to list yet."""
-    lister = active = None
-    for module_name in ("model_zoo.registry", "model_zoo.checkpoints"):
-        module = importlib.import_module(module_name)
-        lister = lister or getattr(module, "list_checkpoints", None)
-        active = active or getattr(module, "active_version", None)
-    if lister is None:
-        return []
     lines = []
     for task in TASKS:
-        versions = [c.version for c in lister(task)]
+        versions = [c.version for c in list_checkpoints(task)]
         if not versions:
             continue
-        current = active(task) if active else versions[-1]
+        current = active_version(task)
         lines.append(f"**{task}**: {text(current)}" + (f" ({len(versions)} versions)" if len(versions) > 1 else ""))
     return lines
 
@@ -77,7 +74,7 @@ def sidebar(user) -> None:
         if user is None:
             st.caption("Decision support only; not a diagnosis.")
             return
-        st.text(f"Signed in as {user.name} ({user.role})")     # plain text: a name is never markup
+        st.text(f"Signed in as {user.name} ({user.role})")  # plain text: a name is never markup
         if user.via == "off":
             st.caption("Sign-in is off (NEUROGRADE_AUTH=off): this machine only.")
         else:

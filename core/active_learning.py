@@ -17,9 +17,11 @@ Query strategies are small pure functions over probability arrays; every one ret
 `python -m core queue next` call; `refresh_scores(repo, ...)` recomputes stored scores when the
 champion model version changes (each score row keeps the model version that produced it).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -68,8 +70,7 @@ def random_scores(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(n)
 
 
-def score(strategy: str, probabilities: Any = None, mc_samples: Any = None,
-          seed: int = 0) -> np.ndarray:
+def score(strategy: str, probabilities: Any = None, mc_samples: Any = None, seed: int = 0) -> np.ndarray:
     """Scores of one strategy (`coreset` is a batch selection, see `coreset`)."""
     if strategy == "entropy":
         return entropy(probabilities)
@@ -87,8 +88,9 @@ def score(strategy: str, probabilities: Any = None, mc_samples: Any = None,
     raise ValueError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
 
 
-def order_queue(scores: Sequence[float], patient_ids: Sequence[Any], k: int | None = None,
-                per_patient_cap: int | None = None) -> list[int]:
+def order_queue(
+    scores: Sequence[float], patient_ids: Sequence[Any], k: int | None = None, per_patient_cap: int | None = None
+) -> list[int]:
     """Indices of the items to show, most informative first, at most `per_patient_cap` per patient.
 
     Ties keep input order; NaN scores (not scored yet) go last. With a cap the queue can be
@@ -111,8 +113,14 @@ def order_queue(scores: Sequence[float], patient_ids: Sequence[Any], k: int | No
     return out
 
 
-def coreset(features: Any, k: int, labelled: Any = None, patient_ids: Sequence[Any] | None = None,
-            per_patient_cap: int | None = None, scores: Sequence[float] | None = None) -> list[int]:
+def coreset(
+    features: Any,
+    k: int,
+    labelled: Any = None,
+    patient_ids: Sequence[Any] | None = None,
+    per_patient_cap: int | None = None,
+    scores: Sequence[float] | None = None,
+) -> list[int]:
     """Greedy k-center: repeatedly pick the candidate farthest from every chosen/labelled point.
 
     features: (N, D) of the candidates; labelled: (M, D) already labelled (the initial centres).
@@ -157,18 +165,19 @@ def coreset(features: Any, k: int, labelled: Any = None, patient_ids: Sequence[A
         take(first)
     while len(chosen) < k and allowed.any():
         cand = np.where(allowed, dist, -np.inf)
-        take(int(np.argmax(cand)))   # argmax returns the first maximum: deterministic
+        take(int(np.argmax(cand)))  # argmax returns the first maximum: deterministic
     return chosen
 
 
 # ------------------------------------------------------------------ queue over the store
+
 
 def _mc_samples(uncertainty: Mapping | None) -> np.ndarray | None:
     if not uncertainty:
         return None
     for key in ("mc_probabilities", "mc_samples"):
         if uncertainty.get(key) is not None:
-            return np.asarray(uncertainty[key], dtype=np.float64)   # (T, C)
+            return np.asarray(uncertainty[key], dtype=np.float64)  # (T, C)
     return None
 
 
@@ -192,16 +201,23 @@ def candidate_scores(candidates: Sequence[Any], strategy: str, seed: int = 0) ->
     return out
 
 
-def next_items(repo: Any, task: str, strategy: str = "entropy", k: int = 10,
-               reviewer: str | None = None, per_patient_cap: int | None = 2, seed: int = 0,
-               model_version: str | None = None) -> list[dict]:
+def next_items(
+    repo: Any,
+    task: str,
+    strategy: str = "entropy",
+    k: int = 10,
+    reviewer: str | None = None,
+    per_patient_cap: int | None = 2,
+    seed: int = 0,
+    model_version: str | None = None,
+) -> list[dict]:
     """The next `k` items for `reviewer` in `task`'s queue, as plain dicts (no hidden fields):
     {"rank", "item_id", "case_id", "slice_index", "plane", "task", "version", "score",
      "strategy", "probabilities", "model_version"}.
     `version` is what to pass back as `expect_version` when labelling."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
-    cands = repo.candidates(task, reviewer=reviewer, model_version=model_version)
+    cands = repo.queue.candidates(task, reviewer=reviewer, model_version=model_version)
     if not cands:
         return []
     scores = candidate_scores(cands, strategy, seed)
@@ -211,15 +227,20 @@ def next_items(repo: Any, task: str, strategy: str = "entropy", k: int = 10,
         have = [i for i, f in enumerate(feats) if f is not None]
         dims = {len(feats[i]) for i in have}
         if have and len(dims) == 1:
-            labelled_ids = [r["item_id"] for r in repo.confirmed_labels(task)]
-            lp = repo.latest_predictions(task, item_ids=labelled_ids) if labelled_ids else {}
+            labelled_ids = [r["item_id"] for r in repo.queue.confirmed_labels(task)]
+            lp = repo.cases.latest_predictions(task, item_ids=labelled_ids) if labelled_ids else {}
             lab = [p.embedding if p.embedding is not None else p.probabilities for p in lp.values()]
             lab = [f for f in lab if f is not None and len(f) in dims]
-            picked = coreset(np.asarray([feats[i] for i in have]), k, labelled=lab or None,
-                             patient_ids=[groups[i] for i in have], per_patient_cap=per_patient_cap,
-                             scores=scores[have])
+            picked = coreset(
+                np.asarray([feats[i] for i in have]),
+                k,
+                labelled=lab or None,
+                patient_ids=[groups[i] for i in have],
+                per_patient_cap=per_patient_cap,
+                scores=scores[have],
+            )
             order = [have[j] for j in picked]
-            if len(order) < k:   # unscored items after, still capped
+            if len(order) < k:  # unscored items after, still capped
                 counts: dict[str, int] = {}
                 for i in order:
                     counts[groups[i]] = counts.get(groups[i], 0) + 1
@@ -237,18 +258,32 @@ def next_items(repo: Any, task: str, strategy: str = "entropy", k: int = 10,
     out = []
     for rank, i in enumerate(order, start=1):
         c = cands[i]
-        out.append({"rank": rank, "item_id": c.item_id, "case_id": c.case_id,
-                    "slice_index": c.slice_index, "plane": c.plane, "task": task,
-                    "version": c.version,
-                    "score": None if np.isnan(scores[i]) else float(scores[i]),
-                    "strategy": strategy, "probabilities": c.probabilities,
-                    "model_version": c.model_version})
+        out.append(
+            {
+                "rank": rank,
+                "item_id": c.item_id,
+                "case_id": c.case_id,
+                "slice_index": c.slice_index,
+                "plane": c.plane,
+                "task": task,
+                "version": c.version,
+                "score": None if np.isnan(scores[i]) else float(scores[i]),
+                "strategy": strategy,
+                "probabilities": c.probabilities,
+                "model_version": c.model_version,
+            }
+        )
     return out
 
 
-def refresh_scores(repo: Any, task: str, strategy: str = "entropy", model_version: str | None = None,
-                   predict: Callable[[list[int]], Sequence[Mapping]] | None = None,
-                   seed: int = 0) -> dict:
+def refresh_scores(
+    repo: Any,
+    task: str,
+    strategy: str = "entropy",
+    model_version: str | None = None,
+    predict: Callable[[list[int]], Sequence[Mapping]] | None = None,
+    seed: int = 0,
+) -> dict:
     """Bring the stored scores of `task`'s pending items up to `model_version` (default: the
     champion's; else each item's newest prediction).
 
@@ -260,10 +295,10 @@ def refresh_scores(repo: Any, task: str, strategy: str = "entropy", model_versio
     if strategy not in STRATEGIES or strategy == "coreset":
         raise ValueError(f"refresh_scores needs a per-item strategy, not {strategy!r}")
     if model_version is None:
-        champ = repo.champion(task)
+        champ = repo.models.champion(task)
         model_version = champ.version if champ else None
-    cands = repo.candidates(task, model_version=model_version)
-    stored = repo.scores(task, strategy)
+    cands = repo.queue.candidates(task, model_version=model_version)
+    stored = repo.queue.scores(task, strategy)
     counts = {"model_version": model_version, "kept": 0, "rescored": 0, "predicted": 0, "stale": 0}
     todo = []
     for c in cands:
@@ -272,17 +307,17 @@ def refresh_scores(repo: Any, task: str, strategy: str = "entropy", model_versio
             counts["kept"] += 1
         else:
             todo.append(c)
-    missing = [c.item_id for c in todo if c.probabilities is None and
-               (strategy != "bald" or not c.uncertainty)]
+    missing = [c.item_id for c in todo if c.probabilities is None and (strategy != "bald" or not c.uncertainty)]
     if missing and predict is not None and model_version is not None:
         results = list(predict(missing))
         if len(results) != len(missing):
             raise ValueError("predict() must return one result per item id")
         for item_id, r in zip(missing, results):
-            repo.record_prediction(item_id, task, model_version, r["probabilities"],
-                                   r.get("uncertainty"), r.get("embedding"))
+            repo.cases.record_prediction(
+                item_id, task, model_version, r["probabilities"], r.get("uncertainty"), r.get("embedding")
+            )
         counts["predicted"] = len(missing)
-        fresh = {c.item_id: c for c in repo.candidates(task, model_version=model_version)}
+        fresh = {c.item_id: c for c in repo.queue.candidates(task, model_version=model_version)}
         todo = [fresh.get(c.item_id, c) for c in todo]
     values = candidate_scores(todo, strategy, seed)
     new: dict[int, float] = {}
@@ -295,10 +330,22 @@ def refresh_scores(repo: Any, task: str, strategy: str = "entropy", model_versio
         by_version.setdefault(version, {})[c.item_id] = float(v)
         new[c.item_id] = float(v)
     for version, vals in by_version.items():
-        repo.save_scores(task, strategy, version, vals)
+        repo.queue.save_scores(task, strategy, version, vals)
     counts["rescored"] = len(new)
     return counts
 
 
-__all__ = ["STRATEGIES", "entropy", "margin", "least_confidence", "bald", "random_scores", "score",
-           "order_queue", "coreset", "candidate_scores", "next_items", "refresh_scores"]
+__all__ = [
+    "STRATEGIES",
+    "entropy",
+    "margin",
+    "least_confidence",
+    "bald",
+    "random_scores",
+    "score",
+    "order_queue",
+    "coreset",
+    "candidate_scores",
+    "next_items",
+    "refresh_scores",
+]

@@ -18,6 +18,7 @@ Core calls that change state take an `actor`: an `Identity` (the pages always pa
 checked against the permissions table here; a plain string is a trusted in-process caller (the
 command line, whose user owns the database anyway, and background workers) and is recorded as is.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -25,7 +26,7 @@ import os
 import re
 from dataclasses import dataclass
 
-ROLES = ("clinician", "reviewer", "trainer", "admin")       # each role has the permissions of those before it
+ROLES = ("clinician", "reviewer", "trainer", "admin")  # each role has the permissions of those before it
 MODES = ("local", "oidc", "off")
 
 # The permissions table: what each permission is, and the least role that holds it.
@@ -33,6 +34,7 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "scan": ("clinician", "open scans and see the verdict"),
     "report": ("clinician", "download PDF / JSON reports"),
     "send_to_review": ("clinician", "send a case to the review queue"),
+    "pacs": ("clinician", "open studies from the PACS and send results (DICOM SR, key images) back to it"),
     "label": ("reviewer", "confirm, correct, skip or flag review items; double reading"),
     "train": ("trainer", "start and cancel training runs and research jobs"),
     "promote": ("admin", "promote a model version"),
@@ -57,7 +59,7 @@ class PermissionDenied(PermissionError):
 class Identity:
     name: str
     role: str
-    via: str = "local"               # local | oidc | off | cli
+    via: str = "local"  # local | oidc | off | cli
 
     def can(self, permission: str) -> bool:
         return can(self.role, permission)
@@ -84,15 +86,19 @@ def can(role: str | None, permission: str) -> bool:
 
 def permissions_table() -> list[dict]:
     """[{permission, meaning, clinician: bool, reviewer: bool, ...}] for the README and the Users page."""
-    return [{"permission": p, "meaning": meaning, **{r: can(r, p) for r in ROLES}}
-            for p, (_, meaning) in PERMISSIONS.items()]
+    return [
+        {"permission": p, "meaning": meaning, **{r: can(r, p) for r in ROLES}}
+        for p, (_, meaning) in PERMISSIONS.items()
+    ]
 
 
 def require(actor, permission: str) -> None:
     """Raise PermissionDenied unless `actor` (an Identity) may; plain strings are trusted callers."""
     if isinstance(actor, Identity) and not actor.can(permission):
-        raise PermissionDenied(f"{actor.name} ({actor.role}) may not {PERMISSIONS[permission][1]}: "
-                               f"that needs the {PERMISSIONS[permission][0]} role")
+        raise PermissionDenied(
+            f"{actor.name} ({actor.role}) may not {PERMISSIONS[permission][1]}: "
+            f"that needs the {PERMISSIONS[permission][0]} role"
+        )
     if actor is None:
         raise PermissionDenied(f"sign in to {PERMISSIONS[permission][1]}")
 
@@ -113,7 +119,7 @@ def cli_actor(name: str | None = None) -> str:
         return str(name).strip()
     try:
         return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):          # no passwd entry (some containers)
+    except (KeyError, OSError):  # no passwd entry (some containers)
         return f"cli:uid{os.getuid()}"
 
 
@@ -136,7 +142,7 @@ def auth_mode() -> str:
 def _hasher():
     from argon2 import PasswordHasher
 
-    return PasswordHasher()        # argon2id, RFC 9106 low-memory profile, 16-byte random salt
+    return PasswordHasher()  # argon2id, RFC 9106 low-memory profile, 16-byte random salt
 
 
 def hash_password(password: str) -> str:
@@ -223,8 +229,10 @@ def oidc_identity(repo, claims) -> Identity:
         raise AuthError("the provider returned no e-mail address")
     ident = identity_for(repo, key, via="oidc")
     if ident is None:
-        raise AuthError(f"{key} has no NeuroGrade account (or it is disabled): ask an administrator to "
-                        f"run `python -m core users add {key} --role clinician --oidc`")
+        raise AuthError(
+            f"{key} has no NeuroGrade account (or it is disabled): ask an administrator to "
+            f"run `python -m core users add {key} --role clinician --oidc`"
+        )
     return ident
 
 
@@ -263,8 +271,9 @@ def set_password(repo, name: str, password: str, actor):
 
     if not (isinstance(actor, Identity) and actor.name == name):
         authorize(actor, "manage_users")
-    return users.update_user(repo, name, actor_name(actor), password_hash=hash_password(password),
-                             action="set_password")
+    return users.update_user(
+        repo, name, actor_name(actor), password_hash=hash_password(password), action="set_password"
+    )
 
 
 def _keep_an_admin(repo, name: str, demoting: bool) -> None:
@@ -287,8 +296,33 @@ def needs_first_admin(repo) -> bool:
     return not any(u.role == "admin" and not u.disabled for u in users.list_users(repo))
 
 
-__all__ = ["ROLES", "MODES", "PERMISSIONS", "Identity", "AuthError", "PermissionDenied", "can", "require",
-           "authorize", "actor_name", "cli_actor", "local_identity", "auth_mode", "permissions_table",
-           "hash_password", "verify_password", "check_password", "check_name", "authenticate", "identity_for",
-           "oidc_identity", "add_user", "set_role", "set_disabled", "set_password", "needs_first_admin",
-           "role_rank", "MIN_PASSWORD_LENGTH"]
+__all__ = [
+    "ROLES",
+    "MODES",
+    "PERMISSIONS",
+    "Identity",
+    "AuthError",
+    "PermissionDenied",
+    "can",
+    "require",
+    "authorize",
+    "actor_name",
+    "cli_actor",
+    "local_identity",
+    "auth_mode",
+    "permissions_table",
+    "hash_password",
+    "verify_password",
+    "check_password",
+    "check_name",
+    "authenticate",
+    "identity_for",
+    "oidc_identity",
+    "add_user",
+    "set_role",
+    "set_disabled",
+    "set_password",
+    "needs_first_admin",
+    "role_rank",
+    "MIN_PASSWORD_LENGTH",
+]

@@ -4,6 +4,7 @@ Each command lives in `core/commands/<name>.py` with `register(subparsers)` that
 and sets `func(args) -> int` (the exit status). Commands import their heavy dependencies lazily so
 that `--help` stays fast.
 """
+
 from __future__ import annotations
 
 import argparse

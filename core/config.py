@@ -3,10 +3,11 @@
 Nothing here touches the disk or a device at import time: call `get_settings()` when a value is
 needed, so tests can change the environment and get fresh settings.
 """
+
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,18 +25,23 @@ def _int_env(name: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class Settings:
-    home: Path                 # NEUROGRADE_HOME: database, user-trained models, job logs
-    db_url: str                # NEUROGRADE_DB_URL: SQLAlchemy URL; default SQLite under home
-    device: str                # NEUROGRADE_DEVICE: auto | cpu | cuda | cuda:N | mps
-    max_upload_mb: int         # NEUROGRADE_MAX_UPLOAD_MB: largest upload accepted
-    max_voxels: int            # NEUROGRADE_MAX_VOXELS: larger volumes are refused before reading
-    max_zip_members: int       # NEUROGRADE_MAX_ZIP_MEMBERS
-    max_zip_bytes: int         # NEUROGRADE_MAX_ZIP_MB, uncompressed total, in bytes
-    max_decoded_bytes: int     # NEUROGRADE_MAX_DECODED_MB: decompressed/decoded data of one file, in bytes
-    max_frames: int            # NEUROGRADE_MAX_FRAMES: DICOM frames/slices of one series
-    max_image_pixels: int      # NEUROGRADE_MAX_IMAGE_PIXELS: pixels of one 2D picture (Pillow's limit)
-    data_dir: Path             # NEUROGRADE_DATA_DIR: the shared real data (absent on a user's machine)
-    auth: str = "local"        # NEUROGRADE_AUTH: local (sign-in, user store) | oidc (st.login) | off
+    home: Path  # NEUROGRADE_HOME: database, user-trained models, job logs
+    db_url: str  # NEUROGRADE_DB_URL: SQLAlchemy URL; default SQLite under home
+    device: str  # NEUROGRADE_DEVICE: auto | cpu | cuda | cuda:N | mps
+    max_upload_mb: int  # NEUROGRADE_MAX_UPLOAD_MB: largest upload accepted
+    max_voxels: int  # NEUROGRADE_MAX_VOXELS: larger volumes are refused before reading
+    max_zip_members: int  # NEUROGRADE_MAX_ZIP_MEMBERS
+    max_zip_bytes: int  # NEUROGRADE_MAX_ZIP_MB, uncompressed total, in bytes
+    max_decoded_bytes: int  # NEUROGRADE_MAX_DECODED_MB: decompressed/decoded data of one file, in bytes
+    max_frames: int  # NEUROGRADE_MAX_FRAMES: DICOM frames/slices of one series
+    max_image_pixels: int  # NEUROGRADE_MAX_IMAGE_PIXELS: pixels of one 2D picture (Pillow's limit)
+    data_dir: Path  # NEUROGRADE_DATA_DIR: the shared real data (absent on a user's machine)
+    auth: str = "local"  # NEUROGRADE_AUTH: local (sign-in, user store) | oidc (st.login) | off
+    warm_up: bool = True  # NEUROGRADE_WARM_UP: build the active models when the app starts (0: on first use)
+    pacs_url: str = ""  # NEUROGRADE_PACS_URL: the PACS's DICOMweb root; empty: no PACS
+    pacs_user: str = ""  # NEUROGRADE_PACS_USER: HTTP basic-auth user ("" for none)
+    # NEUROGRADE_PACS_PASSWORD: kept out of repr so it never reaches a log, page or error message
+    pacs_password: str = field(default="", repr=False)
 
     @property
     def models_dir(self) -> Path:
@@ -60,6 +66,10 @@ def get_settings() -> Settings:
         max_image_pixels=_int_env("NEUROGRADE_MAX_IMAGE_PIXELS", 25_000_000),
         data_dir=Path(os.environ.get("NEUROGRADE_DATA_DIR", REPO_ROOT.parent / "shared" / "data")).expanduser(),
         auth=_auth_env(),
+        warm_up=os.environ.get("NEUROGRADE_WARM_UP", "1").strip().lower() not in ("0", "false", "no", "off"),
+        pacs_url=os.environ.get("NEUROGRADE_PACS_URL", "").strip(),
+        pacs_user=os.environ.get("NEUROGRADE_PACS_USER", ""),
+        pacs_password=os.environ.get("NEUROGRADE_PACS_PASSWORD", ""),
     )
 
 
@@ -90,18 +100,23 @@ def home_problem(exc: BaseException, home: Path | None = None) -> str | None:
     code = getattr(exc, "errno", None)
     if code in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in text or "no space left" in text:
         return f"{where} is full (no space left on the device): {_HOME_FIX}."
-    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly database" in text \
-            or "read-only file system" in text:
+    if (
+        code in (errno.EROFS, errno.EACCES, errno.EPERM)
+        or "readonly database" in text
+        or "read-only file system" in text
+    ):
         return f"{where} is read-only (cannot write there): set NEUROGRADE_HOME to a writable folder."
     if code in (errno.ENOTDIR, errno.EEXIST) or (home.exists() and not home.is_dir()):
         return f"{where} is a file, not a folder: set NEUROGRADE_HOME to a folder."
     if code == errno.ENOENT:
-        if home.is_dir():                   # a file missing inside a usable home: not the home's fault
+        if home.is_dir():  # a file missing inside a usable home: not the home's fault
             return None
         return f"{where} cannot be created (a folder above it is missing): create it or set NEUROGRADE_HOME."
     if "unable to open database file" in text or "disk i/o error" in text or "database disk image" in text:
-        return (f"the database in {where} cannot be opened ({text.strip()[:80]}): the folder may be "
-                f"read-only, full or on a broken disk; {_HOME_FIX}.")
+        return (
+            f"the database in {where} cannot be opened ({text.strip()[:80]}): the folder may be "
+            f"read-only, full or on a broken disk; {_HOME_FIX}."
+        )
     if isinstance(exc, OSError):
         return f"{where} cannot be used ({exc.strerror or exc}): {_HOME_FIX}."
     return None

@@ -1,4 +1,5 @@
 """Which torch device to compute on: the NEUROGRADE_DEVICE setting resolved against the machine."""
+
 from __future__ import annotations
 
 import logging

@@ -12,6 +12,7 @@ card supplied (class names, series descriptions, intended use, limitations, note
 Every ASCII punctuation character is backslash-escaped (CommonMark lets any of them be escaped,
 and an escaped `<` or `&` is never HTML), and line breaks become spaces (no new block can start).
 """
+
 from __future__ import annotations
 
 import re

@@ -15,6 +15,7 @@ displayed slice, so linked views can draw where the other planes cut.
 
 Nothing here imports streamlit; torch is imported only by `model_input`.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -30,10 +31,10 @@ PLANES = ("axial", "coronal", "sagittal")
 
 # (center, width) over normalised [0, 1] intensities.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
-    "full": (0.5, 1.0),        # the whole normalised range (0.5-99.5th percentile)
-    "brain": (0.45, 0.7),      # a little more contrast between grey and white matter
-    "contrast": (0.6, 0.45),   # bright lesions and enhancement stand out
-    "soft": (0.5, 1.4),        # flatter, nothing clipped
+    "full": (0.5, 1.0),  # the whole normalised range (0.5-99.5th percentile)
+    "brain": (0.45, 0.7),  # a little more contrast between grey and white matter
+    "contrast": (0.6, 0.45),  # bright lesions and enhancement stand out
+    "soft": (0.5, 1.4),  # flatter, nothing clipped
 }
 
 _AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
@@ -55,7 +56,7 @@ def normalize_intensity(array: np.ndarray, low: float = 0.5, high: float = 99.5)
     inf become 0. A constant image cannot be stretched: its nonzero voxels become 1, zeros stay 0.
     """
     a = np.asarray(array, dtype=np.float32)
-    if not np.isfinite(a).all():            # loaders already refuse or zero them: rarely copies
+    if not np.isfinite(a).all():  # loaders already refuse or zero them: rarely copies
         a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
     # Percentiles of a regular subsample of a big volume are as good as of every voxel and ~5x
     # cheaper (this runs on every scan before inference).
@@ -78,9 +79,9 @@ def orient(array: np.ndarray, plane: str) -> np.ndarray:
     _check_plane(plane)
     if array.ndim != 3:
         raise ValueError(f"expected a (z, y, x) array, got shape {array.shape}")
-    if plane == "axial":        # (z, y, x) -> rows: y flipped (anterior top); cols: x flipped
+    if plane == "axial":  # (z, y, x) -> rows: y flipped (anterior top); cols: x flipped
         return array[:, ::-1, ::-1]
-    if plane == "coronal":      # (y, z, x) -> rows: z flipped (superior top); cols: x flipped
+    if plane == "coronal":  # (y, z, x) -> rows: z flipped (superior top); cols: x flipped
         return array.transpose(1, 0, 2)[:, ::-1, ::-1]
     # sagittal: (x, z, y) -> rows: z flipped (superior top); cols: y flipped (anterior left)
     return array.transpose(2, 0, 1)[:, ::-1, ::-1]
@@ -93,7 +94,7 @@ def display_slice(array: np.ndarray, plane: str, index: int) -> np.ndarray:
     return np.ascontiguousarray(stack[index], dtype=np.float32)
 
 
-def _channel_array(volume: "Volume", channel: str | None) -> np.ndarray:
+def _channel_array(volume: Volume, channel: str | None) -> np.ndarray:
     if channel is None:
         return volume.array
     if channel not in volume.channels:
@@ -101,8 +102,7 @@ def _channel_array(volume: "Volume", channel: str | None) -> np.ndarray:
     return volume.channels[channel]
 
 
-def slices(volume: "Volume", plane: str = "axial", channel: str | None = None,
-           normalize: bool = True) -> np.ndarray:
+def slices(volume: Volume, plane: str = "axial", channel: str | None = None, normalize: bool = True) -> np.ndarray:
     """All slices of `volume` in `plane`, display-oriented, float32 (N, H, W).
 
     `channel`: a name from `volume.channels` (default: the active one). With `normalize` the whole
@@ -120,7 +120,7 @@ def num_slices(shape: tuple[int, int, int], plane: str) -> int:
     return int(shape[_AXIS[_check_plane(plane)]])
 
 
-def plane_title(volume: "Volume", plane: str) -> str:
+def plane_title(volume: Volume, plane: str) -> str:
     """How a plane is named for people. A 2D picture records no orientation: its one plane is shown
     as given, never called axial."""
     _check_plane(plane)
@@ -129,7 +129,7 @@ def plane_title(volume: "Volume", plane: str) -> str:
     return plane.capitalize()
 
 
-def plane_aspect(volume: "Volume", plane: str) -> float:
+def plane_aspect(volume: Volume, plane: str) -> float:
     """Physical height / width of one displayed pixel of `plane` (1.0 for isotropic voxels)."""
     sz, sy, sx = (float(s) for s in volume.spacing)
     _check_plane(plane)
@@ -171,7 +171,7 @@ def _per_channel(values: Any, channels: int, name: str) -> list[float]:
     raise ValueError(f"spec.{name} has {len(vals)} values for {channels} input channels")
 
 
-def model_input(slices: Any, spec: Any) -> "torch.Tensor":
+def model_input(slices: Any, spec: Any) -> torch.Tensor:
     """Slices in [0, 1] -> the float32 tensor (N, C, S, S) that `spec`'s model expects.
 
     slices: (N, H, W) or (N, C, H, W) numpy array or tensor, or a single (H, W) slice.
@@ -200,8 +200,7 @@ def model_input(slices: Any, spec: Any) -> "torch.Tensor":
         x = F.pad(x, (left, side - w - left, top, side - h - top), value=0.0)
     size = int(spec.input_size)
     if side != size and n > 0:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=side > size)
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size)
         x = x.clamp(0.0, 1.0)
 
     want = int(getattr(spec, "in_channels", 3))

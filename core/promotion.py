@@ -1,11 +1,12 @@
 """One promotion path: compare a challenger with the champion on the SAME locked test split, then
-promote (or roll back) through the zoo's active.json (what inference reads) AND the store (history,
-audit).
+promote (or roll back). The store is the single truth for champions (history, audit); the zoo's
+active.json, which inference reads, is derived from it after every change (`publish_champion`).
 
     from core import promotion
-    cmp = promotion.compare("grade", "2.0.0")               # champion: the zoo's active version
+    cmp = promotion.compare("grade", "2.0.0")               # champion: the store's
     promotion.promote("grade", "2.0.0", actor="Dr Ada")     # PromotionRefused unless it beats it
     promotion.rollback("grade", actor="Dr Ada")
+    review.refresh_queue_scores("grade", "2.0.0", store)    # the caller re-scores the review queue
 
 Evaluations. A version's held-out numbers come from
 - its card: `metrics.test` (score() output with ci95, confusion, per_class, `patient` level), on the
@@ -24,25 +25,25 @@ load and match the sha256 in its card (`verify_weights`) and it has a score on a
 Primary metric (higher is better; the challenger must be strictly better):
 tumor_type: slice balanced accuracy; presence: slice ROC AUC; grade: patient-level ROC AUC.
 """
+
 from __future__ import annotations
 
-import json
-import logging
-import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from pathlib import Path
 
 from core import auth
 from core.auth import PermissionDenied
+from core.cards import ModelCard, metric_ci, metric_value
+from core.jsonable import jsonable
+from core.store import Store
+from core.tasks import primary_metric
+from core.training.evaluation import evaluate
+from core.zoo import active_version, load_checkpoint, model_card, set_active
+from model_zoo import headline_metrics
 
-PRIMARY: dict[str, tuple[str, str]] = {
-    "tumor_type": ("balanced_accuracy", "slice"),
-    "presence": ("auc", "slice"),
-    "grade": ("auc", "patient"),
-}
 SHOWN_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc", "ece")
 PER_CLASS_KEYS = ("sensitivity", "specificity", "precision", "f1")
-RESCORE_STRATEGIES = ("entropy", "margin", "least_confidence", "bald", "random")   # per-item ones
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,13 @@ class SampleMinimums:
     labels_per_class: confirmed labels of each class a retraining run had (training + held out); at
         the default hold-out fraction (0.25) 20 give about 5 held-out items per class.
     """
+
     held_out: int = 20
     held_out_per_class: int = 5
     labels_per_class: int = 20
 
 
-MINIMUMS = SampleMinimums()      # the one place these numbers live
-
-log = logging.getLogger(__name__)
+MINIMUMS = SampleMinimums()  # the one place these numbers live
 
 
 class PromotionError(Exception):
@@ -75,7 +75,7 @@ class PromotionError(Exception):
 class PromotionRefused(PromotionError):
     """The challenger does not beat the champion (or cannot be compared with it)."""
 
-    def __init__(self, message: str, comparison: "Comparison | None" = None):
+    def __init__(self, message: str, comparison: Comparison | None = None):
         super().__init__(message)
         self.comparison = comparison
 
@@ -84,64 +84,67 @@ class PromotionRefused(PromotionError):
 @dataclass(frozen=True)
 class Evaluation:
     """Held-out metrics of one version on one split."""
+
     version: str
     fingerprint: str
-    split: str                 # human description ("locked test", "hold-out of review labels", ...)
-    metrics: dict              # score()-like dict: accuracy, ..., ci95, confusion, per_class, patient
-    source: str                # "card" | "store"
+    split: str  # human description ("locked test", "hold-out of review labels", ...)
+    metrics: dict  # score()-like dict: accuracy, ..., ci95, confusion, per_class, patient
+    source: str  # "card" | "store"
 
 
-def primary_metric(task: str) -> tuple[str, str]:
-    return PRIMARY.get(task, ("balanced_accuracy", "slice"))
-
-
-def card_fingerprint(card: Mapping) -> str | None:
-    test = ((card.get("metrics") or {}).get("test")) or {}
-    if isinstance(test, Mapping) and test.get("fingerprint"):
+def card_fingerprint(card: ModelCard | Mapping) -> str | None:
+    card = ModelCard.coerce(card)
+    test = card.metrics.test or {}
+    if test.get("fingerprint"):
         return str(test["fingerprint"])
-    locked = ((card.get("recipe") or {}).get("split") or {}).get("locked_test") or {}
-    fp = locked.get("fingerprint") if isinstance(locked, Mapping) else None
+    fp = card.locked_test.fingerprint
     return str(fp) if fp else None
 
 
-def card_evaluation(card: Mapping, version: str | None = None) -> Evaluation | None:
+def card_evaluation(card: ModelCard | Mapping, version: str | None = None) -> Evaluation | None:
     """The card's own locked-test evaluation, or None when it has none (e.g. CV only)."""
-    test = ((card.get("metrics") or {}).get("test"))
+    card = ModelCard.coerce(card)
+    test = card.metrics.test
     fp = card_fingerprint(card)
-    if not isinstance(test, Mapping) or not test or not fp:
+    if not test or not fp:
         return None
-    return Evaluation(str(version or card.get("version") or ""), fp,
-                      str(test.get("split") or "locked test"), dict(test), "card")
+    return Evaluation(
+        str(version or card.version or ""), fp, str(test.get("split") or "locked test"), dict(test), "card"
+    )
 
 
-def _load_card(task: str, version: str) -> dict:
-    from model_zoo.checkpoints import resolve_ref
-
+def _load_card(task: str, version: str) -> ModelCard:
     try:
-        return dict(resolve_ref(f"{task}@{version}").card)
+        return model_card(f"{task}@{version}")
     except KeyError as exc:
         raise PromotionError(exc.args[0] if exc.args else str(exc)) from None
 
 
-def _repo(repo=None):
-    if repo is not None:
-        return repo
-    from core.store import Repository
+def _repo(repo: Store | None = None) -> Store:
+    return repo if repo is not None else Store.open()
 
-    return Repository.open()
+
+def current_champion(task: str, repo: Store | None = None) -> str | None:
+    """The champion of `task`: the store's (the single truth); before any promotion, the zoo's
+    default (its ACTIVE marker or newest shipped version)."""
+    champion = _repo(repo).models.champion(task)
+    return champion.version if champion else active_version(task)
 
 
 def store_evaluations(task: str, version: str, repo=None) -> list[Evaluation]:
     repo = _repo(repo)
-    for mv in repo.model_versions(task):
+    for mv in repo.models.versions(task):
         if mv.version == version:
             evs = (mv.metrics or {}).get("evaluations") or {}
-            return [Evaluation(version, fp, str(e.get("split") or ""), dict(e.get("metrics") or {}), "store")
-                    for fp, e in evs.items() if isinstance(e, Mapping)]
+            return [
+                Evaluation(version, fp, str(e.get("split") or ""), dict(e.get("metrics") or {}), "store")
+                for fp, e in evs.items()
+                if isinstance(e, Mapping)
+            ]
     return []
 
 
-def evaluations(task: str, version: str, repo=None, card: Mapping | None = None) -> list[Evaluation]:
+def evaluations(task: str, version: str, repo=None, card: ModelCard | Mapping | None = None) -> list[Evaluation]:
     """Every held-out evaluation known for task@version: the card's first, then the store's."""
     card = card if card is not None else _load_card(task, version)
     out = []
@@ -152,22 +155,25 @@ def evaluations(task: str, version: str, repo=None, card: Mapping | None = None)
     return out
 
 
-def record_evaluation(task: str, version: str, fingerprint: str, metrics: Mapping, split: str,
-                      repo=None, actor: str = "system") -> None:
+def record_evaluation(
+    task: str, version: str, fingerprint: str, metrics: Mapping, split: str, repo=None, actor: str = "system"
+) -> None:
     """Keep an evaluation of task@version on split `fingerprint` in the store (audited)."""
     repo = _repo(repo)
-    current = next((mv for mv in repo.model_versions(task) if mv.version == version), None)
+    current = next((mv for mv in repo.models.versions(task) if mv.version == version), None)
     base = dict(current.metrics) if current else {}
     evs = dict(base.get("evaluations") or {})
-    evs[str(fingerprint)] = {"split": split, "metrics": _plain(metrics)}
+    evs[str(fingerprint)] = {"split": split, "metrics": jsonable(metrics)}
     base["evaluations"] = evs
-    repo.register_model_version(task, version, metrics=base, actor=actor)
-    repo.audit(actor, "evaluate", "model_version", f"{task}@{version}", None,
-               {"fingerprint": fingerprint, "split": split, "summary": _summary(metrics)})
-
-
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    repo.models.register(task, version, metrics=base, actor=actor)
+    repo.audit.append(
+        actor,
+        "evaluate",
+        "model_version",
+        f"{task}@{version}",
+        None,
+        {"fingerprint": fingerprint, "split": split, "summary": _summary(metrics)},
+    )
 
 
 def _summary(metrics: Mapping) -> dict:
@@ -175,23 +181,6 @@ def _summary(metrics: Mapping) -> dict:
 
 
 # ------------------------------------------------------------------------------ comparison
-def _level(metrics: Mapping, level: str) -> Mapping:
-    if level == "patient":
-        return metrics.get("patient") or {}
-    return metrics
-
-
-def metric_value(metrics: Mapping, key: str, level: str = "slice") -> float | None:
-    """`key` of a score()-like dict at slice or patient level (None when absent)."""
-    v = _level(metrics, level).get(key)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def metric_ci(metrics: Mapping, key: str, level: str = "slice") -> list | None:
-    ci = (_level(metrics, level).get("ci95") or {}).get(key)
-    return list(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
-
-
 def _delta(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else float(a) - float(b)
 
@@ -203,18 +192,20 @@ class Comparison:
     champion: str | None
     comparable: bool
     beats: bool
-    reason: str                               # why it beats / does not / cannot be compared
-    primary: str = ""                         # e.g. "auc"
-    level: str = "slice"                      # "slice" | "patient"
+    reason: str  # why it beats / does not / cannot be compared
+    primary: str = ""  # e.g. "auc"
+    level: str = "slice"  # "slice" | "patient"
     fingerprint: str | None = None
     split: str = ""
     challenger_value: float | None = None
     champion_value: float | None = None
     challenger_ci: list | None = None
     champion_ci: list | None = None
-    metrics: list[dict] = field(default_factory=list)    # [{metric, level, challenger, challenger_ci, champion, champion_ci, delta}]
-    per_class: dict = field(default_factory=dict)        # {class: {metric: {challenger, champion, delta}}}
-    confusion: dict = field(default_factory=dict)        # {"classes", "challenger", "champion"}
+    metrics: list[dict] = field(
+        default_factory=list
+    )  # [{metric, level, challenger, challenger_ci, champion, champion_ci, delta}]
+    per_class: dict = field(default_factory=dict)  # {class: {metric: {challenger, champion, delta}}}
+    confusion: dict = field(default_factory=dict)  # {"classes", "challenger", "champion"}
     challenger_fingerprints: list[str] = field(default_factory=list)
     champion_fingerprints: list[str] = field(default_factory=list)
 
@@ -243,80 +234,102 @@ def held_out_counts(metrics: Mapping) -> dict[str, int] | None:
     return None
 
 
-def too_small(metrics: Mapping, card: Mapping | None = None, minimums: SampleMinimums | None = None) -> str:
+def too_small(metrics: Mapping, card: ModelCard | Mapping | None = None, minimums: SampleMinimums | None = None) -> str:
     """Why an evaluation is too small to compare on ("" when it is not; see SampleMinimums)."""
     m = minimums or MINIMUMS
     counts = held_out_counts(metrics)
-    need = (f"at least {m.held_out} held-out items with {m.held_out_per_class} of each class, from "
-            f"{m.labels_per_class} confirmed labels per class")
+    need = (
+        f"at least {m.held_out} held-out items with {m.held_out_per_class} of each class, from "
+        f"{m.labels_per_class} confirmed labels per class"
+    )
     if counts is not None:
         total = sum(counts.values())
         rare = min(counts.values()) if counts else 0
         if total < m.held_out or rare < m.held_out_per_class:
             shown = ", ".join(f"{c} {n}" for c, n in counts.items())
-            return (f"too few held-out items to compare: {total} ({shown}); a comparison needs {need}. "
-                    "Label more items of each class and retrain: no metrics are shown until then")
-    split = ((card or {}).get("recipe") or {}).get("split") or {}
-    per_class = split.get("labels_per_class") if isinstance(split, Mapping) else None
-    if isinstance(per_class, Mapping) and per_class:
+            return (
+                f"too few held-out items to compare: {total} ({shown}); a comparison needs {need}. "
+                "Label more items of each class and retrain: no metrics are shown until then"
+            )
+    per_class = ModelCard.coerce(card).recipe.split.labels_per_class
+    if per_class:
         rare = min(int(v) for v in per_class.values())
         if rare < m.labels_per_class:
             shown = ", ".join(f"{c} {n}" for c, n in per_class.items())
-            return (f"too few confirmed labels to compare: {shown}; a comparison needs {need}. "
-                    "Label more items of each class and retrain: no metrics are shown until then")
+            return (
+                f"too few confirmed labels to compare: {shown}; a comparison needs {need}. "
+                "Label more items of each class and retrain: no metrics are shown until then"
+            )
     return ""
 
 
 def _pick_common(chal: list[Evaluation], champ: list[Evaluation]) -> tuple[Evaluation, Evaluation] | None:
     by_fp = {e.fingerprint: e for e in chal}
-    for e in champ:                      # the champion's own locked test first, then the store's
+    for e in champ:  # the champion's own locked test first, then the store's
         if e.fingerprint in by_fp:
             return by_fp[e.fingerprint], e
     return None
 
 
-def compare(task: str, challenger_version: str, champion_version: str | None = None, *,
-            repo=None) -> Comparison:
-    """Challenger vs champion (default: the zoo's active version) on one shared held-out split."""
-    from model_zoo.checkpoints import active_version
-
+def compare(task: str, challenger_version: str, champion_version: str | None = None, *, repo=None) -> Comparison:
+    """Challenger vs champion (default: the current champion) on one shared held-out split."""
     primary, level = primary_metric(task)
-    champion_version = champion_version or active_version(task)
+    champion_version = champion_version or current_champion(task, repo)
     chal_card = _load_card(task, challenger_version)
-    base = dict(task=task, challenger=challenger_version, champion=champion_version, primary=primary,
-                level=level)
+    base = dict(task=task, challenger=challenger_version, champion=champion_version, primary=primary, level=level)
     if champion_version is None:
-        return Comparison(**base, comparable=False, beats=True,
-                          reason=f"{task} has no champion yet: the first version needs no comparison")
+        return Comparison(
+            **base,
+            comparable=False,
+            beats=True,
+            reason=f"{task} has no champion yet: the first version needs no comparison",
+        )
     if champion_version == challenger_version:
-        return Comparison(**base, comparable=False, beats=False,
-                          reason=f"{task}@{challenger_version} is already the champion")
+        return Comparison(
+            **base, comparable=False, beats=False, reason=f"{task}@{challenger_version} is already the champion"
+        )
     champ_card = _load_card(task, champion_version)
-    if list(chal_card.get("classes") or []) != list(champ_card.get("classes") or []):
-        return Comparison(**base, comparable=False, beats=False,
-                          reason=f"the classes differ: {chal_card.get('classes')} vs {champ_card.get('classes')}")
+    if chal_card.classes != champ_card.classes:
+        return Comparison(
+            **base,
+            comparable=False,
+            beats=False,
+            reason=f"the classes differ: {list(chal_card.classes)} vs {list(champ_card.classes)}",
+        )
     chal = evaluations(task, challenger_version, repo, chal_card)
     champ = evaluations(task, champion_version, repo, champ_card)
-    fps = dict(challenger_fingerprints=[e.fingerprint for e in chal],
-               champion_fingerprints=[e.fingerprint for e in champ])
+    fps = dict(
+        challenger_fingerprints=[e.fingerprint for e in chal], champion_fingerprints=[e.fingerprint for e in champ]
+    )
     pair = _pick_common(chal, champ)
     if pair is None:
         if not champ:
-            why = (f"{task}@{champion_version} has no locked-test evaluation (its card holds "
-                   "cross-validation only) and none is recorded in the store")
+            why = (
+                f"{task}@{champion_version} has no locked-test evaluation (its card holds "
+                "cross-validation only) and none is recorded in the store"
+            )
         elif not chal:
             why = f"{task}@{challenger_version} has no locked-test evaluation"
         else:
-            why = (f"{task}@{challenger_version} and {task}@{champion_version} were evaluated on different "
-                   f"locked test splits (fingerprints {', '.join(f[:12] for f in fps['challenger_fingerprints'])} "
-                   f"vs {', '.join(f[:12] for f in fps['champion_fingerprints'])}): not comparable")
+            why = (
+                f"{task}@{challenger_version} and {task}@{champion_version} were evaluated on different "
+                f"locked test splits (fingerprints {', '.join(f[:12] for f in fps['challenger_fingerprints'])} "
+                f"vs {', '.join(f[:12] for f in fps['champion_fingerprints'])}): not comparable"
+            )
         return Comparison(**base, comparable=False, beats=False, reason=why, **fps)
     ce, pe = pair
     cm, pm = ce.metrics, pe.metrics
     small = too_small(cm, chal_card)
     if small:
-        return Comparison(**base, comparable=False, beats=False, reason=small, fingerprint=ce.fingerprint,
-                          split=pe.split or ce.split, **fps)
+        return Comparison(
+            **base,
+            comparable=False,
+            beats=False,
+            reason=small,
+            fingerprint=ce.fingerprint,
+            split=pe.split or ce.split,
+            **fps,
+        )
     rows = []
     for lvl in ("slice", "patient"):
         if lvl == "patient" and not (cm.get("patient") and pm.get("patient")):
@@ -325,30 +338,58 @@ def compare(task: str, challenger_version: str, champion_version: str | None = N
             a, b = metric_value(cm, key, lvl), metric_value(pm, key, lvl)
             if a is None and b is None:
                 continue
-            rows.append({"metric": key, "level": lvl, "challenger": a, "challenger_ci": metric_ci(cm, key, lvl),
-                         "champion": b, "champion_ci": metric_ci(pm, key, lvl), "delta": _delta(a, b),
-                         "primary": key == primary and lvl == level})
+            rows.append(
+                {
+                    "metric": key,
+                    "level": lvl,
+                    "challenger": a,
+                    "challenger_ci": metric_ci(cm, key, lvl),
+                    "champion": b,
+                    "champion_ci": metric_ci(pm, key, lvl),
+                    "delta": _delta(a, b),
+                    "primary": key == primary and lvl == level,
+                }
+            )
     per_class: dict = {}
-    for cls in (chal_card.get("classes") or []):
+    for cls in chal_card.classes:
         a = (cm.get("per_class") or {}).get(cls) or {}
         b = (pm.get("per_class") or {}).get(cls) or {}
-        per_class[cls] = {k: {"challenger": a.get(k), "champion": b.get(k), "delta": _delta(a.get(k), b.get(k))}
-                          for k in PER_CLASS_KEYS if a.get(k) is not None or b.get(k) is not None}
-    confusion = {"classes": list(chal_card.get("classes") or []),
-                 "challenger": cm.get("confusion"), "champion": pm.get("confusion")}
+        per_class[cls] = {
+            k: {"challenger": a.get(k), "champion": b.get(k), "delta": _delta(a.get(k), b.get(k))}
+            for k in PER_CLASS_KEYS
+            if a.get(k) is not None or b.get(k) is not None
+        }
+    confusion = {"classes": list(chal_card.classes), "challenger": cm.get("confusion"), "champion": pm.get("confusion")}
     a, b = metric_value(cm, primary, level), metric_value(pm, primary, level)
     name = f"{level}-level {primary}" if level == "patient" else primary
     if a is None or b is None:
-        beats, reason = False, f"{name} is undefined for {'the challenger' if a is None else 'the champion'} on this split"
+        beats, reason = (
+            False,
+            f"{name} is undefined for {'the challenger' if a is None else 'the champion'} on this split",
+        )
     elif a > b:
         beats, reason = True, f"{name} {a:.3f} > {b:.3f} (champion {task}@{champion_version})"
     else:
-        beats, reason = False, (f"the challenger does not beat the champion: {name} {a:.3f} vs {b:.3f} "
-                                f"for {task}@{champion_version}")
-    return Comparison(**base, comparable=True, beats=beats, reason=reason, fingerprint=ce.fingerprint,
-                      split=pe.split or ce.split, challenger_value=a, champion_value=b,
-                      challenger_ci=metric_ci(cm, primary, level), champion_ci=metric_ci(pm, primary, level),
-                      metrics=rows, per_class=per_class, confusion=confusion, **fps)
+        beats, reason = (
+            False,
+            (f"the challenger does not beat the champion: {name} {a:.3f} vs {b:.3f} for {task}@{champion_version}"),
+        )
+    return Comparison(
+        **base,
+        comparable=True,
+        beats=beats,
+        reason=reason,
+        fingerprint=ce.fingerprint,
+        split=pe.split or ce.split,
+        challenger_value=a,
+        champion_value=b,
+        challenger_ci=metric_ci(cm, primary, level),
+        champion_ci=metric_ci(pm, primary, level),
+        metrics=rows,
+        per_class=per_class,
+        confusion=confusion,
+        **fps,
+    )
 
 
 # ------------------------------------------------------------------------------ promote / roll back
@@ -359,85 +400,44 @@ class PromotionResult:
     previous: str | None
     forced: bool
     comparison: Comparison | None
-    active_file: str
-    rescore: dict | None = None    # refresh_queue_scores() after the change (errors included)
+    active_file: str  # the zoo's active.json, rewritten from the store
 
     def to_dict(self) -> dict:
-        return {"task": self.task, "version": self.version, "previous": self.previous, "forced": self.forced,
-                "comparison": self.comparison.to_dict() if self.comparison else None,
-                "active_file": self.active_file, "rescore": self.rescore}
-
-
-def rescore_note(rescore: Mapping | None) -> str:
-    """One line about a post-promotion re-scoring, for pages and the CLI ("" when none ran)."""
-    if not rescore:
-        return ""
-    done = rescore.get("strategies") or {}
-    n = max((int(c.get("rescored", 0)) for c in done.values()), default=0)
-    text = (f"Review queue re-scored with {rescore.get('model_version')}: {n} pending item(s)"
-            + (f" ({', '.join(done)})" if done else ""))
-    errors = rescore.get("errors") or {}
-    if errors:
-        text += "; re-scoring FAILED for " + ", ".join(f"{k}: {v}" for k, v in errors.items())
-    return text + "."
-
-
-def refresh_queue_scores(task: str, version: str, repo=None) -> dict:
-    """Re-score `task`'s pending review items with the (new) champion `version`, for "entropy" and
-    every other per-item strategy that has stored scores for the task. Never raises: a strategy that
-    fails is logged and reported under "errors" (the promotion it follows stands).
-
-    Items are predicted once by `version` (recorded as predictions); further strategies reuse them.
-    Returns {"model_version", "strategies": {strategy: refresh_scores() counts}, "errors": {strategy: msg}}."""
-    out: dict = {"model_version": version, "strategies": {}, "errors": {}}
-    try:
-        from core.active_learning import refresh_scores
-        from core.review import predict_items
-
-        repo = _repo(repo)
-        strategies = ["entropy"] + [s for s in RESCORE_STRATEGIES[1:] if repo.scores(task, s)]
-    except Exception as exc:  # noqa: BLE001 - the store or the model code is unavailable
-        log.exception("re-scoring the %s queue for %s@%s failed", task, task, version)
-        out["errors"]["*"] = f"{type(exc).__name__}: {exc}"
-        return out
-    ref = f"{task}@{version}"
-    predict = lambda ids: predict_items(repo, task, ids, ref)  # noqa: E731
-    for strategy in strategies:
-        try:
-            out["strategies"][strategy] = refresh_scores(repo, task, strategy, model_version=version,
-                                                         predict=predict)
-        except Exception as exc:  # noqa: BLE001 - must not undo the promotion
-            log.exception("re-scoring the %s queue (%s) for %s failed", task, strategy, ref)
-            out["errors"][strategy] = f"{type(exc).__name__}: {exc}"
-    return out
+        return {
+            "task": self.task,
+            "version": self.version,
+            "previous": self.previous,
+            "forced": self.forced,
+            "comparison": self.comparison.to_dict() if self.comparison else None,
+            "active_file": self.active_file,
+        }
 
 
 def verify_weights(task: str, version: str) -> None:
     """Load task@version as inference does: its weights must match the sha256 in its card and fit
     its architecture. PromotionRefused otherwise: a model that fails verification is never active."""
-    from model_zoo.checkpoints import load_checkpoint
-
     try:
         load_checkpoint(f"{task}@{version}")
     except Exception as exc:  # noqa: BLE001 - whatever fails, these weights cannot be trusted
-        raise PromotionRefused(f"refused: {task}@{version} cannot be loaded or verified, so it can never be "
-                               f"made active ({type(exc).__name__}: {exc})") from exc
+        raise PromotionRefused(
+            f"refused: {task}@{version} cannot be loaded or verified, so it can never be "
+            f"made active ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def score_locked_test(task: str, version: str, n_boot: int = 1000) -> dict:
     """score() of task@version on the locked test split its card records (as `python -m core
     evaluate --split test`: the data must be on this machine); PromotionError when it cannot."""
-    from core.commands.evaluate import evaluate   # datasets and torch: only when a score is missing
 
     try:
         return evaluate(f"{task}@{version}", split="test", n_boot=n_boot)["metrics"]
-    except SystemExit as exc:        # evaluate() reports what stops it as SystemExit(message)
+    except SystemExit as exc:  # evaluate() reports what stops it as SystemExit(message)
         raise PromotionError(str(exc.code)) from None
     except Exception as exc:  # noqa: BLE001 - data loaders fail in many ways: any failure means no score here
         raise PromotionError(f"{type(exc).__name__}: {exc}") from None
 
 
-def locked_test_evaluation(task: str, version: str, card: Mapping, repo, actor: str) -> Evaluation:
+def locked_test_evaluation(task: str, version: str, card: ModelCard | Mapping, repo, actor: str) -> Evaluation:
     """The version's score on a locked test (its card's, else one recorded in the store). When it
     has none yet, it is scored on the locked test split its card records and the evaluation is
     recorded; PromotionRefused when it has none and cannot be scored."""
@@ -446,60 +446,51 @@ def locked_test_evaluation(task: str, version: str, card: Mapping, repo, actor: 
         return known[0]
     fingerprint = card_fingerprint(card)
     if not fingerprint:
-        raise PromotionRefused(f"refused: {task}@{version} has no score on a locked test: its card records no "
-                               "locked test split (cross-validation only) and no held-out evaluation is recorded "
-                               "in the store")
+        raise PromotionRefused(
+            f"refused: {task}@{version} has no score on a locked test: its card records no "
+            "locked test split (cross-validation only) and no held-out evaluation is recorded "
+            "in the store"
+        )
     try:
         metrics = score_locked_test(task, version)
     except PromotionError as exc:
-        raise PromotionRefused(f"refused: {task}@{version} has no score on its locked test split yet and cannot be "
-                               f"scored here ({exc}); run `python -m core evaluate --model {task}@{version} "
-                               "--split test` where its data is") from None
+        raise PromotionRefused(
+            f"refused: {task}@{version} has no score on its locked test split yet and cannot be "
+            f"scored here ({exc}); run `python -m core evaluate --model {task}@{version} "
+            "--split test` where its data is"
+        ) from None
     record_evaluation(task, version, fingerprint, metrics, "locked test", repo=repo, actor=actor)
-    return Evaluation(version, fingerprint, "locked test", _plain(metrics), "store")
+    return Evaluation(version, fingerprint, "locked test", jsonable(metrics), "store")
 
 
 def _headline(task: str, version: str) -> dict:
-    from model_zoo.checkpoints import headline_metrics
-
     try:
         return headline_metrics(_load_card(task, version))
     except PromotionError:
         return {}
 
 
-def _set_active_or_restore(task: str, version: str):
-    """Write active.json; returns (path, undo) where undo() puts the previous file back."""
-    from core.config import get_settings
-    from model_zoo.checkpoints import set_active
-
-    path = get_settings().home / "active.json"
-    before = path.read_bytes() if path.is_file() else None
-    written = set_active(task, version)
-
-    def undo() -> None:
-        if before is None:
-            path.unlink(missing_ok=True)
-        else:
-            tmp = path.with_name(f".{path.name}.undo.{os.getpid()}")
-            tmp.write_bytes(before)
-            os.replace(tmp, path)
-
-    return written, undo
+def publish_champion(repo: Store, task: str) -> Path:
+    """Write the store's champion of `task` into the zoo's active.json, which inference reads: the
+    file follows the store, never the other way round."""
+    champion = repo.models.champion(task)
+    try:
+        return set_active(task, champion.version)
+    except (OSError, KeyError) as exc:
+        raise PromotionError(
+            f"the store records {task}@{champion.version} as the champion, but the zoo's "
+            f"active.json could not be written ({exc}); promote it again to rewrite the "
+            "file"
+        ) from exc
 
 
-def _ensure_baseline(repo, task: str, champion: str | None) -> None:
-    """The store's promotion stack must start at the version that was active before the first
-    promotion through this path, so that a rollback has somewhere to go."""
-    if champion is None:
+def _ensure_baseline(repo: Store, task: str, champion: str | None) -> None:
+    """Before the first promotion of `task`, record the zoo's default version as its champion in
+    the store, so that a rollback has somewhere to go."""
+    if champion is None or repo.models.champion(task) is not None:
         return
-    history = repo.champion_history(task)
-    if history and history[-1] == champion:
-        return
-    repo.register_model_version(task, champion, metrics=None)
-    repo.promote(task, champion, actor="system",
-                 reason="baseline: the active version before this promotion" if not history
-                 else "re-synchronised with the zoo's active version")
+    repo.models.register(task, champion, metrics=None)
+    repo.models.promote(task, champion, actor="system", reason="baseline: the active version before this promotion")
 
 
 class PromotionForbidden(PromotionError, PermissionDenied):
@@ -514,26 +505,26 @@ def _authorized(actor, permission: str) -> str:
         raise PromotionForbidden(str(exc)) from exc
 
 
-def promote(task: str, version: str, actor, force: bool = False, reason: str | None = None, *,
-            repo=None, rescore_queue: bool = True) -> PromotionResult:
-    """Make task@version the active model if it beats the champion on a shared locked test split.
+def promote(
+    task: str, version: str, actor, force: bool = False, reason: str | None = None, *, repo: Store | None = None
+) -> PromotionResult:
+    """Make task@version the champion if it beats the current one on a shared locked test split.
 
     force=True promotes anyway (a reason is required and both are audited). Forced or not, the
     version's weights must pass verification and it must have a locked-test score (see the module
     doc). Raises PromotionRefused (with .comparison when it lost the comparison) otherwise,
-    PromotionError for unknown versions.
-    Afterwards the pending review queue is re-scored with the new champion (rescore_queue; see
-    refresh_queue_scores: a failure there is reported in result.rescore, never raised)."""
-    from model_zoo.checkpoints import active_version
-
+    PromotionError for unknown versions. The store records the change; active.json follows it.
+    Re-scoring the review queue is the caller's next step (core.review.refresh_queue_scores)."""
     actor = _authorized(actor, "force_promote" if force else "promote")
     if not str(actor or "").strip():
         raise PromotionError("who is promoting? an actor name is required")
-    card = _load_card(task, version)                # exists?
+    card = _load_card(task, version)  # exists?
     verify_weights(task, version)
     repo = _repo(repo)
-    champion = active_version(task)
+    champion = current_champion(task, repo)
     if champion == version:
+        if repo.models.champion(task) is not None:
+            publish_champion(repo, task)  # in case an earlier write of the file failed
         raise PromotionRefused(f"{task}@{version} is already the active version")
     locked_test_evaluation(task, version, card, repo, actor)
     comparison = compare(task, version, champion, repo=repo) if champion else None
@@ -543,65 +534,108 @@ def promote(task: str, version: str, actor, force: bool = False, reason: str | N
         if not str(reason or "").strip():
             raise PromotionRefused("a forced promotion needs a reason", comparison)
     _ensure_baseline(repo, task, champion)
-    path, undo = _set_active_or_restore(task, version)
-    try:
-        repo.register_model_version(task, version, metrics=None)
-        forced = comparison is not None and not comparison.beats
-        note = reason or (comparison.reason if comparison else "first version")
-        repo.promote(task, version, actor=actor, reason=("FORCED: " if forced else "") + note)
-        repo.audit(actor, "promotion_decision", "model_version", f"{task}@{version}",
-                   {"champion": champion, "champion_metrics": _headline(task, champion) if champion else None},
-                   {"forced": forced, "reason": reason,
-                    "comparison": {k: v for k, v in (comparison.to_dict() if comparison else {}).items()
-                                   if k in ("comparable", "beats", "reason", "primary", "level", "fingerprint",
-                                            "challenger_value", "champion_value", "delta")}})
-    except BaseException:
-        undo()
-        raise
-    rescore = refresh_queue_scores(task, version, repo) if rescore_queue else None
-    return PromotionResult(task, version, champion, comparison is not None and not comparison.beats,
-                           comparison, str(path), rescore)
+    forced = comparison is not None and not comparison.beats
+    note = reason or (comparison.reason if comparison else "first version")
+    repo.models.register(task, version, metrics=None)
+    repo.models.promote(task, version, actor=actor, reason=("FORCED: " if forced else "") + note)
+    repo.audit.append(
+        actor,
+        "promotion_decision",
+        "model_version",
+        f"{task}@{version}",
+        {"champion": champion, "champion_metrics": _headline(task, champion) if champion else None},
+        {
+            "forced": forced,
+            "reason": reason,
+            "comparison": {
+                k: v
+                for k, v in (comparison.to_dict() if comparison else {}).items()
+                if k
+                in (
+                    "comparable",
+                    "beats",
+                    "reason",
+                    "primary",
+                    "level",
+                    "fingerprint",
+                    "challenger_value",
+                    "champion_value",
+                    "delta",
+                )
+            },
+        },
+    )
+    path = publish_champion(repo, task)
+    return PromotionResult(task, version, champion, forced, comparison, str(path))
 
 
-def rollback(task: str, actor, reason: str | None = None, *, repo=None,
-             rescore_queue: bool = True) -> PromotionResult:
-    """Give the active title back to the version promoted before the current champion (then
-    re-score the pending queue with it, as promote() does)."""
-    from model_zoo.checkpoints import active_version
-
+def rollback(task: str, actor, reason: str | None = None, *, repo: Store | None = None) -> PromotionResult:
+    """Give the champion title back to the version promoted before the current one (re-scoring the
+    review queue with it is the caller's next step, as after promote())."""
     actor = _authorized(actor, "rollback")
     if not str(actor or "").strip():
         raise PromotionError("who is rolling back? an actor name is required")
     repo = _repo(repo)
-    history = repo.champion_history(task)
-    current = active_version(task)
+    history = repo.models.champion_history(task)
+    current = current_champion(task, repo)
     if len(history) < 2:
-        raise PromotionError(f"no earlier champion of {task} to roll back to (promotion history: "
-                             f"{', '.join(history) or 'empty'})")
+        raise PromotionError(
+            f"no earlier champion of {task} to roll back to (promotion history: {', '.join(history) or 'empty'})"
+        )
     target = history[-2]
     _load_card(task, target)
     verify_weights(task, target)
-    path, undo = _set_active_or_restore(task, target)
-    try:
-        repo.rollback(task, actor=actor, reason=reason)
-        repo.audit(actor, "rollback_decision", "model_version", f"{task}@{target}",
-                   {"active": current, "history": history}, {"active": target, "reason": reason})
-    except BaseException:
-        undo()
-        raise
-    rescore = refresh_queue_scores(task, target, repo) if rescore_queue else None
-    return PromotionResult(task, target, current, False, None, str(path), rescore)
+    repo.models.rollback(task, actor=actor, reason=reason)
+    repo.audit.append(
+        actor,
+        "rollback_decision",
+        "model_version",
+        f"{task}@{target}",
+        {"active": current, "history": history},
+        {"active": target, "reason": reason},
+    )
+    path = publish_champion(repo, task)
+    return PromotionResult(task, target, current, False, None, str(path))
 
 
 def history(task: str, repo=None) -> list[dict]:
     """Promotions and rollbacks of `task`, oldest first: [{at, actor, action, from, to, reason}]."""
     repo = _repo(repo)
-    return [{"at": a.at, "actor": a.actor, "action": a.action, "from": (a.before or {}).get("version"),
-             "to": (a.after or {}).get("version"), "reason": (a.after or {}).get("reason")}
-            for a in repo.audit_log(entity="champion", entity_id=task)]
+    return [
+        {
+            "at": a.at,
+            "actor": a.actor,
+            "action": a.action,
+            "from": (a.before or {}).get("version"),
+            "to": (a.after or {}).get("version"),
+            "reason": (a.after or {}).get("reason"),
+        }
+        for a in repo.audit.entries(entity="champion", entity_id=task)
+    ]
 
 
-__all__ = ["PRIMARY", "MINIMUMS", "SampleMinimums", "too_small", "held_out_counts", "Comparison", "Evaluation", "PromotionError", "PromotionRefused", "PromotionResult",
-           "compare", "promote", "rollback", "history", "refresh_queue_scores", "rescore_note", "evaluations", "record_evaluation",
-           "card_evaluation", "card_fingerprint", "primary_metric", "verify_weights", "locked_test_evaluation",
-           "score_locked_test"]
+__all__ = [
+    "MINIMUMS",
+    "SampleMinimums",
+    "too_small",
+    "held_out_counts",
+    "Comparison",
+    "Evaluation",
+    "PromotionError",
+    "PromotionRefused",
+    "PromotionResult",
+    "compare",
+    "promote",
+    "rollback",
+    "history",
+    "current_champion",
+    "publish_champion",
+    "evaluations",
+    "record_evaluation",
+    "card_evaluation",
+    "card_fingerprint",
+    "primary_metric",
+    "verify_weights",
+    "locked_test_evaluation",
+    "score_locked_test",
+]

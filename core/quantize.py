@@ -11,6 +11,7 @@ has it and its measured label agreement is >= 99.5%). No calibration file, no in
 torch.ao's FX quantization is deprecated in favour of torchao's pt2e flow; it works in the pinned
 torch 2.14.1, and moving to pt2e is the upgrade path (its x86 quantizer wants torch.compile).
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,7 +43,7 @@ def _prepared(model_fp32, example):
     first_conv = next((n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)), None)
     if first_conv:
         mapping = mapping.set_module_name(first_conv, None)
-    with warnings.catch_warnings():     # reduce_range deprecation: the x86 default qconfig still sets it
+    with warnings.catch_warnings():  # reduce_range deprecation: the x86 default qconfig still sets it
         warnings.simplefilter("ignore")
         return prepare_fx(model, mapping, example_inputs=(example,))
 
@@ -54,7 +55,7 @@ def calibrate(model_fp32, inputs, batch_size: int = 32) -> dict[str, Any]:
     prepared = _prepared(model_fp32, inputs[:1])
     with torch.no_grad():
         for i in range(0, len(inputs), batch_size):
-            prepared(inputs[i:i + batch_size])
+            prepared(inputs[i : i + batch_size])
     return {k: v.clone() for k, v in prepared.state_dict().items() if _OBSERVER_KEY in k}
 
 
@@ -67,6 +68,6 @@ def quantized(model_fp32, observers: dict[str, Any], example):
     if missing:
         raise ValueError(f"the calibration does not fit this model ({len(missing)} observers missing)")
     prepared.load_state_dict(observers, strict=False)
-    with warnings.catch_warnings():     # torch.ao's quantized tensors are deprecated for torchao; torch is pinned
+    with warnings.catch_warnings():  # torch.ao's quantized tensors are deprecated for torchao; torch is pinned
         warnings.simplefilter("ignore")
         return convert_fx(prepared).eval()

@@ -4,12 +4,13 @@ it ("T1c", "t1ce", "T1Gd", "ce-T1" are all `t1post`). The one alias table of `co
 Channel names stay as the user gave them (`load_volume(sequences=...)`); code that looks for a
 sequence asks `find_channel`, never compares names itself.
 """
+
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 
-ANY_SEQUENCE = "grey"    # a model card's sequences ["grey"]: one slice of any sequence, replicated
+ANY_SEQUENCE = "grey"  # a model card's sequences ["grey"]: one slice of any sequence, replicated
 
 # canonical name -> how a clinician reads it
 SEQUENCE_TITLES = {
@@ -28,11 +29,37 @@ SEQUENCE_TITLES = {
 # A T1 without a contrast marker is read as pre-contrast: the BraTS convention (t1 / t1ce) and the
 # clinical one; a post-contrast T1 is always marked (c, ce, gd, post, +c).
 _ALIASES = {
-    "t1pre": ("t1", "t1w", "t1weighted", "t1native", "nativet1", "t1precontrast", "t1nc", "t1noncontrast"),
-    "t1post": ("t1c", "t1ce", "t1gd", "t1wgd", "t1wce", "t1wc", "cet1", "cet1w", "gdt1", "t1post",
-               "t1postcontrast", "t1contrast", "t1wpost", "postt1", "t1cpost", "t1gad"),
+    "t1pre": (
+        "t1",
+        "t1w",
+        "t1weighted",
+        "t1native",
+        "nativet1",
+        "t1precontrast",
+        "t1nc",
+        "t1noncontrast",
+        "t1n",
+    ),  # t1n: BraTS 2023
+    "t1post": (
+        "t1c",
+        "t1ce",
+        "t1gd",
+        "t1wgd",
+        "t1wce",
+        "t1wc",
+        "cet1",
+        "cet1w",
+        "gdt1",
+        "t1post",
+        "t1postcontrast",
+        "t1contrast",
+        "t1wpost",
+        "postt1",
+        "t1cpost",
+        "t1gad",
+    ),
     "t2": ("t2w", "t2weighted", "t2tse", "t2fse"),
-    "flair": ("t2flair", "t2wflair", "flairt2", "darkfluid"),
+    "flair": ("t2flair", "t2wflair", "flairt2", "darkfluid", "t2f"),  # t2f: BraTS 2023
     "pd": ("pdw", "protondensity"),
     "t2star": ("t2s", "t2starw"),
     "dwi": ("diffusion", "trace", "tracew"),
@@ -54,7 +81,7 @@ def canonical_sequence(name) -> str | None:
 def find_channel(channels: Iterable[str], sequence: str) -> str | None:
     """The channel of `channels` that holds `sequence` (an exact name first, then any alias)."""
     channels = list(channels)
-    if "t0" in channels:   # the loader's names for unnamed time points / echoes: "t1" is not a T1
+    if "t0" in channels:  # the loader's names for unnamed time points / echoes: "t1" is not a T1
         channels = [c for c in channels if not re.fullmatch(r"t\d+", c)]
     if sequence in channels:
         return sequence

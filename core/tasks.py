@@ -4,6 +4,7 @@ it depends on in the cascade. Defined once; the rest of `core` reads it from her
 A model's card names the classes it was trained with; `class_title` turns any of them into the
 words a clinician reads.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,30 +13,55 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Task:
     name: str
-    title: str                         # how the page, the PDF and the report name the task
+    title: str  # how the page, the PDF and the report name the task
     # Sequences in order of preference for a model trained on "grey" (any single sequence): the
     # Predictor reads the first one the scan has. A model that stacks several sequences declares
     # them in its card instead.
     prefers: tuple[str, ...]
-    upstream: str | None               # the task whose answer this one needs (cascade order)
-    classes: tuple[str, ...] = ()      # the labels a reviewer may give (the active card may add its own)
+    upstream: str | None  # the task whose answer this one needs (cascade order)
+    classes: tuple[str, ...] = ()  # the labels a reviewer may give (the active card may add its own)
 
 
 TASK_TABLE: dict[str, Task] = {
     # presence is most reliable on FLAIR (slice AUC 0.92 on held-out TCGA patients, 0.79 on T1-pre)
-    "presence": Task("presence", "Tumour presence", ("flair", "t2", "t1post", "t1pre"), None,
-                     ("no_tumor", "tumor")),
+    "presence": Task("presence", "Tumour presence", ("flair", "t2", "t1post", "t1pre"), None, ("no_tumor", "tumor")),
     # tumour type was trained on T1 post-contrast slices only (Figshare CE-MRI)
-    "tumor_type": Task("tumor_type", "Tumour type", ("t1post", "t1", "t1pre", "flair", "t2"), "presence",
-                       ("glioma", "meningioma", "pituitary")),
+    "tumor_type": Task(
+        "tumor_type",
+        "Tumour type",
+        ("t1post", "t1", "t1pre", "flair", "t2"),
+        "presence",
+        ("glioma", "meningioma", "pituitary"),
+    ),
     # G2/G3: TCGA-LGG (WHO grade II/III); LGG/HGG: BraTS-style data a user may train on
     "grade": Task("grade", "Glioma grade", ("t1pre", "flair", "t1post"), "tumor_type", ("G2", "G3", "LGG", "HGG")),
 }
-TASKS: tuple[str, ...] = tuple(TASK_TABLE)          # cascade order: presence -> tumor_type -> grade
+TASKS: tuple[str, ...] = tuple(TASK_TABLE)  # cascade order: presence -> tumor_type -> grade
 
-CLASS_TITLES = {"no_tumor": "No tumour", "tumor": "Tumour", "glioma": "Glioma", "meningioma": "Meningioma",
-                "pituitary": "Pituitary tumour", "G2": "WHO grade II", "G3": "WHO grade III",
-                "LGG": "Lower-grade glioma", "HGG": "High-grade glioma"}
+# The metric a challenger must beat the champion on (core.promotion), and at which level
+PRIMARY_METRIC: dict[str, tuple[str, str]] = {
+    "tumor_type": ("balanced_accuracy", "slice"),
+    "presence": ("auc", "slice"),
+    "grade": ("auc", "patient"),
+}
+
+
+def primary_metric(task: str) -> tuple[str, str]:
+    """(metric, "slice" | "patient") that decides promotion for `task`."""
+    return PRIMARY_METRIC.get(task, ("balanced_accuracy", "slice"))
+
+
+CLASS_TITLES = {
+    "no_tumor": "No tumour",
+    "tumor": "Tumour",
+    "glioma": "Glioma",
+    "meningioma": "Meningioma",
+    "pituitary": "Pituitary tumour",
+    "G2": "WHO grade II",
+    "G3": "WHO grade III",
+    "LGG": "Lower-grade glioma",
+    "HGG": "High-grade glioma",
+}
 
 
 def task_title(task: str) -> str:
@@ -58,13 +84,12 @@ def label_classes(task: str) -> tuple[str, ...]:
     if t is None:
         return ()
     out = list(t.classes)
-    try:   # model_zoo only when a label is checked; a broken zoo must not block labelling
-        from model_zoo.checkpoints import active_version, resolve_ref
+    try:  # model_zoo only when a label is checked; a broken zoo must not block labelling
+        from core.zoo import active_version, model_card
 
         version = active_version(task)
         if version:
-            out += [str(c) for c in (resolve_ref(f"{task}@{version}").card.get("classes") or [])
-                    if str(c) not in out]
+            out += [c for c in model_card(f"{task}@{version}").classes if c not in out]
     except Exception:  # noqa: BLE001 - the table's classes still hold
         pass
     return tuple(out)

@@ -6,30 +6,41 @@ session's state (server side) and re-reads its role from the store on every run,
 or a disabled account takes effect at once; `oidc` reads Streamlit's `st.user` (st.login); `off`
 is the single local user. Pages ask `current_user()` and show only what its role may do; the core
 calls they make check the role again.
+
+Models: one `core.inference.Predictor` per set of active versions (`st.cache_resource`), built in
+the background when the app starts (`warm_up_models`, NEUROGRADE_WARM_UP) so the first scan does
+not wait for it. `guarded` turns a section's unexpected error into a message, never a traceback.
 """
+
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 import time
 
 import streamlit as st
 
-from core import auth
+from core import auth, zoo
+from core.config import get_settings
+from core.inference import Predictor
+from core.tasks import TASKS
 
-AUTH_KEY = "auth_user"              # session_state: {"name": ..., "via": "local"} after a sign-in
+log = logging.getLogger("neurograde.pages")
+
+AUTH_KEY = "auth_user"  # session_state: {"name": ..., "via": "local"} after a sign-in
 _FAILS = "_auth_failures"
 
 
 @st.cache_resource(show_spinner=False)
 def _repo_for(db_url: str):
-    from core.store import Repository
+    from core.store import Store
 
-    return Repository.open(db_url)
+    return Store.open(db_url)
 
 
 def get_repo():
     """The store of the current settings (one per database URL, shared by the sessions)."""
-    from core.config import get_settings
-
     return _repo_for(str(get_settings().db_url))
 
 
@@ -49,7 +60,7 @@ def current_user() -> auth.Identity | None:
     if not signed:
         return None
     ident = auth.identity_for(get_repo(), signed.get("name", ""), "local")
-    if ident is None:                       # disabled or removed meanwhile: signed out
+    if ident is None:  # disabled or removed meanwhile: signed out
         st.session_state.pop(AUTH_KEY, None)
     return ident
 
@@ -79,7 +90,7 @@ def client_is_local() -> bool:
     import ipaddress
 
     ip = st.context.ip_address
-    if ip is None or not isinstance(ip, str):       # loopback (or AppTest, which has no connection)
+    if ip is None or not isinstance(ip, str):  # loopback (or AppTest, which has no connection)
         return True
     try:
         return ipaddress.ip_address(ip.split("%")[0]).is_loopback
@@ -106,7 +117,7 @@ def _sign_in(name_key: str, password_key: str) -> None:
     password = str(st.session_state.get(password_key) or "")
     st.session_state[password_key] = ""
     fails = int(st.session_state.get(_FAILS, 0))
-    if fails >= 3:                           # slow down guessing in this session
+    if fails >= 3:  # slow down guessing in this session
         time.sleep(min(2.0 * (fails - 2), 10.0))
     try:
         ident = auth.authenticate(get_repo(), name, password)
@@ -133,20 +144,27 @@ def sign_in_page() -> None:
     st.caption("NeuroGrade — decision support for brain-tumour MRI. Research use only.")
     mode = auth.auth_mode()
     if mode == "oidc":
-        if _oidc_logged_in():        # signed in at the provider, but no (enabled) account here
+        if _oidc_logged_in():  # signed in at the provider, but no (enabled) account here
             try:
                 auth.oidc_identity(get_repo(), _oidc_claims())
             except auth.AuthError as exc:
                 st.error(str(exc), icon=":material/person_off:")
             st.button("Sign out", key="auth_oidc_logout", on_click=st.logout)
             return
-        st.button("Sign in with your organisation", type="primary", key="auth_oidc_login", on_click=st.login,
-                  icon=":material/login:")
+        st.button(
+            "Sign in with your organisation",
+            type="primary",
+            key="auth_oidc_login",
+            on_click=st.login,
+            icon=":material/login:",
+        )
         return
     if auth.needs_first_admin(get_repo()):
-        st.info("No administrator account yet. On the machine that runs NeuroGrade, create the first one:\n\n"
-                "`python -m core users add NAME --role admin`\n\n(it asks for the password), then sign in here.",
-                icon=":material/admin_panel_settings:")
+        st.info(
+            "No administrator account yet. On the machine that runs NeuroGrade, create the first one:\n\n"
+            "`python -m core users add NAME --role admin`\n\n(it asks for the password), then sign in here.",
+            icon=":material/admin_panel_settings:",
+        )
     msg = st.session_state.get("_auth_message")
     if msg:
         st.error(msg, icon=":material/lock:")
@@ -158,8 +176,86 @@ def sign_in_page() -> None:
 
 def local_only_page() -> None:
     st.title("Not available from this address")
-    st.error("Sign-in is off (NEUROGRADE_AUTH=off): NeuroGrade then serves only the machine it runs on. "
-             "Turn sign-in on (NEUROGRADE_AUTH=local) to use it from the network.", icon=":material/lock:")
+    st.error(
+        "Sign-in is off (NEUROGRADE_AUTH=off): NeuroGrade then serves only the machine it runs on. "
+        "Turn sign-in on (NEUROGRADE_AUTH=local) to use it from the network.",
+        icon=":material/lock:",
+    )
 
 
-reviewer_name = user_name           # the name pages used before sign-in existed
+reviewer_name = user_name  # the name pages used before sign-in existed
+
+
+# ------------------------------------------------------------------------------- models
+def active_versions() -> tuple[tuple[str, str], ...]:
+    """((task, active version), ...) for the tasks that have a model; read on every run, so a
+    promotion or a newly shipped version is picked up without a restart."""
+    out = []
+    for task in TASKS:
+        try:
+            version = zoo.active_version(task)
+        except Exception as exc:  # noqa: BLE001 - one unreadable task must not hide the others
+            log.warning("active version of %s unavailable: %s", task, exc)
+            version = None
+        if version:
+            out.append((task, str(version)))
+    return tuple(out)
+
+
+@st.cache_resource(show_spinner="Loading the models...", max_entries=4)
+def _predictor_for(versions: tuple[tuple[str, str], ...], home: str, device: str) -> Predictor:
+    """One Predictor per (active versions, NEUROGRADE_HOME, device setting), shared by sessions."""
+    refs = {task: f"{task}@{version}" for task, version in versions}
+    try:
+        return Predictor.from_refs(refs, device=device)
+    except ValueError as exc:  # a bad NEUROGRADE_DEVICE: run on the CPU and say so
+        return Predictor.from_refs(refs, device="cpu", notes=[f"device: {exc}; running on the CPU"])
+
+
+def get_predictor() -> tuple[Predictor | None, tuple[tuple[str, str], ...]]:
+    """(Predictor or None when no model is installed, active versions)."""
+    versions = active_versions()
+    if not versions:
+        return None, versions
+    settings = get_settings()
+    return _predictor_for(versions, str(settings.home), str(settings.device or "auto")), versions
+
+
+def _build_models() -> None:
+    try:
+        get_predictor()
+    except Exception:  # noqa: BLE001 - a page that needs the models reports the error itself
+        log.exception("warming up the models failed")
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_up_thread() -> threading.Thread:
+    thread = threading.Thread(target=_build_models, name="neurograde-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_up_models() -> None:
+    """Build the active models once per server process, in the background, when the app starts
+    (NEUROGRADE_WARM_UP=0: on first use). A page asking for them meanwhile waits for the same
+    build (st.cache_resource computes a value once)."""
+    if get_settings().warm_up:
+        _warm_up_thread()
+
+
+# ------------------------------------------------------------------------------- sections
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (at most 300 characters), for a message on a page."""
+    message = str(exc).strip()
+    return message.splitlines()[0][:300] if message else type(exc).__name__
+
+
+@contextlib.contextmanager
+def guarded(what: str):
+    """Runs a section; an unexpected error becomes an st.error with its message (logged with the
+    traceback), never a traceback on the page. Streamlit's own control flow passes through."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - st.rerun / st.stop are BaseExceptions and pass
+        log.exception("%s failed", what)
+        st.error(f"{what} failed: {first_line(exc)}", icon=":material/error:")

@@ -5,6 +5,7 @@ Thin page: the queue order comes from core.active_learning, the decisions go thr
 version the reviewer saw, so a label saved by someone else in the meantime is reported as a
 conflict with the current label, never silently overwritten.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,14 @@ from core.markup import text
 from core.tasks import class_title
 from pages.common import current_user, get_repo, role_note, user_name
 
-STRATEGY_LABELS = {"entropy": "entropy", "margin": "margin", "least_confidence": "least confidence",
-                   "bald": "BALD (MC dropout)", "random": "random", "coreset": "core-set (batch-aware)"}
+STRATEGY_LABELS = {
+    "entropy": "entropy",
+    "margin": "margin",
+    "least_confidence": "least confidence",
+    "bald": "BALD (MC dropout)",
+    "random": "random",
+    "coreset": "core-set (batch-aware)",
+}
 PIN = "review_current"
 MESSAGE = "review_message"
 
@@ -43,8 +50,13 @@ def pinned_item(repo, task: str, strategy: str) -> review.ReviewItem | None:
         return dataclasses.replace(item, version=pin["version"])
     item = review.next_item(repo, task, strategy, reviewer=user_name() or None)
     if item is not None:
-        st.session_state[PIN] = {"task": task, "strategy": strategy, "item_id": item.item_id,
-                                 "version": item.version, "score": item.score}
+        st.session_state[PIN] = {
+            "task": task,
+            "strategy": strategy,
+            "item_id": item.item_id,
+            "version": item.version,
+            "score": item.score,
+        }
     else:
         st.session_state.pop(PIN, None)
     return item
@@ -56,14 +68,21 @@ def _decide(action: str, label_key: str, comment_key: str) -> None:
     if not pin:
         return
     repo = get_repo()
-    item = dataclasses.replace(review.load_item(repo, pin["item_id"], pin["task"], pin["strategy"]),
-                               version=pin["version"])
-    out = review.decide(repo, item, action, current_user(), value=st.session_state.get(label_key),
-                        comment=st.session_state.get(comment_key))
+    item = dataclasses.replace(
+        review.load_item(repo, pin["item_id"], pin["task"], pin["strategy"]), version=pin["version"]
+    )
+    out = review.decide(
+        repo,
+        item,
+        action,
+        current_user(),
+        value=st.session_state.get(label_key),
+        comment=st.session_state.get(comment_key),
+    )
     st.session_state[MESSAGE] = dataclasses.asdict(out)
     if out.ok:
         st.session_state.pop(PIN, None)
-    elif out.conflict:   # keep the item on screen, now against the version the reviewer has been shown
+    elif out.conflict:  # keep the item on screen, now against the version the reviewer has been shown
         st.session_state[PIN] = {**pin, "version": out.current_version}
 
 
@@ -76,10 +95,12 @@ def show_message() -> None:
     msg = st.session_state.get(MESSAGE)
     if not msg:
         return
-    if msg["conflict"]:   # messages quote labels and reviewer names: shown as text, never as Markdown
+    if msg["conflict"]:  # messages quote labels and reviewer names: shown as text, never as Markdown
         st.error(text(msg["message"]), icon=":material/sync_problem:")
-        st.markdown(f"Current label: **{text(msg['current_label'] or 'none')}**"
-                    + (f" — by {text(msg['current_reviewer'])}" if msg.get("current_reviewer") else ""))
+        st.markdown(
+            f"Current label: **{text(msg['current_label'] or 'none')}**"
+            + (f" — by {text(msg['current_reviewer'])}" if msg.get("current_reviewer") else "")
+        )
     elif msg["ok"]:
         st.success(text(msg["message"]), icon=":material/check:")
     else:
@@ -87,7 +108,7 @@ def show_message() -> None:
 
 
 def show_progress(repo, task: str) -> None:
-    prog = repo.progress(task)
+    prog = repo.queue.progress(task)
     cols = st.columns(5)
     for col, key in zip(cols, ("total", "pending", "labelled", "flagged", "disputed")):
         col.metric(key.capitalize(), prog[key])
@@ -105,21 +126,30 @@ def show_item(repo, item: review.ReviewItem, show_cam: bool) -> None:
         if show_cam:
             loaded = cam_model(item.task, item.model_version) if item.model_version else None
             if loaded is None:
-                st.caption(f"No Grad-CAM: the model that made this prediction ({text(item.model_version or 'none')}) "
-                           "is not in the zoo.")
+                st.caption(
+                    f"No Grad-CAM: the model that made this prediction ({text(item.model_version or 'none')}) "
+                    "is not in the zoo."
+                )
             else:
                 cls = item.classes.index(item.predicted) if item.predicted in item.classes else None
                 picture, cls_name = review.item_cam(loaded, img01, item.task, cls)
-                title += f" · Grad-CAM for {class_title(cls_name)}"   # a plotly title: text, not Markdown
-        st.plotly_chart(viz.slice_figure(picture, title=title, height=420), key=f"review_fig_{item.item_id}",
-                        config={"displayModeBar": False})
+                title += f" · Grad-CAM for {class_title(cls_name)}"  # a plotly title: text, not Markdown
+        st.plotly_chart(
+            viz.slice_figure(picture, title=title, height=420),
+            key=f"review_fig_{item.item_id}",
+            config={"displayModeBar": False},
+        )
     with right:
         if item.probabilities:
-            st.markdown(f"**Model**: {text(item.task)}@{text(item.model_version)} — suggests "
-                        f"**{text(class_title(item.predicted))}**")
-            st.plotly_chart(viz.probability_bars([class_title(c) for c in item.classes], item.probabilities),
-                            key="review_probs",
-                            config={"displayModeBar": False})
+            st.markdown(
+                f"**Model**: {text(item.task)}@{text(item.model_version)} — suggests "
+                f"**{text(class_title(item.predicted))}**"
+            )
+            st.plotly_chart(
+                viz.probability_bars([class_title(c) for c in item.classes], item.probabilities),
+                key="review_probs",
+                config={"displayModeBar": False},
+            )
         else:
             st.info("No prediction stored for this item yet.")
         facts = [f"queue status: {item.status}", f"version {item.version}"]
@@ -133,26 +163,43 @@ def show_item(repo, item: review.ReviewItem, show_cam: bool) -> None:
     strip = review.case_strip(repo, item.case_id, item.item_id)
     if len(strip) > 1:
         st.caption("Other slices of this case")
-        st.image([img for _, _, img in strip], width=84,
-                 caption=[("▶ " if i == item.item_id else "") + f"slice {s + 1}" for i, s, _ in strip])
+        st.image(
+            [img for _, _, img in strip],
+            width=84,
+            caption=[("▶ " if i == item.item_id else "") + f"slice {s + 1}" for i, s, _ in strip],
+        )
 
 
 def decision_form(item: review.ReviewItem, reviewer: str) -> None:
     label_key, comment_key = f"review_label_{item.item_id}", f"review_comment_{item.item_id}"
     default = item.classes.index(item.predicted) if item.predicted in item.classes else 0
     with st.form("review_form", clear_on_submit=False, enter_to_submit=True, border=True):
-        st.radio("Label", item.classes, index=default, key=label_key, horizontal=True,
-                 format_func=lambda c: text(class_title(c)),
-                 help="Pre-set to the model's suggestion: Save confirms it, pick another class to correct it.")
+        st.radio(
+            "Label",
+            item.classes,
+            index=default,
+            key=label_key,
+            horizontal=True,
+            format_func=lambda c: text(class_title(c)),
+            help="Pre-set to the model's suggestion: Save confirms it, pick another class to correct it.",
+        )
         st.text_input("Comment", key=comment_key, placeholder="optional; required to flag")
         c1, c2, c3 = st.columns(3)
         disabled = not reviewer
-        c1.form_submit_button("Save label", type="primary", disabled=disabled, use_container_width=True,
-                              on_click=_decide, args=("label", label_key, comment_key))
-        c2.form_submit_button("Skip", disabled=disabled, use_container_width=True,
-                              on_click=_decide, args=("skip", label_key, comment_key))
-        c3.form_submit_button("Flag", disabled=disabled, use_container_width=True,
-                              on_click=_decide, args=("flag", label_key, comment_key))
+        c1.form_submit_button(
+            "Save label",
+            type="primary",
+            disabled=disabled,
+            use_container_width=True,
+            on_click=_decide,
+            args=("label", label_key, comment_key),
+        )
+        c2.form_submit_button(
+            "Skip", disabled=disabled, use_container_width=True, on_click=_decide, args=("skip", label_key, comment_key)
+        )
+        c3.form_submit_button(
+            "Flag", disabled=disabled, use_container_width=True, on_click=_decide, args=("flag", label_key, comment_key)
+        )
 
 
 def double_reading(repo, task: str, reviewer: str) -> None:
@@ -161,16 +208,24 @@ def double_reading(repo, task: str, reviewer: str) -> None:
         if st.button("Require two readings for the pending items", key="review_double", disabled=not reviewer):
             from core import auth
 
-            n = repo.set_double_reading(task, readings=2, actor=auth.authorize(current_user(), "label"))
+            n = repo.queue.set_double_reading(task, readings=2, actor=auth.authorize(current_user(), "label"))
             st.success(f"{n} pending items now need two readings.")
-        rows = repo.disagreements(task)
+        rows = repo.queue.disagreements(task)
         if rows:
-            st.dataframe([{"item": r["item_id"], "case": r["case_id"],
-                           "readings": ", ".join(f"{k}: {v}" for k, v in r["readings"].items())} for r in rows],
-                         hide_index=True)
+            st.dataframe(
+                [
+                    {
+                        "item": r["item_id"],
+                        "case": r["case_id"],
+                        "readings": ", ".join(f"{k}: {v}" for k, v in r["readings"].items()),
+                    }
+                    for r in rows
+                ],
+                hide_index=True,
+            )
         else:
             st.caption("No disagreements.")
-        flagged = repo.flagged(task)
+        flagged = repo.queue.flagged(task)
         if flagged:
             st.caption("Flagged")
             st.dataframe([{"item": e.item_id, "comment": e.comment} for e in flagged], hide_index=True)
@@ -180,24 +235,28 @@ def main() -> None:
     st.title("Review queue")
     repo = get_repo()
     user = current_user()
-    if user is None or not user.can("label"):       # the queue is for those who may label
+    if user is None or not user.can("label"):  # the queue is for those who may label
         st.info(role_note("label"), icon=":material/lock:")
         return
     reviewer = user.name
-    known = repo.tasks()
+    known = repo.queue.tasks()
     tasks = [t for t in review.TASKS if t in known] + [t for t in review.TASKS if t not in known]
     c1, c2, c3 = st.columns([2, 2, 1])
     task = c1.selectbox("Task", tasks, key="review_task")
-    strategy = c2.selectbox("Order by", STRATEGIES, key="review_strategy",
-                            format_func=lambda s: STRATEGY_LABELS.get(s, s))
+    strategy = c2.selectbox(
+        "Order by", STRATEGIES, key="review_strategy", format_func=lambda s: STRATEGY_LABELS.get(s, s)
+    )
     show_cam = c3.toggle("Grad-CAM", key="review_cam", help="heat map of what drove the model's suggestion")
     show_progress(repo, task)
     show_message()
     item = pinned_item(repo, task, strategy)
     if item is None:
-        st.info(f"Nothing left to review for {task}" + (f", {text(reviewer)}" if reviewer else "") +
-                ". Import a pool (`python -m core queue import PATH`) or send scans from the Scan page.",
-                icon=":material/inbox:")
+        st.info(
+            f"Nothing left to review for {task}"
+            + (f", {text(reviewer)}" if reviewer else "")
+            + ". Import a pool (`python -m core queue import PATH`) or send scans from the Scan page.",
+            icon=":material/inbox:",
+        )
     else:
         show_item(repo, item, show_cam)
         decision_form(item, reviewer)

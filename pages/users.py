@@ -3,6 +3,7 @@
 Thin page: every change goes through core.auth (which checks the signed-in role again, hashes
 passwords and never leaves the store without an enabled administrator) and is audited.
 """
+
 from __future__ import annotations
 
 import streamlit as st
@@ -63,16 +64,30 @@ def main() -> None:
         (st.error if msg[0] == "error" else st.success)(msg[1])
     repo = get_repo()
     rows = users.list_users(repo)
-    st.dataframe([{"name": u.name, "role": u.role, "status": "disabled" if u.disabled else "active",
-                   "sign-in": "password" if u.has_password else "organisation (OIDC)",
-                   "last sign-in": str(u.last_login_at or "")[:19]} for u in rows], hide_index=True)
+    st.dataframe(
+        [
+            {
+                "name": u.name,
+                "role": u.role,
+                "status": "disabled" if u.disabled else "active",
+                "sign-in": "password" if u.has_password else "organisation (OIDC)",
+                "last sign-in": str(u.last_login_at or "")[:19],
+            }
+            for u in rows
+        ],
+        hide_index=True,
+    )
     left, right = st.columns(2, gap="large")
     with left, st.form("users_add", clear_on_submit=False, enter_to_submit=False):
         st.markdown("#### Add a user")
         st.text_input("User name", key="users_new_name")
         st.selectbox("Role", auth.ROLES, key="users_new_role")
-        st.text_input("Password", type="password", key="users_new_password",
-                      help=f"at least {auth.MIN_PASSWORD_LENGTH} characters")
+        st.text_input(
+            "Password",
+            type="password",
+            key="users_new_password",
+            help=f"at least {auth.MIN_PASSWORD_LENGTH} characters",
+        )
         st.text_input("Password again", type="password", key="users_new_password2")
         st.form_submit_button("Add user", type="primary", on_click=_add)
     with right:
@@ -89,10 +104,17 @@ def main() -> None:
             st.text_input("New password", type="password", key="users_reset_password")
             st.button("Set password", key="users_set_password", on_click=_change, args=("password",))
     st.markdown("#### What each role may do")
-    st.dataframe([{"permission": r["meaning"], **{role: "✓" if r[role] else "" for role in auth.ROLES}}
-                  for r in auth.permissions_table()], hide_index=True)
-    st.caption("Accounts are disabled, never deleted: the audit log keeps naming who did what. "
-               "The same from a shell: `python -m core users --help`.")
+    st.dataframe(
+        [
+            {"permission": r["meaning"], **{role: "✓" if r[role] else "" for role in auth.ROLES}}
+            for r in auth.permissions_table()
+        ],
+        hide_index=True,
+    )
+    st.caption(
+        "Accounts are disabled, never deleted: the audit log keeps naming who did what. "
+        "The same from a shell: `python -m core users --help`."
+    )
 
 
 if __name__ == "__main__":  # streamlit runs page files as __main__; tests import the functions

@@ -1,4 +1,5 @@
 """Signing an AppTest session in, as app.py's sign-in form does (core.auth, pages.common)."""
+
 from __future__ import annotations
 
 TEST_PASSWORD = "correct horse battery"
@@ -7,9 +8,9 @@ TEST_PASSWORD = "correct horse battery"
 def ensure_user(name: str = "Dr Ada", role: str = "admin", password: str = TEST_PASSWORD):
     """The account `name` with `role` in the current store (NEUROGRADE_HOME / NEUROGRADE_DB_URL)."""
     from core import auth
-    from core.store import Repository, users
+    from core.store import Store, users
 
-    repo = Repository.open()
+    repo = Store.open()
     user = users.get_user(repo, name)
     if user is None:
         return auth.add_user(repo, name, role, password, "test")

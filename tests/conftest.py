@@ -11,6 +11,7 @@ def _isolated_home(tmp_path, monkeypatch):
     """Every test gets its own NEUROGRADE_HOME: no test reads or writes the user's."""
     monkeypatch.setenv("NEUROGRADE_HOME", str(tmp_path / "neurograde-home"))
     monkeypatch.delenv("NEUROGRADE_DB_URL", raising=False)
+    monkeypatch.setenv("NEUROGRADE_WARM_UP", "0")  # no background model builds in tests
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
 def no_shipped_models(tmp_path, monkeypatch):
     """An empty shipped-model folder, so a test's own versions (e.g. "1.0.0") neither collide with
     nor lose to the models committed in model_zoo/checkpoints/."""
-    import model_zoo.checkpoints as ck
+    import model_zoo.versions as ck
 
     shipped = tmp_path / "shipped-models"
     shipped.mkdir()
@@ -65,6 +66,7 @@ def pdf_text():
 def tamper():
     """tamper(version folder): flip one byte in the middle of its model.pt, so that its sha256 no
     longer matches the card."""
+
     def flip(folder) -> None:
         path = Path(folder) / "model.pt"
         data = bytearray(path.read_bytes())

@@ -1,5 +1,6 @@
 """core.auth: password hashing, sign-in against the user store, the permissions table, and the
 core calls that check the signed-in role themselves (not only the pages)."""
+
 import numpy as np
 import pytest
 
@@ -11,15 +12,15 @@ PW = "correct horse battery"
 
 @pytest.fixture
 def repo():
-    from core.store import Repository
+    from core.store import Store
 
-    return Repository.open()
+    return Store.open()
 
 
 def test_hash_is_salted_argon2id_and_verifies():
     a, b = auth.hash_password(PW), auth.hash_password(PW)
     assert a.startswith("$argon2id$") and b.startswith("$argon2id$")
-    assert a != b                                              # a fresh salt each time
+    assert a != b  # a fresh salt each time
     assert PW not in a
     assert auth.verify_password(a, PW) and auth.verify_password(b, PW)
     assert not auth.verify_password(a, PW + "!")
@@ -44,23 +45,23 @@ def test_authenticate_right_wrong_unknown_disabled(repo):
         auth.authenticate(repo, "ada", PW + "x")
     with pytest.raises(auth.AuthError) as unknown:
         auth.authenticate(repo, "nobody", PW)
-    assert str(wrong.value) == str(unknown.value)               # no hint which one was wrong
+    assert str(wrong.value) == str(unknown.value)  # no hint which one was wrong
     auth.set_disabled(repo, "ada", True, "test")
     with pytest.raises(auth.AuthError):
         auth.authenticate(repo, "ada", PW)
-    assert auth.identity_for(repo, "ada") is None               # a signed-in session ends too
+    assert auth.identity_for(repo, "ada") is None  # a signed-in session ends too
     auth.set_disabled(repo, "ada", False, "test")
     assert auth.authenticate(repo, "ada", PW).role == "reviewer"
-    actions = [(a.actor, a.action) for a in repo.audit_log(entity="user")]
+    actions = [(a.actor, a.action) for a in repo.audit.entries(entity="user")]
     assert ("ada", "sign_in") in actions and ("ada", "sign_in_failed") in actions
     assert ("nobody", "sign_in_failed") in actions
     assert ("test", "disable") in actions and ("test", "create") in actions
-    assert all("argon2" not in repr(a.before) + repr(a.after) for a in repo.audit_log(entity="user"))
+    assert all("argon2" not in repr(a.before) + repr(a.after) for a in repo.audit.entries(entity="user"))
 
 
 def test_oidc_accounts_have_no_password_and_map_by_email(repo):
     auth.add_user(repo, "ada@hospital.org", "trainer", None, "test")
-    with pytest.raises(auth.AuthError):                          # no password: no local sign-in
+    with pytest.raises(auth.AuthError):  # no password: no local sign-in
         auth.authenticate(repo, "ada@hospital.org", "")
     ident = auth.oidc_identity(repo, {"email": "Ada@Hospital.org", "email_verified": True, "sub": "123"})
     assert ident == Identity("ada@hospital.org", "trainer", "oidc")
@@ -72,9 +73,9 @@ def test_oidc_accounts_have_no_password_and_map_by_email(repo):
 
 def test_permissions_table():
     expected = {
-        "clinician": {"scan", "report", "send_to_review"},
-        "reviewer": {"scan", "report", "send_to_review", "label"},
-        "trainer": {"scan", "report", "send_to_review", "label", "train"},
+        "clinician": {"scan", "report", "send_to_review", "pacs"},
+        "reviewer": {"scan", "report", "send_to_review", "pacs", "label"},
+        "trainer": {"scan", "report", "send_to_review", "pacs", "label", "train"},
         "admin": set(auth.PERMISSIONS),
     }
     for role, perms in expected.items():
@@ -85,8 +86,13 @@ def test_permissions_table():
     table = auth.permissions_table()
     assert [r["permission"] for r in table] == list(auth.PERMISSIONS)
     assert next(r for r in table if r["permission"] == "promote") | {} == {
-        "permission": "promote", "meaning": auth.PERMISSIONS["promote"][1],
-        "clinician": False, "reviewer": False, "trainer": False, "admin": True}
+        "permission": "promote",
+        "meaning": auth.PERMISSIONS["promote"][1],
+        "clinician": False,
+        "reviewer": False,
+        "trainer": False,
+        "admin": True,
+    }
 
 
 def test_require_and_authorize():
@@ -95,7 +101,7 @@ def test_require_and_authorize():
     with pytest.raises(auth.PermissionDenied, match="sign in"):
         auth.require(None, "label")
     assert auth.authorize(Identity("cy", "trainer"), "train") == "cy"
-    assert auth.authorize("cli:root", "promote") == "cli:root"   # trusted in-process caller
+    assert auth.authorize("cli:root", "promote") == "cli:root"  # trusted in-process caller
 
 
 def test_account_management_needs_the_admin_role_and_keeps_an_admin(repo):
@@ -112,8 +118,8 @@ def test_account_management_needs_the_admin_role_and_keeps_an_admin(repo):
     admin = Identity("root-admin", "admin")
     auth.add_user(repo, "bo", "clinician", PW, admin)
     auth.set_role(repo, "bo", "reviewer", admin)
-    assert auth.identity_for(repo, "bo").role == "reviewer"     # the new role, on the next run
-    auth.set_password(repo, "bo", "another long password", Identity("bo", "reviewer"))   # their own
+    assert auth.identity_for(repo, "bo").role == "reviewer"  # the new role, on the next run
+    auth.set_password(repo, "bo", "another long password", Identity("bo", "reviewer"))  # their own
     with pytest.raises(auth.PermissionDenied):
         auth.set_password(repo, "root-admin", "another long password", Identity("bo", "reviewer"))
     assert auth.authenticate(repo, "bo", "another long password").name == "bo"
@@ -156,20 +162,23 @@ def test_cli_actor_is_the_os_user_unless_named():
 def test_review_decide_refuses_a_clinician_and_records_the_identity(repo):
     from core import review
 
-    case = repo.save_case({"modality": "MR", "shape": (1, 8, 8)}, np.zeros((1, 8, 8), np.float32),
-                          [{"index": 0, "task": "tumor_type", "model_version": "t",
-                            "probabilities": [0.6, 0.3, 0.1]}], source="test")
-    (it,) = repo.case_items(case)
+    case = repo.cases.save(
+        {"modality": "MR", "shape": (1, 8, 8)},
+        np.zeros((1, 8, 8), np.float32),
+        [{"index": 0, "task": "tumor_type", "model_version": "t", "probabilities": [0.6, 0.3, 0.1]}],
+        source="test",
+    )
+    (it,) = repo.cases.items(case)
     item = review.load_item(repo, it.id, "tumor_type")
     out = review.decide(repo, item, "label", Identity("cy", "clinician"), value=item.classes[0])
     assert not out.ok and "may not" in out.message
-    assert repo.entry(it.id, "tumor_type").status == "pending"
+    assert repo.queue.entry(it.id, "tumor_type").status == "pending"
     out = review.decide(repo, item, "label", None, value=item.classes[0])
     assert not out.ok and "Sign in" in out.message
     out = review.decide(repo, item, "label", Identity("rita", "reviewer"), value=item.classes[0])
     assert out.ok
-    assert repo.entry(it.id, "tumor_type").current_label.reviewer == "rita"
-    assert repo.audit_log(action="label")[-1].actor == "rita"
+    assert repo.queue.entry(it.id, "tumor_type").current_label.reviewer == "rita"
+    assert repo.audit.entries(action="label")[-1].actor == "rita"
 
 
 def test_send_to_review_and_training_need_their_roles(repo):
@@ -181,8 +190,8 @@ def test_send_to_review_and_training_need_their_roles(repo):
     with pytest.raises(auth.PermissionDenied):
         training_job.create_training_job(repo, {"task": "tumor_type"}, Identity("rita", "reviewer"))
     job = training_job.create_training_job(repo, {"task": "tumor_type"}, Identity("tom", "trainer"))
-    assert repo.get_job(job).params["actor"] == "tom"
-    assert repo.audit_log(entity="job")[-1].actor == "tom"
+    assert repo.jobs.get(job).params["actor"] == "tom"
+    assert repo.audit.entries(entity="job")[-1].actor == "tom"
 
 
 def test_promote_and_rollback_need_the_admin_role(repo):
@@ -196,6 +205,6 @@ def test_promote_and_rollback_need_the_admin_role(repo):
         with pytest.raises(PromotionForbidden):
             rollback("tumor_type", Identity("x", role), repo=repo)
     assert issubclass(PromotionForbidden, PromotionError) and issubclass(PromotionForbidden, auth.PermissionDenied)
-    with pytest.raises(PromotionError) as exc:       # an admin gets past the check (unknown version)
+    with pytest.raises(PromotionError) as exc:  # an admin gets past the check (unknown version)
         promote("tumor_type", "9.9.9", Identity("ada", "admin"), repo=repo)
     assert not isinstance(exc.value, PromotionForbidden)

@@ -4,6 +4,7 @@ upload the committed TCIA volume, see the verdict, a heat map, and follow a clic
 Needs the Debian chromium package (/usr/bin/chromium); Playwright's own browser download is not
 used. Set NEUROGRADE_E2E_SCREENSHOT=/path.png to keep a screenshot of the final page.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,9 +21,16 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 pytestmark = [
     pytest.mark.browser,
@@ -53,9 +61,11 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
 
 
 FIXTURES = REPO / "tests" / "fixtures"
-TASK_CLASSES = {"presence": (["no_tumor", "tumor"], None),
-                "tumor_type": (["glioma", "meningioma", "pituitary"], None),
-                "grade": (["G2", "G3"], ["t1pre", "flair", "t1post"])}
+TASK_CLASSES = {
+    "presence": (["no_tumor", "tumor"], None),
+    "tumor_type": (["glioma", "meningioma", "pituitary"], None),
+    "grade": (["G2", "G3"], ["t1pre", "flair", "t1post"]),
+}
 
 
 def seed_missing_models(home: Path, monkeypatch) -> dict[str, str]:
@@ -63,8 +73,8 @@ def seed_missing_models(home: Path, monkeypatch) -> dict[str, str]:
     vgg19_slim (32 px) saved and made active in `home` (so the test runs before models ship)."""
     import torch
 
-    from model_zoo.checkpoints import active_version, save_checkpoint, set_active
-    from model_zoo.registry import create
+    from core.zoo import active_version, save_checkpoint, set_active
+    from model_zoo import create
 
     monkeypatch.setenv("NEUROGRADE_HOME", str(home))
     active = {}
@@ -72,9 +82,12 @@ def seed_missing_models(home: Path, monkeypatch) -> dict[str, str]:
         version = active_version(task)
         if version is None:
             torch.manual_seed(len(classes))
-            save_checkpoint(create("vgg19_slim", len(classes)),
-                            {"architecture": "vgg19_slim", "classes": classes,
-                             "input": {"size": 32, "sequences": sequences}}, task, "e2e-tiny")
+            save_checkpoint(
+                create("vgg19_slim", len(classes)),
+                {"architecture": "vgg19_slim", "classes": classes, "input": {"size": 32, "sequences": sequences}},
+                task,
+                "e2e-tiny",
+            )
             set_active(task, "e2e-tiny")
             version = "e2e-tiny"
         active[task] = version
@@ -88,11 +101,11 @@ ADMIN, CLINICIAN, PASSWORD = "e2e-admin", "e2e-clinician", "e2e password 123"
 def app_home(tmp_path) -> Path:
     """The app's home, with an administrator and a clinician account (sign-in is on)."""
     from core import auth
-    from core.store import Repository
+    from core.store import Store
     from core.store.db import dispose_engines
 
     home = tmp_path / "home"
-    repo = Repository.open(f"sqlite:///{home / 'neurograde.db'}")
+    repo = Store.open(f"sqlite:///{home / 'neurograde.db'}")
     auth.add_user(repo, ADMIN, "admin", PASSWORD, "e2e")
     auth.add_user(repo, CLINICIAN, "clinician", PASSWORD, "e2e")
     dispose_engines()
@@ -120,15 +133,32 @@ def sign_in(page, url: str, name: str = ADMIN, password: str = PASSWORD, not_fou
 @pytest.fixture
 def app_url(tmp_path, app_home):
     port = _free_port()
-    env = dict(os.environ, NEUROGRADE_HOME=str(app_home), NEUROGRADE_DEVICE="cpu",
-               PYTHONUNBUFFERED="1")
+    env = dict(os.environ, NEUROGRADE_HOME=str(app_home), NEUROGRADE_DEVICE="cpu", PYTHONUNBUFFERED="1")
     log = tmp_path / "streamlit.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc, log)
         yield f"http://127.0.0.1:{port}/"
@@ -145,7 +175,7 @@ def app_url(tmp_path, app_home):
 def _nifti(path: Path) -> Path:
     import nibabel as nib
 
-    data = np.zeros((20, 24, 16), np.float32)        # (x, y, z)
+    data = np.zeros((20, 24, 16), np.float32)  # (x, y, z)
     data[5:15, 6:18, 4:12] = np.linspace(10, 300, 10 * 12 * 8).reshape(10, 12, 8)
     nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 2.0, 1.0])), path)
     return path
@@ -170,6 +200,22 @@ def test_upload_nifti_shows_three_plane_viewer(app_url, tmp_path):
             # three planes (+ verdict figures when models exist); plotly draws asynchronously
             expect(page.locator(".js-plotly-plot").nth(2)).to_be_visible(timeout=60_000)
             expect(page.get_by_text("Verdict", exact=True)).to_be_visible()
+            # orientation letters on every plane (radiological: the patient's right on the left)
+            for plane, letters in (("axial", "RLAP"), ("coronal", "RLSI"), ("sagittal", "APSI")):
+                texts = page.locator(f"[class*=st-key-fig_{plane}_] .annotation-text")
+                expect(texts).to_have_text(list(letters))
+            expect(page.get_by_text("the patient's right is on the viewer's left", exact=False)).to_be_visible()
+            # a click in the axial plane (24 rows x 20 columns) moves the coronal and sagittal planes
+            # to the voxel under it: row 10 -> y 13, column 3 -> x 16 (the image's left is the
+            # patient's right, x grows towards it)
+            axial = page.locator("[class*=st-key-fig_axial_] .nsewdrag").first
+            axial.scroll_into_view_if_needed()
+            box = axial.bounding_box()
+            page.mouse.click(box["x"] + box["width"] * 3.5 / 20, box["y"] + box["height"] * 10.5 / 24)
+            sagittal = page.locator("[class*=st-key-pos_sagittal_] [data-testid=stSlider]").first
+            expect(sagittal).to_have_text(re.compile(r"Sagittal slice\s*17\s*1\s*20"), timeout=30_000)
+            coronal = page.locator("[class*=st-key-pos_coronal_] [data-testid=stSlider]").first
+            expect(coronal).to_have_text(re.compile(r"Coronal slice\s*14\s*1\s*24"))
             # the sidebar survives the rerun the upload caused
             expect(page.get_by_text("Device: ", exact=False)).to_be_visible()
             assert page.locator("[data-testid=stException]").count() == 0
@@ -193,14 +239,15 @@ def test_tcia_volume_gets_verdict_heat_map_and_strip_navigation(seeded_models, a
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            sign_in(page, app_url, CLINICIAN)            # a clinician may scan and see the verdict
+            sign_in(page, app_url, CLINICIAN)  # a clinician may scan and see the verdict
             expect(page.get_by_text("Upload a scan")).to_be_visible(timeout=60_000)
             page.locator("input[type=file]").set_input_files(str(fixture))
             # the verdict card: a verdict (its calibrated probability unless it is referred), the
             # models that made it
             card = page.locator("[data-testid=stMarkdownContainer] h2").first
-            expect(card).to_have_text(re.compile(r"Glioma|Meningioma|Pituitary|No tumour|Tumour|Possible tumour"),
-                                      timeout=120_000)
+            expect(card).to_have_text(
+                re.compile(r"Glioma|Meningioma|Pituitary|No tumour|Tumour|Possible tumour"), timeout=120_000
+            )
             if "refer" not in (card.text_content() or ""):
                 expect(page.get_by_test_id("stMetricLabel").filter(has_text="Probability")).to_be_visible()
             expect(page.get_by_text(f"presence@{seeded_models['presence']}").first).to_be_visible()
@@ -220,7 +267,7 @@ def test_tcia_volume_gets_verdict_heat_map_and_strip_navigation(seeded_models, a
             page.mouse.click(box["x"] + box["width"] * (2.5 / 24), box["y"] + box["height"] * 0.5)
             expect(page.get_by_text(re.compile(r"slice 3 of 24 · Grad-CAM for"))).to_be_visible(timeout=60_000)
             slider = page.locator("[class*=st-key-pos_axial_] [data-testid=stSlider]")
-            expect(slider.first).to_have_text(re.compile(r"Axial slice\s*3\s*1\s*24"))   # value, min, max
+            expect(slider.first).to_have_text(re.compile(r"Axial slice\s*3\s*1\s*24"))  # value, min, max
             assert page.locator("[data-testid=stException]").count() == 0
             shot = os.environ.get("NEUROGRADE_E2E_SCREENSHOT")
             if shot:
@@ -253,7 +300,7 @@ def test_roles_a_clinician_cannot_promote_train_or_label_an_admin_can(app_url):
             expect(page.locator(nav).get_by_text("Models", exact=True)).to_be_visible()
             for hidden in ("Review queue", "Train", "Users"):
                 assert page.locator(nav).get_by_text(hidden, exact=True).count() == 0, hidden
-            for path in ("review", "train", "users"):          # typed URLs (a new session) fall back to Scan
+            for path in ("review", "train", "users"):  # typed URLs (a new session) fall back to Scan
                 sign_in(page, app_url + path, CLINICIAN, not_found=True)
                 expect(page.get_by_text("Upload a scan")).to_be_visible(timeout=60_000)
                 assert page.get_by_role("button", name="Save label").count() == 0
@@ -285,16 +332,25 @@ def test_markdown_and_html_in_a_card_render_as_text(app_home, app_url, monkeypat
     import torch
     from playwright.sync_api import expect, sync_playwright
 
-    from model_zoo.checkpoints import save_checkpoint
-    from model_zoo.registry import create
+    from core.zoo import save_checkpoint
+    from model_zoo import create
 
     monkeypatch.setenv("NEUROGRADE_HOME", str(app_home))
     pixel = "http://127.0.0.1:9/pixel.png"
     payloads = [f"![tracker]({pixel})", f"<img src='{pixel}'> <b>bold</b>", "[click](javascript:alert(1))"]
     torch.manual_seed(0)
-    save_checkpoint(create("vgg19_slim", 2), {"architecture": "vgg19_slim", "classes": ["no_tumor", "tumor"],
-                                              "input": {"size": 32}, "limitations": payloads,
-                                              "intended_use": payloads[0]}, "presence", "hostile-card")
+    save_checkpoint(
+        create("vgg19_slim", 2),
+        {
+            "architecture": "vgg19_slim",
+            "classes": ["no_tumor", "tumor"],
+            "input": {"size": 32},
+            "limitations": payloads,
+            "intended_use": payloads[0],
+        },
+        "presence",
+        "hostile-card",
+    )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
@@ -313,8 +369,8 @@ def test_markdown_and_html_in_a_card_render_as_text(app_home, app_url, monkeypat
 
             choose("Task", "presence")
             expect(page.get_by_text("presence@", exact=False).first).to_be_visible(timeout=60_000)
-            page.wait_for_timeout(1000)                   # the Task rerun settles
-            if not heading.is_visible():                  # the newest challenger is shown by default
+            page.wait_for_timeout(1000)  # the Task rerun settles
+            if not heading.is_visible():  # the newest challenger is shown by default
                 choose("Version", "hostile-card")
             expect(heading).to_be_visible(timeout=60_000)
             expect(page.get_by_text(f"![tracker]({pixel})", exact=False).first).to_be_visible(timeout=30_000)

@@ -1,5 +1,6 @@
 """deploy/nginx-neurograde.conf: TLS only, the security headers on every location, Streamlit's
 websocket upgrade, the app reached on loopback only; `nginx -t` on it where nginx is installed."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -106,7 +107,7 @@ def test_security_headers_on_every_location(conf):
     assert "referrer-policy" in value
     locations = find(body, "location")
     assert locations
-    for loc in locations:     # an add_header in a location would drop every inherited one
+    for loc in locations:  # an add_header in a location would drop every inherited one
         assert not find(loc[2], "add_header"), loc[1]
 
 
@@ -143,30 +144,48 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "neurograde.test")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     crt, pem = tmp / "fullchain.pem", tmp / "privkey.pem"
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
+    pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return crt, pem
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
-                    reason="nginx is not installed (apt-get install nginx-light)")
+@pytest.mark.skipif(
+    shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
+    reason="nginx is not installed (apt-get install nginx-light)",
+)
 def test_nginx_accepts_the_config(tmp_path):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     crt, pem = _self_signed(tmp_path)
-    site = CONF.read_text().replace("/etc/ssl/neurograde/fullchain.pem", str(crt)) \
-                           .replace("/etc/ssl/neurograde/privkey.pem", str(pem))
+    site = (
+        CONF.read_text()
+        .replace("/etc/ssl/neurograde/fullchain.pem", str(crt))
+        .replace("/etc/ssl/neurograde/privkey.pem", str(pem))
+    )
     (tmp_path / "site.conf").write_text(site)
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
         f"http {{\n  access_log off;\n  client_body_temp_path {tmp_path}/body;\n  proxy_temp_path {tmp_path}/proxy;\n"
-        f"  include {tmp_path}/site.conf;\n}}\n")
-    r = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-                       capture_output=True, text=True, timeout=60)
+        f"  include {tmp_path}/site.conf;\n}}\n"
+    )
+    r = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert "syntax is ok" in r.stderr and "test is successful" in r.stderr

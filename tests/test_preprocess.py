@@ -16,7 +16,7 @@ def _volume(a, spacing=(1.0, 1.0, 1.0)) -> Volume:
 
 
 def _where(img, value):
-    (r, c), = np.argwhere(img == value)
+    ((r, c),) = np.argwhere(img == value)
     return int(r), int(c)
 
 
@@ -37,10 +37,10 @@ def test_axial_radiological_orientation():
     s = P.slices(_probe(2, ANTERIOR, RIGHT), "axial", normalize=False)
     assert s.shape == (NZ, NY, NX)
     assert s.dtype == np.float32
-    assert s[2].max() == 1 and s[1].max() == 0     # slice index = z voxel index
+    assert s[2].max() == 1 and s[1].max() == 0  # slice index = z voxel index
     row, col = _where(s[2], 1)
-    assert col == 0          # patient's right on the viewer's LEFT
-    assert row == 0          # anterior at the top
+    assert col == 0  # patient's right on the viewer's LEFT
+    assert row == 0  # anterior at the top
     row, col = _where(P.slices(_probe(2, POSTERIOR, LEFT), "axial", normalize=False)[2], 1)
     assert (row, col) == (NY - 1, NX - 1)
 
@@ -48,14 +48,14 @@ def test_axial_radiological_orientation():
 def test_coronal_orientation():
     s = P.slices(_probe(SUPERIOR, 3, RIGHT), "coronal", normalize=False)
     assert s.shape == (NY, NZ, NX)
-    assert _where(s[3], 1) == (0, 0)   # superior at top, patient's right on viewer's left
+    assert _where(s[3], 1) == (0, 0)  # superior at top, patient's right on viewer's left
     assert _where(P.slices(_probe(INFERIOR, 3, LEFT), "coronal", normalize=False)[3], 1) == (NZ - 1, NX - 1)
 
 
 def test_sagittal_orientation():
     s = P.slices(_probe(SUPERIOR, ANTERIOR, 4), "sagittal", normalize=False)
     assert s.shape == (NX, NZ, NY)
-    assert _where(s[4], 1) == (0, 0)   # superior at top, anterior on the left
+    assert _where(s[4], 1) == (0, 0)  # superior at top, anterior on the left
     assert _where(P.slices(_probe(INFERIOR, POSTERIOR, 4), "sagittal", normalize=False)[4], 1) == (NZ - 1, NY - 1)
 
 
@@ -85,7 +85,7 @@ def test_display_slice_equals_stack_and_clamps():
 
 
 def test_plane_aspect_anisotropic():
-    v = _volume(np.zeros((4, 6, 8)), spacing=(5.0, 1.0, 0.5))   # (z, y, x) mm
+    v = _volume(np.zeros((4, 6, 8)), spacing=(5.0, 1.0, 0.5))  # (z, y, x) mm
     assert P.plane_aspect(v, "axial") == pytest.approx(1.0 / 0.5)
     assert P.plane_aspect(v, "coronal") == pytest.approx(5.0 / 0.5)
     assert P.plane_aspect(v, "sagittal") == pytest.approx(5.0 / 1.0)
@@ -96,7 +96,7 @@ def test_plane_aspect_anisotropic():
 
 def test_normalize_percentiles_ignore_background():
     a = np.zeros(10_000, np.float32)
-    a[5000:] = np.linspace(1, 1000, 5000)          # foreground 1..1000, background zeros
+    a[5000:] = np.linspace(1, 1000, 5000)  # foreground 1..1000, background zeros
     out = P.normalize_intensity(a, 0.5, 99.5)
     lo, hi = np.percentile(a[5000:], [0.5, 99.5])
     assert out.dtype == np.float32
@@ -104,7 +104,7 @@ def test_normalize_percentiles_ignore_background():
     assert out[:5000].max() == 0.0
     i = 7500
     assert out[i] == pytest.approx((a[i] - lo) / (hi - lo), rel=1e-5)
-    assert (out[a >= hi] == 1.0).all()              # top 0.5 % clipped
+    assert (out[a >= hi] == 1.0).all()  # top 0.5 % clipped
 
 
 def test_normalize_constant_nan_and_empty_images():
@@ -126,7 +126,7 @@ def test_slices_normalize_over_whole_volume_and_channel():
     flair = np.full((2, 4, 4), 5.0, np.float32)
     v = Volume(a, (1.0, 1.0, 1.0), np.eye(4), channels={"t1": a, "flair": flair})
     s = P.slices(v, "axial")
-    assert s[0].max() < s[1].max()                  # one scale for all slices, not per slice
+    assert s[0].max() < s[1].max()  # one scale for all slices, not per slice
     assert (P.slices(v, "axial", channel="flair") == 1.0).all()
     with pytest.raises(KeyError):
         P.slices(v, "axial", channel="t2")
@@ -136,7 +136,7 @@ def test_apply_window():
     img = np.array([0.0, 0.25, 0.5, 0.75, 1.0], np.float32)
     np.testing.assert_allclose(P.apply_window(img, 0.5, 0.5), [0, 0, 0.5, 1, 1])
     np.testing.assert_allclose(P.apply_window(img, *P.WINDOW_PRESETS["full"]), img)
-    assert np.isfinite(P.apply_window(img, 0.5, 0.0)).all()    # zero width: no divide by zero
+    assert np.isfinite(P.apply_window(img, 0.5, 0.0)).all()  # zero width: no divide by zero
     assert set(P.WINDOW_PRESETS) >= {"full", "brain", "contrast", "soft"}
 
 
@@ -165,11 +165,11 @@ def test_model_input_per_channel_stats_and_multichannel_slices():
 
 def test_model_input_pads_non_square_keeping_shape():
     x = np.zeros((1, 8, 16), np.float32)
-    x[0, :, :] = 1.0                                 # a 2:1 bright rectangle
+    x[0, :, :] = 1.0  # a 2:1 bright rectangle
     t = P.model_input(x, _spec(size=16, channels=1, mean=(0.0,), std=(1.0,)))
     assert tuple(t.shape) == (1, 1, 16, 16)
     col = t[0, 0, :, 8]
-    assert col[0] == 0 and col[-1] == 0 and col[8] == 1    # padded top/bottom, not stretched
+    assert col[0] == 0 and col[-1] == 0 and col[8] == 1  # padded top/bottom, not stretched
     assert torch.isfinite(t).all()
 
 

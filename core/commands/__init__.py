@@ -1,4 +1,5 @@
 """One module per `python -m core` command; each defines `register(subparsers)`."""
+
 from __future__ import annotations
 
 import functools
@@ -8,7 +9,7 @@ import sys
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """An exception as one line of text (first line of its message, shortened)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def guarded(func):
@@ -35,17 +36,17 @@ def guarded(func):
 
 
 def open_repository():
-    """`Repository.open()` after checking NEUROGRADE_HOME when the database lives there (SQLite);
+    """`Store.open()` after checking NEUROGRADE_HOME when the database lives there (SQLite);
     HomeError with a clear message when the home is missing, a file, read-only or full."""
     from core.config import check_home, get_settings
-    from core.store import Repository
+    from core.store import Store
 
     settings = get_settings()
-    check_home(settings)     # the SQLite database, job logs and user models live there
-    repo = Repository.open()
+    check_home(settings)  # the SQLite database, job logs and user models live there
+    repo = Store.open()
     from core.store.jobs import reap_quietly
 
-    reap_quietly(repo)       # a killed worker's job does not stay "running"
+    reap_quietly(repo)  # a killed worker's job does not stay "running"
     return repo
 
 
@@ -83,7 +84,7 @@ def model_errors() -> tuple:
     calibration that does not fit. Commands print these as one line (`model_error_text`)."""
     import pickle
 
-    from model_zoo.registry import CheckpointError
+    from model_zoo import CheckpointError
 
     return (CheckpointError, pickle.UnpicklingError, KeyError, FileNotFoundError, ValueError)
 
@@ -93,6 +94,8 @@ def model_error_text(exc: BaseException) -> str:
         return one_line(str(exc.args[0]))
     text = one_line(exc)
     if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
-        text = ("the file holds objects other than tensors (an unsafe pickle) and was refused; "
-                "re-create it with `python -m core quantize` or retrain the version")
+        text = (
+            "the file holds objects other than tensors (an unsafe pickle) and was refused; "
+            "re-create it with `python -m core quantize` or retrain the version"
+        )
     return text

@@ -11,6 +11,7 @@ label saving as JSON (protocol in core/research/al_simulation.py).
         --strategies entropy,margin,least_confidence,bald,coreset,random --seeds 5 \\
         --budgets 0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --json research/results/al_grade.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,14 +22,18 @@ def _floats(text: str) -> list[float]:
 
 
 def seeds_arg(text: str) -> list[int]:
-    """"5" -> seeds 0..4; "0,3,7" -> those seeds."""
+    """ "5" -> seeds 0..4; "0,3,7" -> those seeds."""
     text = str(text).strip()
     return [int(v) for v in text.split(",")] if "," in text else list(range(int(text)))
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("al-simulate", help="active-learning simulation (research)", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "al-simulate",
+        help="active-learning simulation (research)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--task", required=True, choices=["grade", "tumor_type", "presence"])
     p.add_argument("--data", default=None, help="data folder (default: the task's folder in NEUROGRADE_DATA_DIR)")
     p.add_argument("--backbone", default=None, help="feature backbone, e.g. tumor_type@active (default: per task)")
@@ -50,9 +55,20 @@ def run(args) -> int:
     from core.research.al_simulation import ALConfig
     from core.research.studies import run_al_study, run_study_command
 
-    cfg = ALConfig(strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
-                   seeds=tuple(seeds_arg(args.seeds)), budgets=tuple(_floats(args.budgets)),
-                   round_fraction=args.round_fraction, per_patient_cap=args.per_patient_cap or None,
-                   C=args.C, ensemble=args.ensemble, test_fraction=args.test_fraction)
-    return run_study_command(args, "al-simulate", lambda data, progress: run_al_study(
-        args.task, data, backbone=args.backbone, cfg=cfg, n_boot=args.n_boot, on_progress=progress))
+    cfg = ALConfig(
+        strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
+        seeds=tuple(seeds_arg(args.seeds)),
+        budgets=tuple(_floats(args.budgets)),
+        round_fraction=args.round_fraction,
+        per_patient_cap=args.per_patient_cap or None,
+        C=args.C,
+        ensemble=args.ensemble,
+        test_fraction=args.test_fraction,
+    )
+    return run_study_command(
+        args,
+        "al-simulate",
+        lambda data, progress: run_al_study(
+            args.task, data, backbone=args.backbone, cfg=cfg, n_boot=args.n_boot, on_progress=progress
+        ),
+    )

@@ -11,17 +11,20 @@ NEUROGRADE_DATA_DIR has them) and measures it against the out-of-distribution it
 `core.research.ood_sets`. --write stores the density beside model.pt and the results in the card
 (keys feature_density, referral, gate). See `core.calibrate`.
 """
+
 from __future__ import annotations
 
 import csv
 import json
-
 from pathlib import Path
+
+from core.cards import ModelCard
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("calibrate", help="referral rule and input gate of a model version",
-                              description=__doc__.split("\n\n", 1)[1])
+    p = subparsers.add_parser(
+        "calibrate", help="referral rule and input gate of a model version", description=__doc__.split("\n\n", 1)[1]
+    )
     p.add_argument("ref", metavar="TASK@VERSION")
     p.add_argument("--target", type=float, default=None, help="confident wrong verdicts per case (default 0.015)")
     p.add_argument("--gate", action="store_true", help="also set the input gate's limit (presence)")
@@ -30,34 +33,46 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _dataset(card: dict):
-    from core.commands.evaluate import data_for_card
+def _dataset(card: ModelCard):
     from core.training.datasets import load_dataset
+    from core.training.evaluation import data_for_card
     from core.training.experiment import TrainConfig, make_splits
 
-    recipe = card.get("recipe") or {}
-    cfg = TrainConfig(task=card["task"], data=data_for_card(card), folds=int(recipe.get("folds") or 0),
-                      test_fraction=recipe.get("test_fraction"), stratify=recipe.get("stratify") or "label",
-                      img_size=int(card["input"]["size"]))
-    cfg.fit.seed = int((recipe.get("fit") or {}).get("seed", 0))
+    recipe = card.recipe
+    cfg = TrainConfig(
+        task=card.task,
+        data=data_for_card(card),
+        folds=recipe.folds or 0,
+        test_fraction=recipe.test_fraction,
+        stratify=recipe.stratify or "label",
+        img_size=int(card.input.size),
+    )
+    cfg.fit.seed = recipe.seed
     ds = load_dataset(cfg.data, cfg.task, cfg.img_size, seed=cfg.seed)
     return ds, make_splits(ds, cfg)
 
 
 def _fold_model(loaded, fold: int = 1):
     """The shipped CV fold model of a version, as a LoadedModel (verified by its card's sha256)."""
-    from model_zoo.checkpoints import LoadedModel
-    from model_zoo.registry import create, sha256_file
+    from model_zoo import LoadedModel, create, sha256_file
 
-    entry = {f["fold"]: f for f in loaded.card["metrics"]["cv"]["per_fold"]}[fold]
+    card = ModelCard.of(loaded)
+    entry = {f["fold"]: f for f in card.metrics.per_fold}[fold]
     path = loaded.path / entry["weights"]["file"]
     if not path.is_file() or sha256_file(path) != entry["weights"]["sha256"]:
         raise SystemExit(f"calibrate: {loaded.ref} has no verified fold-{fold} model ({path.name})")
     model = create(loaded.spec.name, len(loaded.classes), weights=str(path), in_channels=loaded.spec.in_channels)
-    card = {k: v for k, v in loaded.card.items() if k not in ("feature_density", "referral", "gate")}
-    return LoadedModel(model=model.eval(), spec=loaded.spec, card=card, classes=loaded.classes,
-                       temperature=float(entry["train"]["temperature"]), task=loaded.task,
-                       version=f"{loaded.version}-fold{fold}", path=None)
+    card = card.without("feature_density", "referral", "gate")  # the final model's calibration
+    return LoadedModel(
+        model=model.eval(),
+        spec=loaded.spec,
+        card=card,
+        classes=loaded.classes,
+        temperature=float(entry["train"]["temperature"]),
+        task=loaded.task,
+        version=f"{loaded.version}-fold{fold}",
+        path=None,
+    )
 
 
 def _external_brain_mri(size: int, skip: tuple[str, ...] = ()):
@@ -70,8 +85,10 @@ def _external_brain_mri(size: int, skip: tuple[str, ...] = ()):
 
     root = Path(get_settings().data_dir)
     images, groups = [], []
-    for name, group_of in (("br35h", lambda r: "br35h:" + r["image"]),
-                           ("normal", lambda r: f"normal:{r['source']}/{r['subject']}/{r['sequence']}")):
+    for name, group_of in (
+        ("br35h", lambda r: "br35h:" + r["image"]),
+        ("normal", lambda r: f"normal:{r['source']}/{r['subject']}/{r['sequence']}"),
+    ):
         manifest = root / name / "manifest.csv"
         if name in skip or not manifest.is_file():
             continue
@@ -89,7 +106,7 @@ def _tcga_other_channels(ds, test_idx, size: int):
     from core.training.datasets import load_tcga_lgg
 
     part = next((p for p in ds.parts if p["name"] == "tcga-lgg"), None)
-    if part is None or "t1pre" in (part.get("sequences") or []):   # all sequences: in the test already
+    if part is None or "t1pre" in (part.get("sequences") or []):  # all sequences: in the test already
         return np.zeros((0, size, size), np.uint8), np.array([], dtype=object)
     test_patients = {g.split(":", 1)[1] for g in ds.groups[test_idx] if str(g).startswith("tcga-lgg:")}
     images, groups = [], []
@@ -105,15 +122,14 @@ def run(args) -> int:
     import numpy as np
 
     from core import calibrate as cal
-    from core.feature_density import GATE_FILE
-    from core.feature_density import FeatureDensity
     from core.inference import TaskModel
-    from core.referral import TARGET_CONFIDENT_WRONG
+    from core.inference.feature_density import GATE_FILE, FeatureDensity
+    from core.inference.referral import TARGET_CONFIDENT_WRONG
     from core.research.ood_sets import all_ood_images
-    from model_zoo.checkpoints import load_checkpoint, write_card
+    from core.zoo import load_checkpoint
 
     loaded = load_checkpoint(args.ref)
-    card = loaded.card
+    card = ModelCard.of(loaded)
     target = TARGET_CONFIDENT_WRONG if args.target is None else float(args.target)
     ds, sp = _dataset(card)
     tm = TaskModel(loaded, "cpu", "fp32")
@@ -127,8 +143,10 @@ def run(args) -> int:
         held_model = TaskModel(_fold_model(loaded), "cpu", "fp32")
         fit_idx, held = sp["folds"][0]
         held_density = FeatureDensity.fit(cal.features(held_model, ds.images[fit_idx])[1], ds.labels[fit_idx])
-        source = ("fold-1 model (trained on folds 2-4) on fold-1 patients; the final model (all folds) "
-                  "reads the same percentile threshold on its own training images' scale")
+        source = (
+            "fold-1 model (trained on folds 2-4) on fold-1 patients; the final model (all folds) "
+            "reads the same percentile threshold on its own training images' scale"
+        )
     study = cal.referral_study(held_model, held_density, ds.images[held], ds.labels[held], ds.groups[held], target)
     study["held_out"]["source"] = source
     study["command"] = f"python -m core calibrate {loaded.ref}" + (" --gate" if args.gate else "") + " --write"
@@ -145,33 +163,45 @@ def run(args) -> int:
                 groups.append(grp)
         ood = cal.picture_distances(tm, gate_density, dict(all_ood_images()))
         out["gate"] = cal.gate_study(gate_density, np.concatenate(ids), np.concatenate(groups), ood)
-        out["gate"].update(layer=cal.GATE_LAYER, features=f"channel mean and std of {cal.GATE_LAYER}, log1p, "
-                           "one Gaussian, Ledoit-Wolf covariance, fitted on the training images",
-                           in_distribution="locked-test patients of every training source (+ their TCGA T1-pre, "
-                           "T1-post when trained on FLAIR only), br35h/ and normal/ slices where present and not "
-                           "training sources; grouped by patient / file / volume",
-                           command=study["command"])
+        out["gate"].update(
+            layer=cal.GATE_LAYER,
+            features=f"channel mean and std of {cal.GATE_LAYER}, log1p, "
+            "one Gaussian, Ledoit-Wolf covariance, fitted on the training images",
+            in_distribution="locked-test patients of every training source (+ their TCGA T1-pre, "
+            "T1-post when trained on FLAIR only), br35h/ and normal/ slices where present and not "
+            "training sources; grouped by patient / file / volume",
+            command=study["command"],
+        )
     if args.write:
-        card = dict(card)
-        card["feature_density"] = {**cal.save_density(density, loaded.path), "features": (
-            "input of the last Linear layer, log1p, class-conditional Gaussian, shared Ledoit-Wolf covariance")}
-        card["referral"] = study
+        sections = {
+            "feature_density": {
+                **cal.save_density(density, loaded.path),
+                "features": (
+                    "input of the last Linear layer, log1p, class-conditional Gaussian, shared Ledoit-Wolf covariance"
+                ),
+            },
+            "referral": study,
+        }
         if "gate" in out:
-            card["gate"] = {**out["gate"], **cal.save_density(gate_density, loaded.path, GATE_FILE)}
-        write_card(loaded.path, card)
+            sections["gate"] = {**out["gate"], **cal.save_density(gate_density, loaded.path, GATE_FILE)}
+        card.with_sections(**sections).write(loaded.path)
     if args.json:
         print(json.dumps(out, indent=1))
     else:
         cf = study["cross_fitted"]
-        print(f"{loaded.ref}: refer above familiarity percentile {study['max_percentile']:.3f} "
-              f"(target {target:g} confident wrong per case)")
-        print(f"  cross-fitted on {study['held_out']['n']} held-out images: coverage {cf['coverage']['mean']:.3f}, "
-              f"accuracy answered {cf['accuracy_answered']['mean']:.3f}, confident wrong "
-              f"{cf['confident_wrong']['mean']:.3f}")
+        print(
+            f"{loaded.ref}: refer above familiarity percentile {study['max_percentile']:.3f} "
+            f"(target {target:g} confident wrong per case)"
+        )
+        print(
+            f"  cross-fitted on {study['held_out']['n']} held-out images: coverage {cf['coverage']['mean']:.3f}, "
+            f"accuracy answered {cf['accuracy_answered']['mean']:.3f}, confident wrong "
+            f"{cf['confident_wrong']['mean']:.3f}"
+        )
         if "gate" in out:
             g = out["gate"]
-            print(f"  gate: distance limit {g['max_distance']:.2f}, AUROC {g['auroc']:.3f}, false refusal "
-                  f"{g['false_refusal']['mean']:.3f}, OOD refused {g['ood_refused']:.3f} of {g['n_ood']}")
+            print(
+                f"  gate: distance limit {g['max_distance']:.2f}, AUROC {g['auroc']:.3f}, false refusal "
+                f"{g['false_refusal']['mean']:.3f}, OOD refused {g['ood_refused']:.3f} of {g['n_ood']}"
+            )
     return 0
-
-

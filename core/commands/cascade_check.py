@@ -4,6 +4,7 @@ case, "no tumour detected" on tumour images. See core/research/cascade_check.py.
 
     python -m core cascade-check --json research/results/cascade_check.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,12 @@ import sys
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("cascade-check", help="confident wrong verdicts of the whole cascade on held-out patients",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "cascade-check",
+        help="confident wrong verdicts of the whole cascade on held-out patients",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data", default=None, help="the shared data folder (default: NEUROGRADE_DATA_DIR)")
     p.add_argument("--json", nargs="?", const="-", default=None, help="write the JSON result here ('-': stdout)")
     p.set_defaults(func=run)
@@ -24,9 +29,9 @@ def run(args) -> int:
 
     from core.config import get_settings
     from core.inference import Predictor
-    from core.referral import ReferralRule
+    from core.inference.referral import ReferralRule
     from core.research.cascade_check import heldout_images, run_cascade_check, type_fold_model
-    from model_zoo.checkpoints import load_checkpoint
+    from core.zoo import load_checkpoint
 
     root = Path(args.data or get_settings().data_dir) / "figshare-cemri"
     if not (root / "manifest.csv").is_file():
@@ -40,15 +45,19 @@ def run(args) -> int:
     tm.density, tm.referral = fold_density, ReferralRule.from_card(final_type.card)
     rows = heldout_images(presence.card, root)
     res = run_cascade_check(root, predictor, rows, on_progress=lambda m: print(m, file=sys.stderr, flush=True))
-    res.update(models={"presence": presence.ref, "tumor_type": f"{final_type.ref} (its fold-1 model)"},
-               command="python -m core cascade-check")
+    res.update(
+        models={"presence": presence.ref, "tumor_type": f"{final_type.ref} (its fold-1 model)"},
+        command="python -m core cascade-check",
+    )
     text = json.dumps(res, indent=1)
     if args.json == "-":
         print(text)
         return 0
     if args.json:
         Path(args.json).write_text(text + "\n")
-    print(f"{res['n_images']} held-out tumour images ({res['n_patients']} patients): {res['coverage']:.1%} answered, "
-          f"{res['accuracy_answered']:.1%} of them right; confident wrong {res['confident_wrong']:.1%} of cases; "
-          f"'no tumour' {res['no_tumour_verdicts']} ({res['no_tumour_answered']} without referral)")
+    print(
+        f"{res['n_images']} held-out tumour images ({res['n_patients']} patients): {res['coverage']:.1%} answered, "
+        f"{res['accuracy_answered']:.1%} of them right; confident wrong {res['confident_wrong']:.1%} of cases; "
+        f"'no tumour' {res['no_tumour_verdicts']} ({res['no_tumour_answered']} without referral)"
+    )
     return 0

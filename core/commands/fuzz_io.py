@@ -7,6 +7,7 @@ its peak memory is that process's own (ru_maxrss from wait4; it includes the ~10
 libraries already loaded). Reported: outcomes (loaded, VolumeLoadError, traceback = any other
 exception, killed), the slowest load, the largest peak memory, and each family's worst case.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,19 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("fuzz-io", help="load generated hostile files; count tracebacks, time, memory",
-                              description=__doc__.split("\n\n", 1)[1])
+    p = subparsers.add_parser(
+        "fuzz-io",
+        help="load generated hostile files; count tracebacks, time, memory",
+        description=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("--n", type=int, default=500, help="number of hostile inputs (default 500)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds before a load is killed (default 30)")
-    p.add_argument("--mem-limit-mb", type=int, default=4096,
-                   help="address-space cap of each load's process (default 4096)")
+    p.add_argument(
+        "--mem-limit-mb", type=int, default=4096, help="address-space cap of each load's process (default 4096)"
+    )
     p.add_argument("--json", action="store_true", help="print the JSON summary")
-    p.add_argument("--out", default=None, help="also write the JSON summary here "
-                   "(e.g. research/results/fuzz_io.json)")
+    p.add_argument("--out", default=None, help="also write the JSON summary here (e.g. research/results/fuzz_io.json)")
     p.set_defaults(func=run)
 
 
@@ -62,8 +66,11 @@ def _child(case, scratch: Path, write_fd: int, mem_limit_mb: int) -> None:
     except VolumeLoadError as exc:
         out = {"outcome": "VolumeLoadError", "message": str(exc)[:300]}
     except BaseException as exc:  # noqa: BLE001 - the thing being measured
-        out = {"outcome": "traceback", "error": f"{type(exc).__name__}: {str(exc)[:200]}",
-               "traceback": traceback.format_exc()[-1500:]}
+        out = {
+            "outcome": "traceback",
+            "error": f"{type(exc).__name__}: {str(exc)[:200]}",
+            "traceback": traceback.format_exc()[-1500:],
+        }
     out["seconds"] = time.perf_counter() - start
     os.write(write_fd, json.dumps(out).encode())
     os.close(write_fd)
@@ -75,7 +82,7 @@ def load_in_process(case, scratch: Path, *, timeout: float, mem_limit_mb: int) -
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
-    if pid == 0:   # child
+    if pid == 0:  # child
         code = 0
         try:
             os.close(read_fd)
@@ -100,7 +107,7 @@ def load_in_process(case, scratch: Path, *, timeout: float, mem_limit_mb: int) -
             chunks.append(chunk)
     os.close(read_fd)
     _, status, usage = os.wait4(pid, 0)
-    peak_mb = usage.ru_maxrss / 1024.0          # Linux: kilobytes
+    peak_mb = usage.ru_maxrss / 1024.0  # Linux: kilobytes
     if killed:
         return {"outcome": "killed", "seconds": timeout, "peak_mb": peak_mb}
     try:
@@ -109,14 +116,18 @@ def load_in_process(case, scratch: Path, *, timeout: float, mem_limit_mb: int) -
         out = {}
     if not out:
         sig = -os.waitstatus_to_exitcode(status) if os.WIFSIGNALED(status) else None
-        out = {"outcome": "crashed", "error": f"process ended (signal {sig})" if sig else
-               f"process ended with status {os.waitstatus_to_exitcode(status)}", "seconds": None}
+        out = {
+            "outcome": "crashed",
+            "error": f"process ended (signal {sig})"
+            if sig
+            else f"process ended with status {os.waitstatus_to_exitcode(status)}",
+            "seconds": None,
+        }
     out["peak_mb"] = peak_mb
     return out
 
 
-def fuzz(n: int = 500, seed: int = 0, *, timeout: float = 30.0, mem_limit_mb: int = 4096,
-         progress=None) -> dict:
+def fuzz(n: int = 500, seed: int = 0, *, timeout: float = 30.0, mem_limit_mb: int = 4096, progress=None) -> dict:
     from core.io.hostile import generate
 
     results = []
@@ -180,7 +191,9 @@ def run(args) -> int:
         print(text)
     else:
         print(f"{out['n_inputs']} hostile inputs: {out['outcomes']}")
-        print(f"tracebacks {out['tracebacks']}, over 10 s {out['loads_over_10s']}, slowest "
-              f"{out['max_seconds']} s ({out['max_seconds_family']}), peak memory max "
-              f"{out['max_peak_mb']} MB ({out['max_peak_mb_family']}), over 2 GB {out['loads_over_2gb']}")
+        print(
+            f"tracebacks {out['tracebacks']}, over 10 s {out['loads_over_10s']}, slowest "
+            f"{out['max_seconds']} s ({out['max_seconds_family']}), peak memory max "
+            f"{out['max_peak_mb']} MB ({out['max_peak_mb_family']}), over 2 GB {out['loads_over_2gb']}"
+        )
     return 0 if not (out["tracebacks"] or out["loads_over_10s"] or out["loads_over_2gb"]) else 1

@@ -5,20 +5,26 @@ feature's AUC and a logistic regression's patient-level cross-validated AUC
 
     python -m core grade-baseline --data /work/shared/data/tcga-lgg --json research/results/baseline_grade.json
 """
+
 from __future__ import annotations
 
 import argparse
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("grade-baseline", help="mask-based grade signal check on TCGA-LGG (research)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "grade-baseline",
+        help="mask-based grade signal check on TCGA-LGG (research)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--task", default="grade", choices=["grade"], help=argparse.SUPPRESS)
     p.add_argument("--data", default=None, help="TCGA-LGG folder (default: tcga-lgg in NEUROGRADE_DATA_DIR)")
     p.add_argument("--folds", type=int, default=4, help="patient-stratified folds")
     p.add_argument("--seeds", type=int, default=20, help="reshufflings of the folds")
-    p.add_argument("--json", nargs="?", const="-", default="-",
-                   help="output JSON path ('-' or no value: print to stdout)")
+    p.add_argument(
+        "--json", nargs="?", const="-", default="-", help="output JSON path ('-' or no value: print to stdout)"
+    )
     p.add_argument("--job", type=int, default=None, help="report to this store job (Research page)")
     p.set_defaults(func=run)
 
@@ -27,5 +33,8 @@ def run(args) -> int:
     from core.research.grade_baseline import run_grade_baseline
     from core.research.studies import run_study_command
 
-    return run_study_command(args, "grade-baseline", lambda data, progress: run_grade_baseline(
-        data, folds=args.folds, seeds=args.seeds, on_progress=progress))
+    return run_study_command(
+        args,
+        "grade-baseline",
+        lambda data, progress: run_grade_baseline(data, folds=args.folds, seeds=args.seeds, on_progress=progress),
+    )

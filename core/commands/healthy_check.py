@@ -2,11 +2,12 @@
 tumour volumes still come out "tumour"? The active presence model through the real Predictor on
 normal/ volumes, Br35H no_tumor slices, TCGA-LGG locked-test tumour-free slices, TCIA-BTP slices
 outside the masks and the tumour volumes; specificity per source and sensitivity, before (any slice
->= threshold) and after (core/slice_votes.py). See core/research/healthy_check.py.
+>= threshold) and after (core/inference/slice_votes.py). See core/research/healthy_check.py.
 
     python -m core healthy-check --json research/results/healthy_check.json
     python -m core healthy-check --model presence@1.1.0 --json -
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,13 +16,26 @@ import sys
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("healthy-check", help="presence verdict on healthy brains and tumour volumes (before/after)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "healthy-check",
+        help="presence verdict on healthy brains and tumour volumes (before/after)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data", default=None, help="the shared data folder (default: NEUROGRADE_DATA_DIR)")
-    p.add_argument("--json", nargs="?", const="-", default=None,
-                   help="write the JSON result to this path ('-' or no value: stdout)")
-    p.add_argument("--model", default=None, metavar="presence@VERSION",
-                   help="the presence model to check (default: the active one)")
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        help="write the JSON result to this path ('-' or no value: stdout)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="presence@VERSION",
+        help="the presence model to check (default: the active one)",
+    )
     p.add_argument("--precision", default="auto", help="presence model precision (default: auto, as the product)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run)
@@ -49,8 +63,9 @@ def run(args) -> int:
     if "presence" not in predictor.models:
         print("healthy-check: no presence model: " + "; ".join(predictor.notes), file=sys.stderr)
         return 2
-    res = run_healthy_check(data, predictor, on_progress=lambda m: print(m, file=sys.stderr, flush=True),
-                            explicit=args.model is not None)
+    res = run_healthy_check(
+        data, predictor, on_progress=lambda m: print(m, file=sys.stderr, flush=True), explicit=args.model is not None
+    )
     text = json.dumps(res, indent=1)
     if args.json == "-":
         print(text)

@@ -8,14 +8,19 @@ sensitivity over seeds (core/research/imbalance.py).
     python -m core imbalance-ablation --task tumor_type --data /work/shared/data/figshare-cemri \\
         --minority meningioma --fraction 0.1 --seeds 3 --json research/results/acgan_tumor_type.json
 """
+
 from __future__ import annotations
 
 import argparse
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("imbalance-ablation", help="ACGAN class-imbalance ablation (research)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "imbalance-ablation",
+        help="ACGAN class-imbalance ablation (research)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--task", required=True, choices=["grade", "tumor_type", "presence"])
     p.add_argument("--data", default=None, help="data folder (default: the task's folder in NEUROGRADE_DATA_DIR)")
     p.add_argument("--backbone", default=None, help="feature backbone (default: per task, see al-simulate)")
@@ -35,7 +40,20 @@ def run(args) -> int:
     from core.commands.al_simulate import seeds_arg
     from core.research.studies import run_acgan_study, run_study_command
 
-    return run_study_command(args, "imbalance-ablation", lambda data, progress: run_acgan_study(
-        args.task, data, minority=args.minority, fraction=args.fraction, seeds=seeds_arg(args.seeds),
-        backbone=args.backbone, head=args.head, head_epochs=args.head_epochs, gan_epochs=args.gan_epochs,
-        test_fraction=args.test_fraction, on_progress=progress))
+    return run_study_command(
+        args,
+        "imbalance-ablation",
+        lambda data, progress: run_acgan_study(
+            args.task,
+            data,
+            minority=args.minority,
+            fraction=args.fraction,
+            seeds=seeds_arg(args.seeds),
+            backbone=args.backbone,
+            head=args.head,
+            head_epochs=args.head_epochs,
+            gan_epochs=args.gan_epochs,
+            test_fraction=args.test_fraction,
+            on_progress=progress,
+        ),
+    )

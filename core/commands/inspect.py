@@ -1,4 +1,5 @@
 """`python -m core inspect PATH [PATH ...]`: what NeuroGrade sees in a scan file, folder or zip."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,11 @@ import sys
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "inspect", help="load a scan (NIfTI, DICOM file/folder/zip, image) and describe it",
+        "inspect",
+        help="load a scan (NIfTI, DICOM file/folder/zip, image) and describe it",
         description="Load a scan and print its shape, spacing, orientation, modality, channels, "
-                    "DICOM series and warnings. Several PATHs are read as the files of one series.")
+        "DICOM series and warnings. Several PATHs are read as the files of one series.",
+    )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="file, folder or zip")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--series", default=None, help="SeriesInstanceUID (or index) to load")
@@ -43,16 +46,18 @@ def _text(info: dict) -> str:
         f"spacing (mm) : {' x '.join(f'{s:.4g}' for s in info['spacing'])}",
         f"orientation  : {info['orientation']} (source: {info['source_orientation']})",
         f"modality     : {info['modality']}",
-        "channels     : " + ", ".join(f"{c}{' (active)' if c == info['active_channel'] else ''}"
-                                     for c in info["channels"]),
+        "channels     : "
+        + ", ".join(f"{c}{' (active)' if c == info['active_channel'] else ''}" for c in info["channels"]),
     ]
     if info["series"]:
         lines.append(f"series       : {len(info['series'])} found")
         for s in info["series"]:
             mark = "*" if s.get("selected") else " "
             desc = f" '{s['description']}'" if s.get("description") else ""
-            lines.append(f"  {mark} #{s['index']} {s['uid']}{desc} {s['modality']} "
-                         f"{s['n_slices']} slice(s) {s['rows']}x{s['columns']}")
+            lines.append(
+                f"  {mark} #{s['index']} {s['uid']}{desc} {s['modality']} "
+                f"{s['n_slices']} slice(s) {s['rows']}x{s['columns']}"
+            )
     if info["warnings"]:
         lines.append("warnings     :")
         lines.extend(f"  - {w}" for w in info["warnings"])

@@ -1,10 +1,11 @@
 """`python -m core jobs ...`: background jobs (training, imports, simulations).
 
-    jobs list [--status S] [--kind K] [--json]
-    jobs show ID [--json]
-    jobs cancel ID
-    jobs reap                mark failed the running jobs whose worker process is gone
+jobs list [--status S] [--kind K] [--json]
+jobs show ID [--json]
+jobs cancel ID
+jobs reap                mark failed the running jobs whose worker process is gone
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,7 @@ from core.commands import guarded, open_repository
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("jobs", help="list, show and cancel background jobs",
-                                   description=__doc__)
+    parser = subparsers.add_parser("jobs", help="list, show and cancel background jobs", description=__doc__)
     sub = parser.add_subparsers(dest="jobs_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), 2)[1])
 
@@ -41,21 +41,23 @@ def register(subparsers) -> None:
 
 
 def _repo():
-    return open_repository()     # checks NEUROGRADE_HOME first: a clear message, not a traceback
+    return open_repository()  # checks NEUROGRADE_HOME first: a clear message, not a traceback
 
 
 @guarded
 def run_list(args) -> int:
     repo = _repo()
-    repo.reap_dead_jobs()
-    jobs = repo.list_jobs(kind=args.kind, status=args.status, limit=args.limit)
+    repo.jobs.reap_dead()
+    jobs = repo.jobs.recent(kind=args.kind, status=args.status, limit=args.limit)
     if args.json:
         print(json.dumps([j.to_dict() for j in jobs]))
         return 0
     for j in jobs:
-        print(f"{j.id:>5}  {j.kind:<12} {j.status:<10} {j.progress * 100:5.1f}%  "
-              f"{j.created_at:%Y-%m-%d %H:%M}" + ("  (cancel requested)" if j.cancel_requested
-                                                   and j.status == "running" else ""))
+        print(
+            f"{j.id:>5}  {j.kind:<12} {j.status:<10} {j.progress * 100:5.1f}%  "
+            f"{j.created_at:%Y-%m-%d %H:%M}"
+            + ("  (cancel requested)" if j.cancel_requested and j.status == "running" else "")
+        )
     if not jobs:
         print("no jobs")
     return 0
@@ -66,7 +68,7 @@ def run_show(args) -> int:
     from core.store import NotFound
 
     try:
-        job = _repo().get_job(args.job)
+        job = _repo().jobs.get(args.job)
     except NotFound as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -83,13 +85,13 @@ def run_show(args) -> int:
 def run_cancel(args) -> int:
     from core.auth import cli_actor
 
-    ok = _repo().request_cancel(args.job, actor=cli_actor(args.actor))
+    ok = _repo().jobs.request_cancel(args.job, actor=cli_actor(args.actor))
     print("cancel requested" if ok else f"job {args.job} has already finished")
     return 0 if ok else 1
 
 
 @guarded
 def run_reap(args) -> int:
-    dead = _repo().reap_dead_jobs()
+    dead = _repo().jobs.reap_dead()
     print(f"marked failed: {dead}" if dead else "no dead jobs")
     return 0

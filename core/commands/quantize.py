@@ -6,16 +6,19 @@ other images of that data (labels identical, largest probability difference), an
 observers beside the model (`int8_observers.pt`) with the check in the card (key `int8`). The
 Predictor then runs the version in int8 on x86 CPUs (see `core.quantize`).
 """
+
 from __future__ import annotations
 
 import sys
 
+from core.cards import ModelCard
 from core.commands import model_error_text, model_errors
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("quantize", help="calibrate a model version for int8 CPU inference",
-                              description=__doc__.split("\n\n", 1)[1])
+    p = subparsers.add_parser(
+        "quantize", help="calibrate a model version for int8 CPU inference", description=__doc__.split("\n\n", 1)[1]
+    )
     p.add_argument("ref", metavar="TASK@VERSION")
     p.add_argument("--data", default=None, help="data folder(s) (default: the card's recipe data)")
     p.add_argument("--images", type=int, default=256, help="calibration images (default 256)")
@@ -32,11 +35,11 @@ def run(args) -> int:
     import torch
 
     from core import quantize
-    from core.commands.evaluate import data_for_card
     from core.inference import TaskModel, softmax
     from core.training.datasets import load_dataset
+    from core.training.evaluation import data_for_card
     from core.training.loop import to_model_input
-    from model_zoo.checkpoints import load_checkpoint, resolve_ref, write_card
+    from core.zoo import load_checkpoint, resolve_ref
 
     if not quantize.available():
         print("this torch build has no x86 int8 kernels", file=sys.stderr)
@@ -44,17 +47,17 @@ def run(args) -> int:
     try:
         ckpt = resolve_ref(args.ref)
         loaded = load_checkpoint(ckpt)
-    except model_errors() as exc:   # checksum mismatch, unsafe pickle, unknown version: one line
+    except model_errors() as exc:  # checksum mismatch, unsafe pickle, unknown version: one line
         print(f"quantize: {model_error_text(exc)}", file=sys.stderr)
         return 2
-    data = data_for_card(loaded.card, args.data)
+    data = data_for_card(ModelCard.of(loaded), args.data)
     try:
         ds = load_dataset(data, loaded.task, loaded.spec.input_size, seed=args.seed)
     except (FileNotFoundError, ValueError) as exc:
         print(f"{data}: {exc}", file=sys.stderr)
         return 2
     order = np.random.default_rng(args.seed).permutation(len(ds))
-    cal, check = order[:args.images], order[args.images:args.images + args.check]
+    cal, check = order[: args.images], order[args.images : args.images + args.check]
     fp32 = TaskModel(loaded, "cpu", precision="fp32")
 
     def inputs(idx):
@@ -74,17 +77,23 @@ def run(args) -> int:
     buf = io.BytesIO()
     torch.save(observers, buf)
     (ckpt.path / quantize.OBSERVERS_FILE).write_bytes(buf.getvalue())
-    card = dict(loaded.card)
-    card["int8"] = {
-        "file": quantize.OBSERVERS_FILE, "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+    int8 = {
+        "file": quantize.OBSERVERS_FILE,
+        "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
         "engine": quantize.ENGINE,
         "method": "FX post-training static quantization (default x86 qconfig; first convolution kept in fp32)",
         "calibration": {"data": data, "n_images": int(len(cal)), "seed": args.seed},
-        "agreement_with_fp32": {"n_images": int(len(check)), "identical_labels": same,
-                                "max_abs_prob_diff": diff, "images": "same data, not used for calibration"},
+        "agreement_with_fp32": {
+            "n_images": int(len(check)),
+            "identical_labels": same,
+            "max_abs_prob_diff": diff,
+            "images": "same data, not used for calibration",
+        },
         "command": f"python -m core quantize {loaded.ref}" + (f" --data {args.data}" if args.data else ""),
     }
-    write_card(ckpt.path, card)
-    print(f"{loaded.ref}: int8 calibrated on {len(cal)} images; labels identical to fp32 on "
-          f"{len(check)} other images: {100 * (same or 0):.2f}% (max |dp| {diff or 0:.3f})")
+    ModelCard.of(loaded).with_sections(int8=int8).write(ckpt.path)
+    print(
+        f"{loaded.ref}: int8 calibrated on {len(cal)} images; labels identical to fp32 on "
+        f"{len(check)} other images: {100 * (same or 0):.2f}% (max |dp| {diff or 0:.3f})"
+    )
     return 0

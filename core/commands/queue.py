@@ -1,24 +1,23 @@
 """`python -m core queue ...`: the active-learning review queue from the command line.
 
-    queue next --task T [--strategy S] [--k N] [--reviewer R] [--cap C] [--json]
-    queue label ITEM LABEL [--reviewer NAME] [--task T] [--expect-version V] [--json]
-                                                   exit 3 on a version conflict (prints current)
-    queue skip ITEM [--reviewer NAME] [--task T] [--comment TEXT]
-    queue flag ITEM [--reviewer NAME] --comment TEXT [--task T] [--expect-version V]
-    (--reviewer, alias --actor: who decides; default: the OS user, as cli:USER)
-    queue stats [--task T] [--json]
-    queue refresh --task T [--strategy S] [--model-version V]
-    queue import PATH ... [--csv FILE] [--task T ...] [--sequences a,b,c] [--job ID] [--json]
+queue next --task T [--strategy S] [--k N] [--reviewer R] [--cap C] [--json]
+queue label ITEM LABEL [--reviewer NAME] [--task T] [--expect-version V] [--json]
+                                               exit 3 on a version conflict (prints current)
+queue skip ITEM [--reviewer NAME] [--task T] [--comment TEXT]
+queue flag ITEM [--reviewer NAME] --comment TEXT [--task T] [--expect-version V]
+(--reviewer, alias --actor: who decides; default: the OS user, as cli:USER)
+queue stats [--task T] [--json]
+queue refresh --task T [--strategy S] [--model-version V]
+queue import PATH ... [--csv FILE] [--task T ...] [--sequences a,b,c] [--job ID] [--json]
 """
+
 from __future__ import annotations
 
 import json
 import sys
 
-from core.commands import guarded, open_repository
-
 from core.auth import cli_actor
-
+from core.commands import guarded, open_repository
 from core.tasks import TASKS
 
 EXIT_CONFLICT = 3
@@ -26,8 +25,9 @@ STRATEGY_CHOICES = ("entropy", "margin", "least_confidence", "bald", "random", "
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("queue", help="the review queue: next items, labels, stats, import",
-                                   description=__doc__, formatter_class=_raw())
+    parser = subparsers.add_parser(
+        "queue", help="the review queue: next items, labels, stats, import", description=__doc__, formatter_class=_raw()
+    )
     sub = parser.add_subparsers(dest="queue_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), 2)[1])
 
@@ -44,27 +44,43 @@ def register(subparsers) -> None:
     p = sub.add_parser("label", help="save a label (optimistic versioning)")
     p.add_argument("item", type=int)
     p.add_argument("label")
-    p.add_argument("--reviewer", "--actor", dest="reviewer", default=None,
-                   help="who decides (recorded with the label and in the audit; default: the OS user)")
+    p.add_argument(
+        "--reviewer",
+        "--actor",
+        dest="reviewer",
+        default=None,
+        help="who decides (recorded with the label and in the audit; default: the OS user)",
+    )
     p.add_argument("--task", default=None, choices=TASKS, help="needed when the item is queued for several tasks")
-    p.add_argument("--expect-version", type=int, default=None,
-                   help="the version you saw; exit status 3 if it changed since")
+    p.add_argument(
+        "--expect-version", type=int, default=None, help="the version you saw; exit status 3 if it changed since"
+    )
     p.add_argument("--comment", default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_label)
 
     p = sub.add_parser("skip", help="skip an item (for this reviewer)")
     p.add_argument("item", type=int)
-    p.add_argument("--reviewer", "--actor", dest="reviewer", default=None,
-                   help="who decides (recorded with the label and in the audit; default: the OS user)")
+    p.add_argument(
+        "--reviewer",
+        "--actor",
+        dest="reviewer",
+        default=None,
+        help="who decides (recorded with the label and in the audit; default: the OS user)",
+    )
     p.add_argument("--task", default=None, choices=TASKS)
     p.add_argument("--comment", default=None)
     p.set_defaults(func=run_skip)
 
     p = sub.add_parser("flag", help="flag an item for a closer look (leaves the queue)")
     p.add_argument("item", type=int)
-    p.add_argument("--reviewer", "--actor", dest="reviewer", default=None,
-                   help="who decides (recorded with the label and in the audit; default: the OS user)")
+    p.add_argument(
+        "--reviewer",
+        "--actor",
+        dest="reviewer",
+        default=None,
+        help="who decides (recorded with the label and in the audit; default: the OS user)",
+    )
     p.add_argument("--comment", required=True)
     p.add_argument("--task", default=None, choices=TASKS)
     p.add_argument("--expect-version", type=int, default=None)
@@ -75,8 +91,9 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_stats)
 
-    p = sub.add_parser("refresh", help="score pending items with the active model version (predicting "
-                                       "the items it has not seen)")
+    p = sub.add_parser(
+        "refresh", help="score pending items with the active model version (predicting the items it has not seen)"
+    )
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--strategy", default="entropy", choices=STRATEGY_CHOICES[:-1])
     p.add_argument("--model-version", default=None, help="default: the task's active version")
@@ -84,13 +101,18 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("import", help="bulk-import image folders / volumes into the queue")
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--csv", default=None,
-                   help="CSV of file, patient id and known label (kept hidden from reviewers)")
-    p.add_argument("--task", action="append", default=None, choices=TASKS,
-                   help="queue the items for this task (repeatable; default: all three)")
+    p.add_argument("--csv", default=None, help="CSV of file, patient id and known label (kept hidden from reviewers)")
+    p.add_argument(
+        "--task",
+        action="append",
+        default=None,
+        choices=TASKS,
+        help="queue the items for this task (repeatable; default: all three)",
+    )
     p.add_argument("--plane", default="axial")
-    p.add_argument("--sequences", default=None,
-                   help="comma-separated channel names, e.g. t1pre,flair,t1post for TCGA slices")
+    p.add_argument(
+        "--sequences", default=None, help="comma-separated channel names, e.g. t1pre,flair,t1post for TCGA slices"
+    )
     p.add_argument("--keep-blank", action="store_true", help="queue blank slices too")
     p.add_argument("--job", type=int, default=None, help="report progress to this job id")
     p.add_argument("--json", action="store_true")
@@ -104,7 +126,7 @@ def _raw():
 
 
 def _repo():
-    return open_repository()     # checks NEUROGRADE_HOME first: a clear message, not a traceback
+    return open_repository()  # checks NEUROGRADE_HOME first: a clear message, not a traceback
 
 
 def _task_of(repo, item: int, task: str | None) -> str:
@@ -125,15 +147,24 @@ def _task_of(repo, item: int, task: str | None) -> str:
 def run_next(args) -> int:
     from core.active_learning import next_items
 
-    items = next_items(_repo(), args.task, args.strategy, args.k, reviewer=args.reviewer,
-                       per_patient_cap=args.cap or None, seed=args.seed)
+    items = next_items(
+        _repo(),
+        args.task,
+        args.strategy,
+        args.k,
+        reviewer=args.reviewer,
+        per_patient_cap=args.cap or None,
+        seed=args.seed,
+    )
     if args.json:
         print(json.dumps(items))
     else:
         for it in items:
             score = "-" if it["score"] is None else f"{it['score']:.4f}"
-            print(f"{it['rank']:>3}  item {it['item_id']:<6} case {it['case_id']:<5} "
-                  f"slice {it['slice_index']:<4} v{it['version']}  {args.strategy}={score}")
+            print(
+                f"{it['rank']:>3}  item {it['item_id']:<6} case {it['case_id']:<5} "
+                f"slice {it['slice_index']:<4} v{it['version']}  {args.strategy}={score}"
+            )
         if not items:
             print(f"nothing pending for {args.task}")
     return 0
@@ -161,18 +192,30 @@ def run_label(args) -> int:
     repo = _repo()
     try:
         task = _task_of(repo, args.item, args.task)
-        version = repo.label_item(args.item, task, args.label, cli_actor(args.reviewer), args.expect_version,
-                                  comment=args.comment)
+        version = repo.queue.label(
+            args.item, task, args.label, cli_actor(args.reviewer), args.expect_version, comment=args.comment
+        )
     except VersionConflict as exc:
         current = exc.current_label.to_dict() if exc.current_label else None
         if args.json:
-            print(json.dumps({"conflict": True, "item_id": exc.item_id, "task": exc.task,
-                              "expected_version": exc.expected_version,
-                              "current_version": exc.current_version, "current_label": current}))
+            print(
+                json.dumps(
+                    {
+                        "conflict": True,
+                        "item_id": exc.item_id,
+                        "task": exc.task,
+                        "expected_version": exc.expected_version,
+                        "current_version": exc.current_version,
+                        "current_label": current,
+                    }
+                )
+            )
         else:
             print(f"conflict: {exc}", file=sys.stderr)
-            print(f"current label: {current['value'] if current else None} "
-                  f"(by {current['reviewer'] if current else '-'}, version {exc.current_version})")
+            print(
+                f"current label: {current['value'] if current else None} "
+                f"(by {current['reviewer'] if current else '-'}, version {exc.current_version})"
+            )
         return EXIT_CONFLICT
     except NotFound as exc:
         print(str(exc), file=sys.stderr)
@@ -181,8 +224,9 @@ def run_label(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({"conflict": False, "item_id": args.item, "task": task,
-                          "label": args.label, "version": version}))
+        print(
+            json.dumps({"conflict": False, "item_id": args.item, "task": task, "label": args.label, "version": version})
+        )
     else:
         print(f"item {args.item} ({task}) = {args.label}, version {version}")
     return 0
@@ -191,7 +235,7 @@ def run_label(args) -> int:
 @guarded
 def run_skip(args) -> int:
     repo = _repo()
-    repo.skip_item(args.item, _task_of(repo, args.item, args.task), cli_actor(args.reviewer), args.comment)
+    repo.queue.skip(args.item, _task_of(repo, args.item, args.task), cli_actor(args.reviewer), args.comment)
     return 0
 
 
@@ -201,8 +245,9 @@ def run_flag(args) -> int:
 
     repo = _repo()
     try:
-        repo.flag_item(args.item, _task_of(repo, args.item, args.task), cli_actor(args.reviewer), args.comment,
-                       args.expect_version)
+        repo.queue.flag(
+            args.item, _task_of(repo, args.item, args.task), cli_actor(args.reviewer), args.comment, args.expect_version
+        )
     except VersionConflict as exc:
         print(f"conflict: {exc}", file=sys.stderr)
         return EXIT_CONFLICT
@@ -212,15 +257,17 @@ def run_flag(args) -> int:
 @guarded
 def run_stats(args) -> int:
     repo = _repo()
-    tasks = [args.task] if args.task else repo.tasks()
-    stats = {t: repo.progress(t) for t in tasks}
+    tasks = [args.task] if args.task else repo.queue.tasks()
+    stats = {t: repo.queue.progress(t) for t in tasks}
     if args.json:
         print(json.dumps(stats))
     else:
         for t, s in stats.items():
             classes = ", ".join(f"{k} {v}" for k, v in s["by_class"].items()) or "-"
-            print(f"{t}: {s['labelled']}/{s['total']} labelled, {s['pending']} pending, "
-                  f"{s['flagged']} flagged, {s['disputed']} disputed; by class: {classes}")
+            print(
+                f"{t}: {s['labelled']}/{s['total']} labelled, {s['pending']} pending, "
+                f"{s['flagged']} flagged, {s['disputed']} disputed; by class: {classes}"
+            )
         if not stats:
             print("the queue is empty")
     return 0
@@ -230,7 +277,7 @@ def run_stats(args) -> int:
 def run_refresh(args) -> int:
     from core.active_learning import refresh_scores
     from core.review import predict_items
-    from model_zoo.checkpoints import active_version
+    from core.zoo import active_version
 
     repo = _repo()
     version = args.model_version or active_version(args.task)
@@ -244,12 +291,12 @@ def run_refresh(args) -> int:
 
 @guarded
 def run_import(args) -> int:
-    from core.store.importer import import_paths
-
     from pathlib import Path
 
+    from core.store.importer import import_paths
+
     missing = [p for p in args.paths if not Path(p).exists()]
-    if missing:   # the user's own terminal: the paths they typed
+    if missing:  # the user's own terminal: the paths they typed
         print("error: not found: " + ", ".join(missing), file=sys.stderr)
         return 2
     tasks = args.task or ["presence", "tumor_type", "grade"]
@@ -262,8 +309,16 @@ def run_import(args) -> int:
 
     def work(job=None):
         progress = (lambda f, msg: (job.progress(f), job.log(msg))) if job else None
-        res = import_paths(repo, args.paths, csv_path=args.csv, tasks=tasks, plane=args.plane,
-                           sequences=seqs, keep_blank=args.keep_blank, progress=progress)
+        res = import_paths(
+            repo,
+            args.paths,
+            csv_path=args.csv,
+            tasks=tasks,
+            plane=args.plane,
+            sequences=seqs,
+            keep_blank=args.keep_blank,
+            progress=progress,
+        )
         return res
 
     if args.job is not None:
@@ -274,8 +329,9 @@ def run_import(args) -> int:
         def job_work(job):
             holder["res"] = work(job)
             d = holder["res"].to_dict()
-            return ({k: d[k] for k in ("cases", "items", "matched_csv_rows", "skipped", "failed")}
-                    | {"errors": len(d["errors"])})
+            return {k: d[k] for k in ("cases", "items", "matched_csv_rows", "skipped", "failed")} | {
+                "errors": len(d["errors"])
+            }
 
         code = run_job(args.job, job_work, repo)
         res = holder.get("res")
@@ -286,10 +342,12 @@ def run_import(args) -> int:
     if args.json:
         print(json.dumps(res.to_dict()))
     else:
-        print(f"imported {res.cases} cases, {res.items} items for {', '.join(tasks)}"
-              + (f"; {res.matched_csv_rows} matched the CSV" if args.csv else ""))
+        print(
+            f"imported {res.cases} cases, {res.items} items for {', '.join(tasks)}"
+            + (f"; {res.matched_csv_rows} matched the CSV" if args.csv else "")
+        )
         print(res.summary())
-        for err, path in zip(res.errors, res.error_paths):   # names only on the terminal, never stored
+        for err, path in zip(res.errors, res.error_paths):  # names only on the terminal, never stored
             print(f"  skipped {err} ({path})", file=sys.stderr)
     if res.stopped:
         print(f"error: {res.stopped}", file=sys.stderr)

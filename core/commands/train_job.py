@@ -7,6 +7,7 @@ job row; cancel requests are honoured. Exit status: 0 succeeded, 1 failed, 130 c
     python -m core train-job 12
     python -m core train-job --create --task tumor_type --strategy head --epochs 3   # create + run here
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,12 @@ import sys
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train-job", help="run a retraining job (worker of the Train page)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "train-job",
+        help="run a retraining job (worker of the Train page)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("job", type=int, nargs="?", help="job id (created by the Train page)")
     p.add_argument("--create", action="store_true", help="create the job from the options below, then run it")
     p.add_argument("--task", choices=["presence", "tumor_type", "grade"])
@@ -29,10 +34,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from core.store import Repository
+    from core.store import Store
     from core.training.job import create_training_job, run_training_job
 
-    repo = Repository.open()
+    repo = Store.open()
     job_id = args.job
     if args.create:
         if not args.task:

@@ -14,6 +14,7 @@ Roles: clinician (scan, report, send to review) < reviewer (+ label) < trainer (
 admin (+ promote, roll back, force, manage users). The shell user owns the database, so these
 commands are not role-checked; each change is audited as --actor NAME or the OS user.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -26,8 +27,12 @@ from core import auth
 def register(subparsers) -> None:
     import argparse
 
-    parser = subparsers.add_parser("users", help="accounts and roles: add, list, set-role, disable",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "users",
+        help="accounts and roles: add, list, set-role, disable",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="users_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), 2)[1])
 
@@ -37,8 +42,11 @@ def register(subparsers) -> None:
     p = sub.add_parser("add", help="create an account")
     p.add_argument("name")
     p.add_argument("--role", required=True, choices=auth.ROLES)
-    p.add_argument("--oidc", action="store_true", help="no password: signs in through the OIDC provider "
-                                                       "(NAME is the e-mail address it reports)")
+    p.add_argument(
+        "--oidc",
+        action="store_true",
+        help="no password: signs in through the OIDC provider (NAME is the e-mail address it reports)",
+    )
     actor(p)
     p.set_defaults(func=run_add)
 
@@ -68,9 +76,9 @@ def register(subparsers) -> None:
 
 
 def _repo():
-    from core.store import Repository
+    from core.store import Store
 
-    return Repository.open()
+    return Store.open()
 
 
 def read_password(prompt: str = "Password") -> str:
@@ -103,8 +111,9 @@ def run_add(args) -> int:
         password = None if args.oidc else read_password(f"Password for {args.name}")
         return auth.add_user(_repo(), args.name, args.role, password, auth.cli_actor(args.actor))
 
-    return _account_change(add, "added {user.name} ({user.role})"
-                           + (", signs in through the OIDC provider" if args.oidc else ""))
+    return _account_change(
+        add, "added {user.name} ({user.role})" + (", signs in through the OIDC provider" if args.oidc else "")
+    )
 
 
 def run_list(args) -> int:
@@ -115,29 +124,36 @@ def run_list(args) -> int:
         print(json.dumps([u.to_dict() for u in rows]))
         return 0
     for u in rows:
-        print(f"{u.name:<30} {u.role:<10} {'disabled' if u.disabled else 'active':<9} "
-              f"{'password' if u.has_password else 'oidc':<9} last sign-in {str(u.last_login_at or '-')[:19]}")
+        print(
+            f"{u.name:<30} {u.role:<10} {'disabled' if u.disabled else 'active':<9} "
+            f"{'password' if u.has_password else 'oidc':<9} last sign-in {str(u.last_login_at or '-')[:19]}"
+        )
     if not rows:
         print("no accounts yet: python -m core users add NAME --role admin")
     return 0
 
 
 def run_set_role(args) -> int:
-    return _account_change(lambda: auth.set_role(_repo(), args.name, args.role, auth.cli_actor(args.actor)),
-                           "{user.name} is now {user.role}")
+    return _account_change(
+        lambda: auth.set_role(_repo(), args.name, args.role, auth.cli_actor(args.actor)),
+        "{user.name} is now {user.role}",
+    )
 
 
 def run_disable(args) -> int:
     return _account_change(
         lambda: auth.set_disabled(_repo(), args.name, args.disabled, auth.cli_actor(args.actor)),
-        "{user.name} is " + ("disabled" if args.disabled else "enabled"))
+        "{user.name} is " + ("disabled" if args.disabled else "enabled"),
+    )
 
 
 def run_passwd(args) -> int:
     return _account_change(
-        lambda: auth.set_password(_repo(), args.name, read_password(f"New password for {args.name}"),
-                                  auth.cli_actor(args.actor)),
-        f"{args.name}'s password is changed")
+        lambda: auth.set_password(
+            _repo(), args.name, read_password(f"New password for {args.name}"), auth.cli_actor(args.actor)
+        ),
+        f"{args.name}'s password is changed",
+    )
 
 
 def run_init(args) -> int:
@@ -150,8 +166,12 @@ def run_init(args) -> int:
     if not auth.needs_first_admin(repo):
         return 0
     if auth.auth_mode() == "oidc" or sys.stdin is None or not sys.stdin.isatty():
-        print("No administrator yet: create one with `python -m core users add NAME --role admin"
-              + (" --oidc" if auth.auth_mode() == "oidc" else "") + "`.", file=sys.stderr)
+        print(
+            "No administrator yet: create one with `python -m core users add NAME --role admin"
+            + (" --oidc" if auth.auth_mode() == "oidc" else "")
+            + "`.",
+            file=sys.stderr,
+        )
         return 0
     print("NeuroGrade needs a first administrator account (sign-in is on).")
     default = auth.local_identity().name

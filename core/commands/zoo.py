@@ -1,23 +1,26 @@
 """`python -m core zoo ...`: what model versions and architectures exist.
 
-    python -m core zoo list [--task TASK] [--json]     every shipped and user version
-    python -m core zoo archs [--json]                   registered architectures
-    python -m core zoo compare TASK@VERSION [--champion V] [--json]
-                                                       challenger vs champion on a shared locked test split
-    python -m core zoo promote TASK@VERSION [--force --reason TEXT] [--actor NAME] [--json]
-                                                       only if it beats the champion (exit 4 when refused);
-                                                       forced or not, only if its weights pass verification
-                                                       (sha256) and it has a locked-test score
-    python -m core zoo rollback TASK [--reason TEXT] [--actor NAME]
-                                                       back to the version promoted before the current one
-    python -m core zoo summarize TASK@VERSION [--write]
-                                                       the card's results in sentences, from its metrics
+python -m core zoo list [--task TASK] [--json]     every shipped and user version
+python -m core zoo archs [--json]                   registered architectures
+python -m core zoo compare TASK@VERSION [--champion V] [--json]
+                                                   challenger vs champion on a shared locked test split
+python -m core zoo promote TASK@VERSION [--force --reason TEXT] [--actor NAME] [--json]
+                                                   only if it beats the champion (exit 4 when refused);
+                                                   forced or not, only if its weights pass verification
+                                                   (sha256) and it has a locked-test score
+python -m core zoo rollback TASK [--reason TEXT] [--actor NAME]
+                                                   back to the version promoted before the current one
+python -m core zoo summarize TASK@VERSION [--write]
+                                                   the card's results in sentences, from its metrics
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from core.cards import CardError, ModelCard
 
 EXIT_REFUSED = 4  # promotion refused: no better than the champion, unverifiable, or no locked-test score
 
@@ -25,8 +28,12 @@ _HEADLINE_ORDER = ("accuracy", "balanced_accuracy", "macro_f1", "auc", "roc_auc"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("zoo", help="list model versions and architectures",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "zoo",
+        help="list model versions and architectures",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND")
     p_list = sub.add_parser("list", help="every shipped and user model version")
     p_list.add_argument("--task", default=None, help="only this task")
@@ -39,8 +46,12 @@ def register(subparsers) -> None:
     p_cmp.add_argument("--json", action="store_true")
     p_pro = sub.add_parser("promote", help="make TASK@VERSION active if it beats the champion")
     p_pro.add_argument("ref", metavar="TASK@VERSION")
-    p_pro.add_argument("--force", action="store_true", help="promote even when it does not beat the champion (never one that fails "
-                            "verification or has no locked-test score)")
+    p_pro.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even when it does not beat the champion (never one that fails "
+        "verification or has no locked-test score)",
+    )
     p_pro.add_argument("--reason", default=None, help="why (required with --force; kept in the audit log)")
     p_pro.add_argument("--actor", default=None, help="who promotes (default: $USER)")
     p_pro.add_argument("--json", action="store_true")
@@ -58,22 +69,27 @@ def register(subparsers) -> None:
 def version_rows(task: str | None = None) -> list[dict]:
     """One dict per version: task, version, architecture, active, source, created, classes,
     parent, path, metrics (headline numbers from the card)."""
-    from model_zoo.checkpoints import active_version, headline_metrics, list_checkpoints
+    from core.zoo import active_version, list_checkpoints
+    from model_zoo import headline_metrics
 
     ckpts = list_checkpoints(task)
     active = {t: active_version(t) for t in sorted({c.task for c in ckpts})}
-    return [{
-        "task": c.task,
-        "version": c.version,
-        "architecture": c.architecture,
-        "active": active.get(c.task) == c.version,
-        "source": c.source,
-        "created": c.created,
-        "classes": list(c.card.get("classes") or []),
-        "parent": c.card.get("parent"),
-        "path": str(c.path),
-        "metrics": headline_metrics(c.card),
-    } for c in ckpts]
+    cards = [ModelCard.of(c) for c in ckpts]
+    return [
+        {
+            "task": c.task,
+            "version": c.version,
+            "architecture": c.architecture,
+            "active": active.get(c.task) == c.version,
+            "source": c.source,
+            "created": c.created,
+            "classes": list(card.classes),
+            "parent": card.parent,
+            "path": str(c.path),
+            "metrics": headline_metrics(card),
+        }
+        for c, card in zip(ckpts, cards)
+    ]
 
 
 def _headline_text(metrics: dict) -> str:
@@ -96,8 +112,18 @@ def _run_list(args) -> int:
         print("no model versions found (shipped: model_zoo/checkpoints/, user: NEUROGRADE_HOME/models/)")
         return 0
     header = ("", "task", "version", "architecture", "source", "created", "metrics")
-    table = [header] + [("*" if r["active"] else "", r["task"], r["version"], r["architecture"],
-                         r["source"], r["created"][:10], _headline_text(r["metrics"])) for r in rows]
+    table = [header] + [
+        (
+            "*" if r["active"] else "",
+            r["task"],
+            r["version"],
+            r["architecture"],
+            r["source"],
+            r["created"][:10],
+            _headline_text(r["metrics"]),
+        )
+        for r in rows
+    ]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header) - 1)]
     for row in table:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
@@ -106,23 +132,34 @@ def _run_list(args) -> int:
 
 
 def _run_archs(args) -> int:
-    from model_zoo.registry import get_spec, imagenet_available, list_models
+    from model_zoo import get_spec, imagenet_available, list_models
 
     rows = []
     for name in list_models():
         s = get_spec(name)
-        rows.append({"name": name, "input_size": s.input_size, "in_channels": s.in_channels,
-                     "cam_layer": s.cam_layer, "n_blocks": len(s.blocks), "head": list(s.head),
-                     "imagenet_weights": s.imagenet_weights,
-                     "imagenet_cached": bool(s.imagenet_weights) and imagenet_available(name),
-                     "description": s.description})
+        rows.append(
+            {
+                "name": name,
+                "input_size": s.input_size,
+                "in_channels": s.in_channels,
+                "cam_layer": s.cam_layer,
+                "n_blocks": len(s.blocks),
+                "head": list(s.head),
+                "imagenet_weights": s.imagenet_weights,
+                "imagenet_cached": bool(s.imagenet_weights) and imagenet_available(name),
+                "description": s.description,
+            }
+        )
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     for r in rows:
-        w = "no ImageNet weights" if not r["imagenet_weights"] else (
-            "ImageNet cached" if r["imagenet_cached"] else "ImageNet not cached")
+        w = (
+            "no ImageNet weights"
+            if not r["imagenet_weights"]
+            else ("ImageNet cached" if r["imagenet_cached"] else "ImageNet not cached")
+        )
         print(f"{r['name']:<16} {r['input_size']:>4}px  {w:<20} {r['description']}")
     return 0
 
@@ -145,14 +182,18 @@ def _print_comparison(c) -> None:
     if c.comparable:
         print(f"  split: {c.split} (fingerprint {str(c.fingerprint)[:12]})")
         for r in c.metrics:
+
             def fmt(v, ci):
                 if v is None:
                     return "-"
                 return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci else "")
+
             mark = "*" if r["primary"] else " "
             delta = f"{r['delta']:+.3f}" if r["delta"] is not None else "-"
-            print(f" {mark}{r['level']:<8}{r['metric']:<18}{fmt(r['challenger'], r['challenger_ci']):<28}"
-                  f"{fmt(r['champion'], r['champion_ci']):<28}{delta}")
+            print(
+                f" {mark}{r['level']:<8}{r['metric']:<18}{fmt(r['challenger'], r['challenger_ci']):<28}"
+                f"{fmt(r['champion'], r['champion_ci']):<28}{delta}"
+            )
     print(("  BEATS: " if c.beats else "  does not beat: ") + c.reason)
 
 
@@ -174,15 +215,26 @@ def _run_compare(args) -> int:
 
 def _run_promote(args) -> int:
     from core.promotion import PromotionError, PromotionRefused, promote
+    from core.review import refresh_queue_scores
+    from core.store import Store
 
     try:
         task, version = _split_ref(args.ref)
-        res = promote(task, version, _actor(args), force=args.force, reason=args.reason)
+        store = Store.open()
+        res = promote(task, version, _actor(args), force=args.force, reason=args.reason, repo=store)
     except PromotionRefused as exc:
         if args.json:
-            print(json.dumps({"promoted": False, "reason": str(exc),
-                              "comparison": exc.comparison.to_dict() if exc.comparison else None},
-                             indent=2, default=str))
+            print(
+                json.dumps(
+                    {
+                        "promoted": False,
+                        "reason": str(exc),
+                        "comparison": exc.comparison.to_dict() if exc.comparison else None,
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
         elif exc.comparison is not None:
             _print_comparison(exc.comparison)
         print(f"not promoted: {exc}", file=sys.stderr)
@@ -190,42 +242,49 @@ def _run_promote(args) -> int:
     except (ValueError, PromotionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    rescore = refresh_queue_scores(res.task, res.version, store)
     if args.json:
-        print(json.dumps({"promoted": True, **res.to_dict()}, indent=2, default=str))
+        print(json.dumps({"promoted": True, **res.to_dict(), "rescore": rescore}, indent=2, default=str))
     else:
-        print(f"{res.task}@{res.version} is now active (was {res.previous or '-'})"
-              + (" -- FORCED" if res.forced else ""))
+        print(
+            f"{res.task}@{res.version} is now active (was {res.previous or '-'})" + (" -- FORCED" if res.forced else "")
+        )
     return 0
 
 
 def _run_rollback(args) -> int:
     from core.promotion import PromotionError, rollback
+    from core.review import refresh_queue_scores
+    from core.store import Store
 
     try:
-        res = rollback(args.task, _actor(args), reason=args.reason)
+        store = Store.open()
+        res = rollback(args.task, _actor(args), reason=args.reason, repo=store)
     except PromotionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    rescore = refresh_queue_scores(res.task, res.version, store)
     if args.json:
-        print(json.dumps(res.to_dict(), indent=2, default=str))
+        print(json.dumps({**res.to_dict(), "rescore": rescore}, indent=2, default=str))
     else:
         print(f"{res.task}: rolled back from {res.previous} to {res.version}")
     return 0
 
 
 def _run_summarize(args) -> int:
-    from core.training.card_text import GENERATED_KEY, results_summary
-    from model_zoo.checkpoints import resolve_ref, write_card
+    from core.training.card_text import results_summary
+    from core.zoo import resolve_ref
 
     try:
         ckpt = resolve_ref(args.ref)
-    except KeyError as exc:
+        card = ModelCard.of(ckpt)
+    except (KeyError, CardError) as exc:
         print(exc.args[0], file=sys.stderr)
         return 2
-    lines = results_summary(ckpt.card)
+    lines = results_summary(card)
     print("\n".join(lines) if lines else "no held-out metrics in this card")
     if args.write:
-        write_card(ckpt.path, {**ckpt.card, GENERATED_KEY: lines})
+        card.replace(results_summary=tuple(lines)).write(ckpt.path)
     return 0
 
 

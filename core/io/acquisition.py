@@ -17,6 +17,7 @@ was. Rules are conservative, because refusing a plain T1/T2/FLAIR is worse than 
 - Unknown attributes and unknown values are never a reason. No header, an unreadable header or a
   modality that is not named gives "unknown": the image itself must then be judged.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -29,10 +30,10 @@ from dataclasses import dataclass, field
 
 from core.io import deid
 
-MAX_IMAGES = 4096      # images / frames looked at: bounded work on hostile input
-MAX_TYPES = 16         # distinct ImageType / FrameType values kept
-MAX_VALUES = 12        # values kept per multi-valued attribute
-MAX_TEXT = 64          # characters kept per value
+MAX_IMAGES = 4096  # images / frames looked at: bounded work on hostile input
+MAX_TYPES = 16  # distinct ImageType / FrameType values kept
+MAX_VALUES = 12  # values kept per multi-valued attribute
+MAX_TEXT = 64  # characters kept per value
 MIN_DIFFUSION_B = 50.0  # s/mm²: below this a "b-value" is a b = 0 image, not diffusion weighting
 
 ANATOMICAL, NOT_ANATOMICAL, UNKNOWN = "anatomical", "not_anatomical", "unknown"
@@ -40,7 +41,7 @@ ANATOMICAL, NOT_ANATOMICAL, UNKNOWN = "anatomical", "not_anatomical", "unknown"
 
 @dataclass
 class AcquisitionCheck:
-    verdict: str                                     # ANATOMICAL | NOT_ANATOMICAL | UNKNOWN
+    verdict: str  # ANATOMICAL | NOT_ANATOMICAL | UNKNOWN
     reasons: list[str] = field(default_factory=list)  # in words a clinician acts on
 
 
@@ -62,9 +63,15 @@ def _extract(images: list, tokens: set[str]) -> dict:
     acq: dict = {}
     _put(acq, "Modality", _text(_get(first, "Modality")).upper())
     _put(acq, "ImageType", _codes(_get(first, "ImageType")))
-    _put(acq, "image_types", _distinct([_codes(_get(ds, "ImageType")) for ds in images] +
-                                       list(_in_groups(groups, "MRImageFrameTypeSequence", "FrameType", _codes))))
-    for keyword in ("ComplexImageComponent", "AcquisitionContrast"):   # enhanced MR: top level or per frame
+    _put(
+        acq,
+        "image_types",
+        _distinct(
+            [_codes(_get(ds, "ImageType")) for ds in images]
+            + list(_in_groups(groups, "MRImageFrameTypeSequence", "FrameType", _codes))
+        ),
+    )
+    for keyword in ("ComplexImageComponent", "AcquisitionContrast"):  # enhanced MR: top level or per frame
         values = [_text(_get(ds, keyword)).upper() for ds in images]
         values += list(_in_groups(groups, "MRImageFrameTypeSequence", keyword, lambda v: _text(v).upper()))
         _put(acq, keyword, sorted({v for v in values if v})[:MAX_VALUES])
@@ -76,8 +83,14 @@ def _extract(images: list, tokens: set[str]) -> dict:
         if value is None:
             value = next((v for v in _in_groups(groups, seq, inner, _number) if v is not None), None)
         _put(acq, keyword, value)
-    _put(acq, "b_value", _max([_number(_get(ds, "DiffusionBValue")) for ds in images] +
-                              list(_in_groups(groups, "MRDiffusionSequence", "DiffusionBValue", _number))))
+    _put(
+        acq,
+        "b_value",
+        _max(
+            [_number(_get(ds, "DiffusionBValue")) for ds in images]
+            + list(_in_groups(groups, "MRDiffusionSequence", "DiffusionBValue", _number))
+        ),
+    )
     _put(acq, "vendor_b_value", _max([_vendor_b_value(ds) for ds in images]))
     directions = {_text(v).upper() for v in _in_groups(groups, "MRDiffusionSequence", "DiffusionDirectionality", _text)}
     directions.add(_text(_get(first, "DiffusionDirectionality")).upper())
@@ -92,10 +105,12 @@ def _extract(images: list, tokens: set[str]) -> dict:
 
 
 # enhanced MR keeps the timing in functional groups: keyword -> (sequence, attribute there)
-_TIMING = {"EchoTime": ("MREchoSequence", "EffectiveEchoTime"),
-           "RepetitionTime": ("MRTimingAndRelatedParametersSequence", "RepetitionTime"),
-           "InversionTime": ("MRModifierSequence", "InversionTimes"),
-           "FlipAngle": ("MRTimingAndRelatedParametersSequence", "FlipAngle")}
+_TIMING = {
+    "EchoTime": ("MREchoSequence", "EffectiveEchoTime"),
+    "RepetitionTime": ("MRTimingAndRelatedParametersSequence", "RepetitionTime"),
+    "InversionTime": ("MRModifierSequence", "InversionTimes"),
+    "FlipAngle": ("MRTimingAndRelatedParametersSequence", "FlipAngle"),
+}
 
 # Siemens and Philips store the b-value of classic diffusion images in private tags, present only in
 # diffusion series (Siemens) or zero elsewhere (Philips). GE's slot is reused by other sequences.
@@ -105,12 +120,14 @@ _VENDOR_B = ((0x0019, "SIEMENS MR HEADER", 0x0C), (0x2001, "Philips Imaging DD 0
 def _main_group(images: list) -> list:
     """The classic images the stacker keeps: the most common (size, orientation). Localizers mixed
     into a series are left out of the volume, so they must not speak for it either."""
+
     def key(ds):
         try:
             iop = tuple(round(float(v), 3) for v in _get(ds, "ImageOrientationPatient") or ())
             return int(_get(ds, "Rows") or 0), int(_get(ds, "Columns") or 0), iop
         except Exception:  # noqa: BLE001 - odd geometry: its own group
             return None
+
     if len(images) < 2 or any("PerFrameFunctionalGroupsSequence" in ds for ds in images):
         return images
     common, _ = Counter(key(ds) for ds in images).most_common(1)[0]
@@ -123,7 +140,7 @@ def _frame_groups(images: list) -> list:
     for ds in images:
         for keyword in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
             items = _get(ds, keyword) or []
-            out.extend(items[:MAX_IMAGES - len(out)])
+            out.extend(items[: MAX_IMAGES - len(out)])
             if len(out) >= MAX_IMAGES:
                 return out
     return out
@@ -169,7 +186,7 @@ def _codes(value) -> list[str]:
     if value is None:
         return []
     if isinstance(value, (bytes, bytearray)):
-        value = bytes(value[:MAX_TEXT * MAX_VALUES]).decode("ascii", "ignore").split("\\")
+        value = bytes(value[: MAX_TEXT * MAX_VALUES]).decode("ascii", "ignore").split("\\")
     elif isinstance(value, str) or not hasattr(value, "__iter__"):
         value = str(value).split("\\")
     out = []
@@ -187,7 +204,7 @@ def _number(value) -> float | None:
         value = bytes(value)
         if len(value) == 4 and not value.strip(b" \x000123456789.+-eE"):
             value = value.decode("ascii").strip("\x00 ")
-        elif len(value) == 4:                 # a float stored with unknown VR (UN): little endian
+        elif len(value) == 4:  # a float stored with unknown VR (UN): little endian
             value = struct.unpack("<f", value)[0]
         else:
             value = value[:MAX_TEXT].decode("ascii", "ignore").split("\\")[0]
@@ -245,8 +262,10 @@ def _contrast(first, groups: list) -> bool:
     """A contrast agent was given (yes / no only: the agent's name is free text)."""
     if _text(_get(first, "ContrastBolusAgent")) or _get(first, "ContrastBolusAgentSequence"):
         return True
-    return any(_text(v).upper() == "YES" for v in
-               _in_groups(groups, "ContrastBolusUsageSequence", "ContrastBolusAgentAdministered", _text))
+    return any(
+        _text(v).upper() == "YES"
+        for v in _in_groups(groups, "ContrastBolusUsageSequence", "ContrastBolusAgentAdministered", _text)
+    )
 
 
 def _frames(ds) -> int:
@@ -286,42 +305,115 @@ _TYPE_WORDS = {
     **dict.fromkeys(("PERFUSION", "CBF", "CBV", "RCBV", "RCBF", "MTT", "TTP", "ASL", "DSC"), PERFUSION),
     **dict.fromkeys(("MIP", "MNIP", "MINIP", "PROJECTION_IMAGE"), PROJECTION),
     **dict.fromkeys(("SUBTRACTION", "SUBTRACT", "SUB"), SUBTRACTION),
-    **dict.fromkeys(("T1_MAP", "T2_MAP", "T2_STAR_MAP", "T2STAR_MAP", "T1MAP", "T2MAP", "R2STAR",
-                     "R2_STAR", "R2_STAR_MAP"), QUANTITATIVE),
-    "MOSAIC": MOSAIC, "FMRI": FMRI, "SPECTROSCOPY": SPECTROSCOPY, "FLOW_ENCODED": FLOW,
+    **dict.fromkeys(
+        ("T1_MAP", "T2_MAP", "T2_STAR_MAP", "T2STAR_MAP", "T1MAP", "T2MAP", "R2STAR", "R2_STAR", "R2_STAR_MAP"),
+        QUANTITATIVE,
+    ),
+    "MOSAIC": MOSAIC,
+    "FMRI": FMRI,
+    "SPECTROSCOPY": SPECTROSCOPY,
+    "FLOW_ENCODED": FLOW,
 }
-_TYPE_PREFIXES = (("P_", PHASE), ("MIP_", PROJECTION), ("MNIP_", PROJECTION))   # Philips P_SE, Siemens MIP_SAG
+_TYPE_PREFIXES = (("P_", PHASE), ("MIP_", PROJECTION), ("MNIP_", PROJECTION))  # Philips P_SE, Siemens MIP_SAG
 
 # Siemens sequence names (SequenceName) and pulse-sequence names, lower case
-_SEQUENCE_NAMES = ((r"^\*?fm\d", FIELD_MAP),            # gre_field_mapping: *fm2d2r
-                   (r"^\*?epfid", GRE_EPI),             # BOLD fMRI or DSC perfusion: *epfid2d1_64
-                   (r"field_?map|b0_?map", FIELD_MAP))
+_SEQUENCE_NAMES = (
+    (r"^\*?fm\d", FIELD_MAP),  # gre_field_mapping: *fm2d2r
+    (r"^\*?epfid", GRE_EPI),  # BOLD fMRI or DSC perfusion: *epfid2d1_64
+    (r"field_?map|b0_?map", FIELD_MAP),
+)
 
 # series description words (whole words, upper case), trusted only when unambiguous
 _DESCRIPTION_WORDS = {
     **dict.fromkeys(("LOCALIZER", "LOCALISER", "SCOUT", "SURVEY"), LOCALIZER),
     **dict.fromkeys(("FIELD MAP", "FIELDMAP", "FIELD MAPPING", "B0MAP", "B0 MAP"), FIELD_MAP),
     **dict.fromkeys(("DWI", "TRACEW", "DIFFUSION", "DIFF"), DIFFUSION),
-    "ADC": ADC, "DTI": TENSOR,
+    "ADC": ADC,
+    "DTI": TENSOR,
     **dict.fromkeys(("PERFUSION", "DSC", "ASL", "PCASL", "PASL", "PWI", "RCBV", "CBF", "CBV"), PERFUSION),
     **dict.fromkeys(("BOLD", "FMRI", "RESTING STATE"), FMRI),
     **dict.fromkeys(("MIP", "MINIP", "MNIP"), PROJECTION),
 }
 
-_OTHER_MODALITIES = {"CT": "CT", "PT": "PET", "NM": "nuclear medicine", "US": "ultrasound",
-                     "CR": "a radiograph", "DX": "a radiograph", "XA": "X-ray angiography",
-                     "MG": "mammography", "RF": "fluoroscopy", "SEG": "a segmentation",
-                     "RTDOSE": "a radiotherapy dose", "RTIMAGE": "a radiotherapy image"}
+_OTHER_MODALITIES = {
+    "CT": "CT",
+    "PT": "PET",
+    "NM": "nuclear medicine",
+    "US": "ultrasound",
+    "CR": "a radiograph",
+    "DX": "a radiograph",
+    "XA": "X-ray angiography",
+    "MG": "mammography",
+    "RF": "fluoroscopy",
+    "SEG": "a segmentation",
+    "RTDOSE": "a radiotherapy dose",
+    "RTIMAGE": "a radiotherapy image",
+}
 
 # BodyPartExamined words that rule out a brain scan; a head word among them wins ("HEAD NECK")
-_HEAD_WORDS = {"BRAIN", "HEAD", "SKULL", "HEADNECK", "NEURO", "CRANIUM", "CEREBRUM", "IAC", "ORBIT",
-               "PITUITARY", "SELLA", "TMJ"}
+_HEAD_WORDS = {
+    "BRAIN",
+    "HEAD",
+    "SKULL",
+    "HEADNECK",
+    "NEURO",
+    "CRANIUM",
+    "CEREBRUM",
+    "IAC",
+    "ORBIT",
+    "PITUITARY",
+    "SELLA",
+    "TMJ",
+}
 _NOT_HEAD_WORDS = {
-    "KNEE", "ABDOMEN", "CHEST", "THORAX", "PELVIS", "SPINE", "CSPINE", "TSPINE", "LSPINE", "SSPINE",
-    "SACRUM", "COCCYX", "BREAST", "HEART", "CARDIAC", "LIVER", "KIDNEY", "PROSTATE", "SHOULDER",
-    "HIP", "ANKLE", "FOOT", "HAND", "WRIST", "ELBOW", "ARM", "LEG", "THIGH", "CALF", "FOREARM",
-    "EXTREMITY", "ABDOMENPELVIS", "CHESTABDOMEN", "WHOLEBODY", "LUNG", "PANCREAS", "UTERUS",
-    "BLADDER", "NECK", "FEMUR", "HUMERUS", "TIBIA", "RECTUM", "COLON", "BOWEL", "ABDO", "ABD"}
+    "KNEE",
+    "ABDOMEN",
+    "CHEST",
+    "THORAX",
+    "PELVIS",
+    "SPINE",
+    "CSPINE",
+    "TSPINE",
+    "LSPINE",
+    "SSPINE",
+    "SACRUM",
+    "COCCYX",
+    "BREAST",
+    "HEART",
+    "CARDIAC",
+    "LIVER",
+    "KIDNEY",
+    "PROSTATE",
+    "SHOULDER",
+    "HIP",
+    "ANKLE",
+    "FOOT",
+    "HAND",
+    "WRIST",
+    "ELBOW",
+    "ARM",
+    "LEG",
+    "THIGH",
+    "CALF",
+    "FOREARM",
+    "EXTREMITY",
+    "ABDOMENPELVIS",
+    "CHESTABDOMEN",
+    "WHOLEBODY",
+    "LUNG",
+    "PANCREAS",
+    "UTERUS",
+    "BLADDER",
+    "NECK",
+    "FEMUR",
+    "HUMERUS",
+    "TIBIA",
+    "RECTUM",
+    "COLON",
+    "BOWEL",
+    "ABDO",
+    "ABD",
+}
 
 
 def assess_acquisition(acq) -> AcquisitionCheck:
@@ -378,14 +470,17 @@ def _image_types(acq) -> list[str]:
 
 def _b_value(acq) -> float | None:
     b = _max([_number(acq.get("b_value")), _number(acq.get("vendor_b_value"))])
-    name = re.match(r"^\*?ep_b(\d+)", str(acq.get("SequenceName", "")).lower())   # Siemens *ep_b1000t
+    name = re.match(r"^\*?ep_b(\d+)", str(acq.get("SequenceName", "")).lower())  # Siemens *ep_b1000t
     return float(name.group(1)) if b is None and name else b
 
 
 def _diffusion(acq) -> list[str]:
     b = _b_value(acq)
-    directional = {str(d).upper() for d in _lists(acq.get("diffusion_directionality"))} & \
-        {"ISOTROPIC", "DIRECTIONAL", "BMATRIX"}
+    directional = {str(d).upper() for d in _lists(acq.get("diffusion_directionality"))} & {
+        "ISOTROPIC",
+        "DIRECTIONAL",
+        "BMATRIX",
+    }
     if (b is not None and b >= MIN_DIFFUSION_B) or directional:
         return [DIFFUSION]
     return [B0_DIFFUSION] if b is not None and re.match(r"^\*?ep_b", str(acq.get("SequenceName", "")).lower()) else []

@@ -1,6 +1,7 @@
 """Safe zip reading: members are read into memory (never extracted to disk by name), with the
 member count and total uncompressed size bounded from the zip directory AND while reading,
 because a zip's directory can lie about sizes."""
+
 from __future__ import annotations
 
 import io
@@ -17,13 +18,12 @@ _JUNK_NAMES = (".DS_Store", "Thumbs.db", "desktop.ini")
 
 def _unsafe(name: str) -> bool:
     norm = name.replace("\\", "/")
-    return (norm.startswith("/") or (len(norm) > 1 and norm[1] == ":")
-            or ".." in norm.split("/"))
+    return norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or ".." in norm.split("/")
 
 
 def _junk(name: str) -> bool:
     base = posixpath.basename(name.replace("\\", "/"))
-    return (name.startswith(_JUNK_PREFIXES) or base in _JUNK_NAMES or base.startswith("._"))
+    return name.startswith(_JUNK_PREFIXES) or base in _JUNK_NAMES or base.startswith("._")
 
 
 def read_zip(data: bytes, *, max_members: int, max_bytes: int) -> tuple[list[tuple[str, bytes]], list[str]]:
@@ -34,21 +34,26 @@ def read_zip(data: bytes, *, max_members: int, max_bytes: int) -> tuple[list[tup
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
         raise VolumeLoadError(
             "The zip archive is damaged or incomplete and cannot be opened "
-            f"({type(exc).__name__}). Re-create the zip and upload it again.") from None
+            f"({type(exc).__name__}). Re-create the zip and upload it again."
+        ) from None
     if len(infos) > max_members:
         raise VolumeLoadError(
             f"The zip archive holds {len(infos)} files; at most {max_members} are accepted. "
-            "Upload one series at a time.")
+            "Upload one series at a time."
+        )
     declared = sum(i.file_size for i in infos)
     if declared > max_bytes:
         raise VolumeLoadError(
             f"The zip archive would unpack to {declared / 2**20:.0f} MB; at most "
-            f"{max_bytes / 2**20:.0f} MB are accepted. Upload one series at a time.")
+            f"{max_bytes / 2**20:.0f} MB are accepted. Upload one series at a time."
+        )
     warnings: list[str] = []
     unsafe = [i for i in infos if _unsafe(i.filename)]
     if unsafe:
-        warnings.append(f"{len(unsafe)} archive entr{'y' if len(unsafe) == 1 else 'ies'} with an "
-                        "unsafe path ('..' or absolute) were skipped.")
+        warnings.append(
+            f"{len(unsafe)} archive entr{'y' if len(unsafe) == 1 else 'ies'} with an "
+            "unsafe path ('..' or absolute) were skipped."
+        )
     members: list[tuple[str, bytes]] = []
     total = 0
     damaged, encrypted, first_damage = 0, 0, ""
@@ -66,7 +71,8 @@ def read_zip(data: bytes, *, max_members: int, max_bytes: int) -> tuple[list[tup
                     if total > max_bytes:
                         raise VolumeLoadError(
                             "The zip archive unpacks to more than "
-                            f"{max_bytes / 2**20:.0f} MB (more than its directory claims); refused.")
+                            f"{max_bytes / 2**20:.0f} MB (more than its directory claims); refused."
+                        )
                     buf += chunk
         except VolumeLoadError:
             raise
@@ -79,8 +85,10 @@ def read_zip(data: bytes, *, max_members: int, max_bytes: int) -> tuple[list[tup
             continue
         members.append((info.filename, bytes(buf)))
     if damaged:
-        warnings.append(f"{damaged} file(s) in the zip archive are damaged or use an unsupported "
-                        f"compression method and were skipped (e.g. {first_damage}).")
+        warnings.append(
+            f"{damaged} file(s) in the zip archive are damaged or use an unsupported "
+            f"compression method and were skipped (e.g. {first_damage})."
+        )
     if encrypted:
         warnings.append(f"{encrypted} password-protected file(s) in the zip archive were skipped.")
     if not members:
@@ -89,8 +97,10 @@ def read_zip(data: bytes, *, max_members: int, max_bytes: int) -> tuple[list[tup
         if damaged:
             raise VolumeLoadError(
                 "The zip archive is damaged or uses an unsupported compression method "
-                f"({first_damage}); re-create it with standard zip compression.")
+                f"({first_damage}); re-create it with standard zip compression."
+            )
         if unsafe:
-            raise VolumeLoadError("The zip archive holds only entries with unsafe paths ('..' or "
-                                  "absolute); nothing was read.")
+            raise VolumeLoadError(
+                "The zip archive holds only entries with unsafe paths ('..' or absolute); nothing was read."
+            )
     return members, warnings

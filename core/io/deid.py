@@ -28,6 +28,7 @@ PN-by-VR and `endswith:ID` rules, the recursion into sequences, and the longer k
 deid's pixel filters (BurnedInAnnotation YES, ImageType SCREEN SAVE / SECONDARY / REPORTDATA /
 DEMOGRAPHICDATA) flag images that may show identity burned into the pixels: see `burned_in`.
 """
+
 from __future__ import annotations
 
 import re
@@ -68,62 +69,121 @@ DICOM_META_ALLOW = (
 )
 
 # Kept for callers that name the free-text fields; every string value is checked (see `scrub`).
-DICOM_FREE_TEXT = ("SeriesDescription", "ContrastBolusAgent", "SequenceName", "BodyPartExamined",
-                   "Manufacturer", "ManufacturerModelName", "ImageType")
+DICOM_FREE_TEXT = (
+    "SeriesDescription",
+    "ContrastBolusAgent",
+    "SequenceName",
+    "BodyPartExamined",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "ImageType",
+)
 
 # Identifying attributes whose *values* we collect to redact free text (they are never copied
 # anywhere themselves). PS3.15 basic profile + deid's header recipe + dicognito's lists.
 DICOM_IDENTIFYING = (
-    "PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
-    "PatientMotherBirthName", "PatientAddress", "PatientTelephoneNumbers", "PatientBirthDate",
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
-    "ReferringPhysicianName", "PerformingPhysicianName", "NameOfPhysiciansReadingStudy",
-    "PhysiciansOfRecord", "RequestingPhysician", "OperatorsName", "AccessionNumber", "StudyID",
-    "StationName", "DeviceSerialNumber", "PatientComments", "AdditionalPatientHistory",
-    "IssuerOfPatientID", "MilitaryRank", "Occupation",
+    "PatientName",
+    "PatientID",
+    "OtherPatientIDs",
+    "OtherPatientNames",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "PatientBirthDate",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "PhysiciansOfRecord",
+    "RequestingPhysician",
+    "OperatorsName",
+    "AccessionNumber",
+    "StudyID",
+    "StationName",
+    "DeviceSerialNumber",
+    "PatientComments",
+    "AdditionalPatientHistory",
+    "IssuerOfPatientID",
+    "MilitaryRank",
+    "Occupation",
     # from deid's deid.dicom header recipe
-    "FillerOrderNumberImagingServiceRequest", "ConsultingPhysicianName",
-    "EvaluatorName", "PerformedStationName", "SecondaryReviewerName", "PersonName",
-    "PersonAddress", "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers",
-    "PhysicianApprovingInterpretation", "HumanPerformerName", "ContactDisplayName",
-    "ScheduledPerformingPhysicianName", "ReviewerName", "NamesOfIntendedRecipientsOfResults",
-    "ContentCreatorName", "RegionOfResidence", "CurrentPatientLocation", "PatientTransportArrangements",
-    "PatientInstitutionResidence", "PerformedLocation", "ScheduledStudyLocation",
-    "ScheduledStudyLocationAETitle", "OrderEntererLocation", "AssignedLocation",
-    "ClinicalTrialSponsorName", "ClinicalTrialProtocolEthicsCommitteeName",
+    "FillerOrderNumberImagingServiceRequest",
+    "ConsultingPhysicianName",
+    "EvaluatorName",
+    "PerformedStationName",
+    "SecondaryReviewerName",
+    "PersonName",
+    "PersonAddress",
+    "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers",
+    "PhysicianApprovingInterpretation",
+    "HumanPerformerName",
+    "ContactDisplayName",
+    "ScheduledPerformingPhysicianName",
+    "ReviewerName",
+    "NamesOfIntendedRecipientsOfResults",
+    "ContentCreatorName",
+    "RegionOfResidence",
+    "CurrentPatientLocation",
+    "PatientTransportArrangements",
+    "PatientInstitutionResidence",
+    "PerformedLocation",
+    "ScheduledStudyLocation",
+    "ScheduledStudyLocationAETitle",
+    "OrderEntererLocation",
+    "AssignedLocation",
+    "ClinicalTrialSponsorName",
+    "ClinicalTrialProtocolEthicsCommitteeName",
     "ReferencedPatientAliasSequence",
     # from dicognito
-    "BranchOfService", "MedicalRecordLocator", "PatientReligiousPreference", "ResponsibleOrganization",
-    "PatientTelecomInformation", "CountryOfResidence", "RequestingService", "PlacerOrderNumberProcedure",
-    "FillerOrderNumberProcedure", "PlacerOrderNumberImagingServiceRequest", "RequestedProcedureID",
-    "ScheduledProcedureStepID", "PerformedProcedureStepID",
+    "BranchOfService",
+    "MedicalRecordLocator",
+    "PatientReligiousPreference",
+    "ResponsibleOrganization",
+    "PatientTelecomInformation",
+    "CountryOfResidence",
+    "RequestingService",
+    "PlacerOrderNumberProcedure",
+    "FillerOrderNumberProcedure",
+    "PlacerOrderNumberImagingServiceRequest",
+    "RequestedProcedureID",
+    "ScheduledProcedureStepID",
+    "PerformedProcedureStepID",
 )
 
 # NIfTI header fields kept (numeric geometry / type only; text fields are all dropped).
 NIFTI_META_ALLOW = ("datatype", "bitpix", "xyzt_units", "qform_code", "sform_code", "intent_code")
 
 REDACTED = "[removed: may identify the patient]"
-UNTRUSTED = "\x00untrusted"      # in a token set: the identifiers could not all be read
-MAX_ELEMENTS = 50_000            # elements walked per dataset (sequences included)
-MAX_DEPTH = 8                    # sequence nesting walked
+UNTRUSTED = "\x00untrusted"  # in a token set: the identifiers could not all be read
+MAX_ELEMENTS = 50_000  # elements walked per dataset (sequences included)
+MAX_DEPTH = 8  # sequence nesting walked
 # words too common to identify anyone (name prefixes/suffixes, institution words): never tokens
-STOP_WORDS = frozenset("""mr mrs ms miss dr prof jr sr md phd the of and de la le du van von der
+STOP_WORDS = frozenset(
+    """mr mrs ms miss dr prof jr sr md phd the of and de la le du van von der
     hospital hospitals medical center centre clinic clinics university universitat universite
     institute institut department dept radiology imaging health healthcare systems system
-    general memorial with for from lives in on at to by no yes an patient history see""".split())
+    general memorial with for from lives in on at to by no yes an patient history see""".split()
+)
 
 _SPLIT = re.compile(r"[\W_]+", re.UNICODE)
-_MONTHS = ("jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|january|february|march|april|june|"
-           "july|august|september|october|november|december")
+_MONTHS = (
+    "jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|january|february|march|april|june|"
+    "july|august|september|october|november|december"
+)
 _DATE = re.compile(
     r"(?<!\d)(?:"
-    r"(?:19|20)\d{2}[-/. ]?(?:0[1-9]|1[0-2])[-/. ]?(?:0[1-9]|[12]\d|3[01])"        # 19510704, 1951-07-04
-    r"|\d{1,2}[-/. ]\d{1,2}[-/. ](?:\d{4}|\d{2})"                                     # 04/07/1951, 4.7.51
-    r"|(?:0[1-9]|[12]\d|3[01])(?:0[1-9]|1[0-2])(?:19|20)\d{2}"                        # 04071951
+    r"(?:19|20)\d{2}[-/. ]?(?:0[1-9]|1[0-2])[-/. ]?(?:0[1-9]|[12]\d|3[01])"  # 19510704, 1951-07-04
+    r"|\d{1,2}[-/. ]\d{1,2}[-/. ](?:\d{4}|\d{2})"  # 04/07/1951, 4.7.51
+    r"|(?:0[1-9]|[12]\d|3[01])(?:0[1-9]|1[0-2])(?:19|20)\d{2}"  # 04071951
     r")(?!\d)"
-    rf"|\b\d{{1,2}}(?:st|nd|rd|th)?[ \-./]*(?:{_MONTHS})\b[ \-./,]*\d{{2,4}}"          # 4 July 1951
-    rf"|\b(?:{_MONTHS})\b[ \-./]*\d{{1,2}}(?:st|nd|rd|th)?[ ,\-./]*\d{{2,4}}",         # July 4, 1951
-    re.IGNORECASE)
+    rf"|\b\d{{1,2}}(?:st|nd|rd|th)?[ \-./]*(?:{_MONTHS})\b[ \-./,]*\d{{2,4}}"  # 4 July 1951
+    rf"|\b(?:{_MONTHS})\b[ \-./]*\d{{1,2}}(?:st|nd|rd|th)?[ ,\-./]*\d{{2,4}}",  # July 4, 1951
+    re.IGNORECASE,
+)
 
 
 def _words(text: str) -> list[str]:
@@ -137,13 +197,14 @@ def _add_value(tokens: set[str], value) -> None:
             item = bytes(item[:1024]).decode("latin-1", "ignore")
         for tok in _words(item):
             if len(tok) < 2 or tok in STOP_WORDS or (tok.isdigit() and len(tok) < 3):
-                continue          # initials, house numbers and ages alone identify no one
+                continue  # initials, house numbers and ages alone identify no one
             tokens.add(tok)
 
 
 def _identifying_keyword(keyword: str) -> bool:
     return keyword in _IDENTIFYING_SET or (
-        (keyword.endswith("ID") or keyword.endswith("IDs")) and not keyword.endswith(("UID", "UIDs")))
+        (keyword.endswith("ID") or keyword.endswith("IDs")) and not keyword.endswith(("UID", "UIDs"))
+    )
 
 
 _IDENTIFYING_SET = frozenset(DICOM_IDENTIFYING)
@@ -152,7 +213,7 @@ _IDENTIFYING_SET = frozenset(DICOM_IDENTIFYING)
 def identifying_tokens(ds) -> set[str]:
     """Lower-case word tokens of every identifying value of `ds` (see the module doc). Holds
     `UNTRUSTED` when some could not be read: then `redact` removes every free-text value."""
-    from pydicom.datadict import dictionary_VR, keyword_for_tag   # DICOM only: not for NIfTI loads
+    from pydicom.datadict import dictionary_VR, keyword_for_tag  # DICOM only: not for NIfTI loads
 
     tokens: set[str] = set()
     budget = [MAX_ELEMENTS]
@@ -169,14 +230,14 @@ def identifying_tokens(ds) -> set[str]:
                 tokens.add(UNTRUSTED)
                 return
             if tag.is_private or tag.group in (0x7FE0, 0x0002) or tag.element == 0:
-                continue        # private tags and pixel data are never copied; not words of a person
+                continue  # private tags and pixel data are never copied; not words of a person
             try:
                 raw = dataset.get_item(tag)
                 keyword = keyword_for_tag(tag) or ""
                 known = dictionary_VR(tag) if keyword else ""
                 vrs = {str(getattr(raw, "VR", "") or ""), str(known or "")}
                 if not (vrs & {"SQ", "PN"} or _identifying_keyword(keyword)):
-                    continue    # not read at all: an undecodable EchoTime hides no name
+                    continue  # not read at all: an undecodable EchoTime hides no name
                 elem = dataset[tag]
                 vr = elem.VR
                 if vr == "SQ":
@@ -249,10 +310,12 @@ def plain(value):
 
 
 # DICOM modality defined terms (PS3.3 C.7.3.1.1.1): any other value is file-supplied free text
-MODALITIES = frozenset("""AR ASMT AU BDUS BI BMD CR CT CTPROTOCOL DG DOC DX ECG EPS ES FID GM HC HD IO
+MODALITIES = frozenset(
+    """AR ASMT AU BDUS BI BMD CR CT CTPROTOCOL DG DOC DX ECG EPS ES FID GM HC HD IO
     IOL IVOCT IVUS KER KO LEN LS MG MR M3D NM OAM OCT OP OPM OPT OPTBSV OPTENF OPV OSS OT PLAN PR PT
     PX REG RESP RF RG RTDOSE RTIMAGE RTINTENT RTPLAN RTRAD RTRECORD RTSEGANN RTSTRUCT RWV SEG SM SMR
-    SR SRF STAIN TEXTUREMAP TG US VA XA XC""".split())
+    SR SRF STAIN TEXTUREMAP TG US VA XA XC""".split()
+)
 
 
 def modality(value) -> str:

@@ -5,6 +5,7 @@ Used by the fuzz tests (tests/io/test_io_fuzz.py) and by `python -m core fuzz-io
 each input in its own process and reports tracebacks, time and peak memory. Nothing here runs at
 import time; the big payloads (a 600 MB deflate bomb) are built once per process and cached.
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,9 +15,9 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -24,8 +25,8 @@ import numpy as np
 @dataclass
 class Hostile:
     family: str
-    data: bytes | None = None                         # bytes handed to load_volume ...
-    make: Callable[[Path], object] | None = None     # ... or a source built in a scratch folder
+    data: bytes | None = None  # bytes handed to load_volume ...
+    make: Callable[[Path], object] | None = None  # ... or a source built in a scratch folder
 
     def source(self, scratch: Path):
         return self.data if self.make is None else self.make(scratch)
@@ -68,15 +69,14 @@ def png_bomb(width: int, height: int, rows_of_zeros: int | None = None) -> bytes
     line = b"\0" * (width + 1)
     idat = b"".join(comp.compress(line) for _ in range(rows)) + comp.flush()
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
-            + _png_chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def jpeg_with_size(width: int, height: int) -> bytes:
     """A tiny JPEG whose frame header (SOF) is patched to claim width x height."""
     data = bytearray(_jpeg(np.zeros((8, 8), np.uint8)))
     at = data.find(b"\xff\xc0")
-    data[at + 5:at + 9] = struct.pack(">HH", height, width)
+    data[at + 5 : at + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -117,7 +117,7 @@ def _nifti(shape, dtype=np.int16, *, fill=0, vox_offset=None, gz=True, header_on
     else:
         n = int(np.prod(shape)) * np.dtype(dtype).itemsize
         chunk = bytes([fill]) * min(n, 1 << 20)
-        body_iter = (chunk[:min(len(chunk), n - i)] for i in range(0, n, len(chunk)))
+        body_iter = (chunk[: min(len(chunk), n - i)] for i in range(0, n, len(chunk)))
     if not gz:
         return bytes(head) + b"".join(body_iter)
     comp = zlib.compressobj(1, zlib.DEFLATED, 16 + 15)
@@ -132,8 +132,7 @@ def _nifti_float64_zeros() -> bytes:
     return _nifti((256, 256, 256), np.float64)
 
 
-def _dicom_dataset(rows=8, cols=8, frames=1, bits=16, pixel_bytes: bytes | None = None,
-                   syntax=None):
+def _dicom_dataset(rows=8, cols=8, frames=1, bits=16, pixel_bytes: bytes | None = None, syntax=None):
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
@@ -184,8 +183,8 @@ def dicom_deflate_bomb(inflated_mb: int = 600) -> bytes:
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
     ds = _dicom_dataset(8, 8, syntax=DeflatedExplicitVRLittleEndian)
-    saved = _dcm_bytes(ds)            # preamble, "DICM", file meta (group length at 140), data set
-    head = saved[:144 + struct.unpack("<I", saved[140:144])[0]]
+    saved = _dcm_bytes(ds)  # preamble, "DICM", file meta (group length at 140), data set
+    head = saved[: 144 + struct.unpack("<I", saved[140:144])[0]]
     comp = zlib.compressobj(1, zlib.DEFLATED, -15)
     n = inflated_mb << 20
     parts = [comp.compress(b"\xe0\x7f\x10\x00OB\0\0" + struct.pack("<I", n))]
@@ -241,13 +240,12 @@ def _zip(members: dict, method=zipfile.ZIP_DEFLATED) -> bytes:
     return buf.getvalue()
 
 
-GOOD = {"nifti": _good_nifti, "dicom": _good_dicom, "png": _good_png, "jpeg": _good_jpeg,
-        "zip": _good_zip}
+GOOD = {"nifti": _good_nifti, "dicom": _good_dicom, "png": _good_png, "jpeg": _good_jpeg, "zip": _good_zip}
 
 
 # ---------------------------------------------------------------- mutations
 def _truncate(data: bytes, rng) -> bytes:
-    return data[:int(rng.integers(0, max(len(data), 1)))]
+    return data[: int(rng.integers(0, max(len(data), 1)))]
 
 
 def _corrupt(data: bytes, rng) -> bytes:
@@ -266,7 +264,7 @@ def _splice_ints(data: bytes, rng) -> bytes:
             break
         at = int(rng.integers(0, len(out) - 4))
         value = [0xFFFFFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFF, 0, 1, 0x10000][int(rng.integers(0, 7))]
-        out[at:at + 4] = struct.pack("<I", value)
+        out[at : at + 4] = struct.pack("<I", value)
     return bytes(out)
 
 
@@ -289,7 +287,7 @@ def _f_wrong_magic(rng):
     if kind == "nifti" and data[:2] == b"\x1f\x8b":
         at = 3
     if len(data) > at + 2:
-        data[at:at + 3] = bytes(int(v) for v in rng.integers(0, 256, 3))
+        data[at : at + 3] = bytes(int(v) for v in rng.integers(0, 256, 3))
     return Hostile(f"wrong-magic-{kind}", bytes(data))
 
 
@@ -311,19 +309,19 @@ def _f_image_bomb(rng):
 
 def _f_nifti_bomb(rng):
     pick = int(rng.integers(0, 6))
-    if pick == 0:   # within the voxel cap, zeros: gzip ratio ~1000
+    if pick == 0:  # within the voxel cap, zeros: gzip ratio ~1000
         return Hostile("nifti-gz-zeros-big", _nifti((64, 64, 64, 200), np.int8))
-    if pick == 1:   # bytes bomb: float64 within the voxel cap, zeros
+    if pick == 1:  # bytes bomb: float64 within the voxel cap, zeros
         return Hostile("nifti-gz-float64", _nifti_float64_zeros())
     if pick == 2:
         return Hostile("nifti-vox-offset-huge", _nifti((8, 8, 8), vox_offset=6e9, gz=bool(rng.random() < 0.5)))
-    if pick == 3:   # many empty gzip members, then a NIfTI member
+    if pick == 3:  # many empty gzip members, then a NIfTI member
         empty = gzip.compress(b"", mtime=0)
-        return Hostile("nifti-gz-concatenated", empty * int(rng.integers(50_000, 300_000))
-                       + _nifti((8, 8, 8)))
+        return Hostile("nifti-gz-concatenated", empty * int(rng.integers(50_000, 300_000)) + _nifti((8, 8, 8)))
     if pick == 4:
-        return Hostile("nifti-dims-huge", _nifti((4000, 4000, 4000), np.float32, header_only=True,
-                                                gz=bool(rng.random() < 0.5)))
+        return Hostile(
+            "nifti-dims-huge", _nifti((4000, 4000, 4000), np.float32, header_only=True, gz=bool(rng.random() < 0.5))
+        )
     return Hostile("nifti-64cubed-x1000", _nifti((64, 64, 64, 1000), np.uint8, header_only=True))
 
 
@@ -337,10 +335,10 @@ def _f_dicom_bomb(rng):
         return Hostile("dicom-frames-bomb-x4", make=lambda d: _write_many(d, [dicom_frames_bomb()] * 4))
     if pick == 2:
         return Hostile("dicom-deflate-bomb", dicom_deflate_bomb())
-    if pick == 3:   # huge rows/columns, tiny data
+    if pick == 3:  # huge rows/columns, tiny data
         return Hostile("dicom-huge-dims", _dcm_bytes(_dicom_dataset(65535, 65535, 1, pixel_bytes=b"\0" * 64)))
     if pick == 4:
-        if rng.random() < 0.3:   # this damage makes pylibjpeg-rle panic (pyo3_runtime.PanicException)
+        if rng.random() < 0.3:  # this damage makes pylibjpeg-rle panic (pyo3_runtime.PanicException)
             return Hostile("dicom-rle-panic", rle_panic())
         return Hostile("dicom-rle-corrupt", _rle_corrupt(rng))
     return Hostile("dicom-fragments-fewer-than-frames", _encapsulated_lie(rng))
@@ -359,7 +357,7 @@ def _rle_corrupt(rng) -> bytes:
     out = bytearray(data)
     at = data.find(b"\xfe\xff\x00\xe0", data.find(b"\xe0\x7f\x10\x00") + 12)  # first fragment
     start = at + 8 if at > 0 else len(out) // 2
-    for _ in range(int(rng.integers(1, 12))):   # damage the RLE header / segments
+    for _ in range(int(rng.integers(1, 12))):  # damage the RLE header / segments
         pos = start + int(rng.integers(0, 64 if rng.random() < 0.7 else max(len(out) - start, 1)))
         if pos < len(out):
             out[pos] = int(rng.integers(0, 256))
@@ -370,8 +368,7 @@ def _encapsulated_lie(rng) -> bytes:
     from pydicom.encaps import encapsulate
     from pydicom.uid import RLELossless
 
-    ds = _dicom_dataset(64, 64, int(rng.integers(1000, 20000)), bits=8, pixel_bytes=b"",
-                        syntax=RLELossless)
+    ds = _dicom_dataset(64, 64, int(rng.integers(1000, 20000)), bits=8, pixel_bytes=b"", syntax=RLELossless)
     ds.PixelData = encapsulate([b"\0" * 64])
     ds["PixelData"].VR = "OB"
     return _dcm_bytes(ds)
@@ -387,16 +384,16 @@ def _write_many(folder: Path, blobs: list[bytes]) -> Path:
 
 def _f_zip(rng):
     pick = int(rng.integers(0, 4))
-    if pick == 0:   # a zip bomb: 3 GB of zeros declared in the directory
+    if pick == 0:  # a zip bomb: 3 GB of zeros declared in the directory
         data = bytearray(_zip({"a.dcm": b"\0" * (4 << 20)}))
         cd = data.rfind(b"PK\x01\x02")
-        data[cd + 24:cd + 28] = struct.pack("<I", 3 << 30)
+        data[cd + 24 : cd + 28] = struct.pack("<I", 3 << 30)
         return Hostile("zip-bomb-declared", bytes(data))
-    if pick == 1:   # one damaged member among good ones: the rest must load or fail cleanly
+    if pick == 1:  # one damaged member among good ones: the rest must load or fail cleanly
         members = {f"{i}.dcm": _good_dicom(rng) for i in range(3)}
         data = bytearray(_zip(members))
         lh = data.find(b"PK\x03\x04", 10)
-        data[lh + 40:lh + 60] = bytes(20)
+        data[lh + 40 : lh + 60] = bytes(20)
         return Hostile("zip-one-damaged-member", bytes(data))
     if pick == 2:
         return Hostile("zip-nested", _zip({"inner.zip": _good_zip(rng), "x.dcm": b"junk"}))
@@ -406,14 +403,17 @@ def _f_zip(rng):
 def _f_special(rng):
     pick = int(rng.integers(0, 4))
     if pick == 0:
+
         def fifo(d: Path):
             p = d / "pipe.nii"
             os.mkfifo(p)
             return str(p)
+
         return Hostile("fifo", make=fifo)
     if pick == 1:
         return Hostile("dev-zero", make=lambda d: "/dev/zero")
     if pick == 2:
+
         def folder(d: Path):
             f = d / "mixed"
             f.mkdir()
@@ -421,28 +421,29 @@ def _f_special(rng):
             (f / "ok.dcm").write_bytes(_good_dicom(rng))
             (f / "bad.dcm").write_bytes(_rle_corrupt(rng))
             return str(f)
+
         return Hostile("folder-fifo-and-bad-file", make=folder)
     return Hostile("random-bytes", bytes(rng.integers(0, 256, int(rng.integers(1, 5000))).astype(np.uint8)))
 
 
 def _f_huge_header(rng):
     pick = int(rng.integers(0, 3))
-    if pick == 0:   # a DICOM element claiming 4 GB
+    if pick == 0:  # a DICOM element claiming 4 GB
         data = bytearray(_good_dicom(rng))
         at = data.find(b"\xe0\x7f\x10\x00")
-        data[at + 8:at + 12] = struct.pack("<I", 0xFFFFFFF0)
+        data[at + 8 : at + 12] = struct.pack("<I", 0xFFFFFFF0)
         return Hostile("dicom-element-length-huge", bytes(data))
-    if pick == 1:   # a TIFF claiming 100000 x 100000
+    if pick == 1:  # a TIFF claiming 100000 x 100000
         data = bytearray(_tiff([np.zeros((4, 4), np.uint8)]))
         for tag in (256, 257):
             at = data.find(struct.pack("<HH", tag, 3))
             if at < 0:
                 at = data.find(struct.pack("<HH", tag, 4))
-                data[at + 8:at + 12] = struct.pack("<I", 100000)
+                data[at + 8 : at + 12] = struct.pack("<I", 100000)
             else:
-                data[at + 8:at + 10] = struct.pack("<H", 60000)
+                data[at + 8 : at + 10] = struct.pack("<H", 60000)
         return Hostile("tiff-dims-huge", bytes(data))
-    data = bytearray(b"BM" + bytes(52))        # a BMP header claiming 50000 x 50000, 24 bit
+    data = bytearray(b"BM" + bytes(52))  # a BMP header claiming 50000 x 50000, 24 bit
     data[2:6] = struct.pack("<I", 54)
     data[10:14] = struct.pack("<I", 54)
     data[14:18] = struct.pack("<I", 40)
@@ -451,10 +452,17 @@ def _f_huge_header(rng):
     return Hostile("bmp-dims-huge", bytes(data))
 
 
-FAMILIES = {"truncated": (_f_truncated, 6), "corrupted": (_f_corrupted, 8),
-            "wrong_magic": (_f_wrong_magic, 2), "image_bomb": (_f_image_bomb, 2),
-            "nifti_bomb": (_f_nifti_bomb, 2), "dicom_bomb": (_f_dicom_bomb, 2), "zip": (_f_zip, 2),
-            "special": (_f_special, 1), "huge_header": (_f_huge_header, 1)}
+FAMILIES = {
+    "truncated": (_f_truncated, 6),
+    "corrupted": (_f_corrupted, 8),
+    "wrong_magic": (_f_wrong_magic, 2),
+    "image_bomb": (_f_image_bomb, 2),
+    "nifti_bomb": (_f_nifti_bomb, 2),
+    "dicom_bomb": (_f_dicom_bomb, 2),
+    "zip": (_f_zip, 2),
+    "special": (_f_special, 1),
+    "huge_header": (_f_huge_header, 1),
+}
 
 
 def generate(n: int, seed: int = 0) -> Iterator[Hostile]:

@@ -2,6 +2,7 @@
 
 Stored so that axial display gives back the picture as shown: array[0] = img[::-1, ::-1].
 """
+
 from __future__ import annotations
 
 import io
@@ -13,9 +14,11 @@ from PIL import Image, UnidentifiedImageError
 from core.io.limits import FATAL, check_jpeg_scans
 from core.io.volume import Volume, VolumeLoadError
 
-NOMINAL_SPACING_WARNING = ("A 2D image does not record its pixel size: 1 mm spacing is assumed "
-                           "(nominal); distances and areas are not physical.")
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)   # ITU-R BT.601, as Pillow's "L"
+NOMINAL_SPACING_WARNING = (
+    "A 2D image does not record its pixel size: 1 mm spacing is assumed "
+    "(nominal); distances and areas are not physical."
+)
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as Pillow's "L"
 
 
 def _pixels(img: Image.Image) -> tuple[np.ndarray, float]:
@@ -45,21 +48,25 @@ def _pixels(img: Image.Image) -> tuple[np.ndarray, float]:
 def read_image(data: bytes, *, max_voxels: int, sequences=None, kind: str = "") -> Volume:
     """max_voxels: the most pixels accepted (NEUROGRADE_MAX_IMAGE_PIXELS / NEUROGRADE_MAX_VOXELS),
     also given to Pillow as its decompression-bomb limit, whose warning is an error here."""
-    Image.MAX_IMAGE_PIXELS = max(int(max_voxels), 1)   # Pillow's own check, made an error below
+    Image.MAX_IMAGE_PIXELS = max(int(max_voxels), 1)  # Pillow's own check, made an error below
     try:
         with _warnings.catch_warnings():
-            _warnings.simplefilter("ignore")   # e.g. "Corrupt EXIF data": not the user's concern
+            _warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": not the user's concern
             _warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             width, height = img.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise VolumeLoadError(f"The image is larger than {max_voxels:,} pixels, the most accepted "
-                              "(NEUROGRADE_MAX_IMAGE_PIXELS); it was not read.") from None
+        raise VolumeLoadError(
+            f"The image is larger than {max_voxels:,} pixels, the most accepted "
+            "(NEUROGRADE_MAX_IMAGE_PIXELS); it was not read."
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise VolumeLoadError(f"The image file is damaged or not a supported picture ({type(exc).__name__}).") from None
     if width * height > max_voxels or width < 1 or height < 1:
-        raise VolumeLoadError(f"The image is {width} x {height} pixels; at most {max_voxels:,} pixels "
-                              "are accepted (NEUROGRADE_MAX_IMAGE_PIXELS). It was not read.")
+        raise VolumeLoadError(
+            f"The image is {width} x {height} pixels; at most {max_voxels:,} pixels "
+            "are accepted (NEUROGRADE_MAX_IMAGE_PIXELS). It was not read."
+        )
     warnings: list[str] = []
     if (img.format or "").upper() in ("JPEG", "MPO"):
         check_jpeg_scans(data)
@@ -74,22 +81,40 @@ def read_image(data: bytes, *, max_voxels: int, sequences=None, kind: str = "") 
             img.load()
         arr, full = _pixels(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise VolumeLoadError(f"The image is larger than {max_voxels:,} pixels, the most accepted "
-                              "(NEUROGRADE_MAX_IMAGE_PIXELS); it was not read.") from None
+        raise VolumeLoadError(
+            f"The image is larger than {max_voxels:,} pixels, the most accepted "
+            "(NEUROGRADE_MAX_IMAGE_PIXELS); it was not read."
+        ) from None
     except FATAL:
         raise
     except BaseException as exc:  # noqa: BLE001 - any decoder failure is a damaged file
-        raise VolumeLoadError("The image file is incomplete or damaged and cannot be decoded "
-                              f"({type(exc).__name__}); it may have been cut short.") from None
+        raise VolumeLoadError(
+            "The image file is incomplete or damaged and cannot be decoded "
+            f"({type(exc).__name__}); it may have been cut short."
+        ) from None
     channels = _channels(arr, full, sequences)
     flipped = {name: np.ascontiguousarray(c[::-1, ::-1][np.newaxis]) for name, c in channels.items()}
     active = next(iter(flipped.values()))
     warnings.insert(0, NOMINAL_SPACING_WARNING)
-    meta = {"format": (img.format or kind).upper(), "mode": img.mode, "width": width, "height": height,
-            "bits": 8 if full == 255.0 else 16 if full == 65535.0 else 32, "n_channels_source": 1 if arr.ndim == 2 else arr.shape[2],
-            "source_orientation": "unknown (2D image)"}
-    return Volume(array=active, spacing=(1.0, 1.0, 1.0), affine=np.eye(4), modality="unknown",
-                  source_format="image", channels=flipped, meta=meta, warnings=warnings)
+    meta = {
+        "format": (img.format or kind).upper(),
+        "mode": img.mode,
+        "width": width,
+        "height": height,
+        "bits": 8 if full == 255.0 else 16 if full == 65535.0 else 32,
+        "n_channels_source": 1 if arr.ndim == 2 else arr.shape[2],
+        "source_orientation": "unknown (2D image)",
+    }
+    return Volume(
+        array=active,
+        spacing=(1.0, 1.0, 1.0),
+        affine=np.eye(4),
+        modality="unknown",
+        source_format="image",
+        channels=flipped,
+        meta=meta,
+        warnings=warnings,
+    )
 
 
 _MAX_COUNTED_FRAMES = 64
@@ -128,14 +153,16 @@ def _channels(arr: np.ndarray, full: float, sequences) -> dict[str, np.ndarray]:
     if arr.ndim == 2 or (_same(arr, full) and not named_colour):
         grey = arr if arr.ndim == 2 else arr.mean(axis=2, dtype=np.float32)
         if names and len(names) not in (1,):
-            raise VolumeLoadError(f"The image is grey (one channel) but {len(names)} sequence names "
-                                  f"were given ({', '.join(names)}).")
+            raise VolumeLoadError(
+                f"The image is grey (one channel) but {len(names)} sequence names were given ({', '.join(names)})."
+            )
         return {(names[0] if names else "grey"): grey.astype(np.float32)}
     rgb = [arr[..., i].astype(np.float32) for i in range(3)]
     if names:
         if len(names) != 3:
-            raise VolumeLoadError(f"The image has 3 colour channels but {len(names)} sequence name(s) "
-                                  f"were given ({', '.join(names)}).")
+            raise VolumeLoadError(
+                f"The image has 3 colour channels but {len(names)} sequence name(s) were given ({', '.join(names)})."
+            )
         return dict(zip(names, rgb))
     luminance = (arr[..., :3] @ _LUMA).astype(np.float32)
     return {"grey": luminance, "red": rgb[0], "green": rgb[1], "blue": rgb[2]}

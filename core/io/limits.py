@@ -7,6 +7,7 @@
 - `FATAL`: the BaseExceptions that must keep their meaning; every other BaseException a decoder
   raises (e.g. `pyo3_runtime.PanicException` from a Rust decoder) is bad input.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,11 +18,17 @@ from pathlib import Path
 from core.io.volume import VolumeLoadError
 
 FATAL = (KeyboardInterrupt, SystemExit)
-_IN_CHUNK = 1 << 16          # compressed bytes fed per step
-_OUT_STEP = 1 << 20          # most decompressed bytes produced per step
+MAX_STUDY_SERIES = 8  # series combined into one multi-sequence study (core.io.study)
+_IN_CHUNK = 1 << 16  # compressed bytes fed per step
+_OUT_STEP = 1 << 20  # most decompressed bytes produced per step
 
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a pipe (FIFO)"), (stat.S_ISCHR, "a device"),
-          (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a pipe (FIFO)"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def kind_of(mode: int) -> str:
@@ -38,13 +45,15 @@ def read_regular_file(path: Path, max_bytes: int, label: str, check_size=None) -
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        raise VolumeLoadError(f"{label[:1].upper()}{label[1:]} cannot be read "
-                              f"({exc.strerror or type(exc).__name__}).") from None
+        raise VolumeLoadError(
+            f"{label[:1].upper()}{label[1:]} cannot be read ({exc.strerror or type(exc).__name__})."
+        ) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise VolumeLoadError(f"{label[:1].upper()}{label[1:]} is {kind_of(st.st_mode)}, not a "
-                                  "regular file; it was not read.")
+            raise VolumeLoadError(
+                f"{label[:1].upper()}{label[1:]} is {kind_of(st.st_mode)}, not a regular file; it was not read."
+            )
         if check_size is not None:
             check_size(st.st_size)
         os.set_blocking(fd, True)
@@ -57,8 +66,9 @@ def read_regular_file(path: Path, max_bytes: int, label: str, check_size=None) -
             total += len(chunk)
         return b"".join(chunks)
     except OSError as exc:
-        raise VolumeLoadError(f"{label[:1].upper()}{label[1:]} cannot be read "
-                              f"({exc.strerror or type(exc).__name__}).") from None
+        raise VolumeLoadError(
+            f"{label[:1].upper()}{label[1:]} cannot be read ({exc.strerror or type(exc).__name__})."
+        ) from None
     finally:
         os.close(fd)
 
@@ -70,7 +80,8 @@ def inflate(data, *, wbits: int, max_bytes: int, what: str) -> bytes:
     if stream.fill(max_bytes + 1) and len(stream.out) > max_bytes:
         raise VolumeLoadError(
             f"{what} unpacks to more than {max_bytes / 2**20:.0f} MB, the most accepted for one file "
-            "(NEUROGRADE_MAX_DECODED_MB); it was not read.")
+            "(NEUROGRADE_MAX_DECODED_MB); it was not read."
+        )
     return bytes(stream.out)
 
 
@@ -88,7 +99,7 @@ class Inflater:
         self.out = bytearray()
 
     def _next(self) -> bytes:
-        chunk = bytes(self._data[self._pos:self._pos + _IN_CHUNK])
+        chunk = bytes(self._data[self._pos : self._pos + _IN_CHUNK])
         self._pos += len(chunk)
         return chunk
 
@@ -117,7 +128,8 @@ class Inflater:
         except zlib.error:
             raise VolumeLoadError(
                 "The compressed data is damaged: it cannot be decompressed. The file may have been "
-                "cut short during copying or upload.") from None
+                "cut short during copying or upload."
+            ) from None
         return True
 
 
@@ -129,7 +141,7 @@ _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 
 
 def jpeg_frame(data) -> tuple[int, int] | None:
     """(width, height) of a JPEG / JPEG-LS codestream from its frame header (SOF), or None."""
-    data = bytes(data[:1 << 16])
+    data = bytes(data[: 1 << 16])
     if data[:2] != b"\xff\xd8":
         return None
     i = 2
@@ -137,16 +149,16 @@ def jpeg_frame(data) -> tuple[int, int] | None:
         if data[i] != 0xFF:
             return None
         marker = data[i + 1]
-        if marker == 0xFF:            # fill byte
+        if marker == 0xFF:  # fill byte
             i += 1
             continue
         if marker in (0x01, *range(0xD0, 0xD8)):
             i += 2
             continue
-        length = int.from_bytes(data[i + 2:i + 4], "big")
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
         if marker in _SOF and i + 9 <= len(data):
-            height = int.from_bytes(data[i + 5:i + 7], "big")
-            width = int.from_bytes(data[i + 7:i + 9], "big")
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
             return width, height
         if marker == 0xDA or length < 2:
             return None
@@ -156,11 +168,11 @@ def jpeg_frame(data) -> tuple[int, int] | None:
 
 def j2k_frame(data) -> tuple[int, int] | None:
     """(width, height) of a JPEG 2000 codestream (or JP2 file) from its SIZ marker, or None."""
-    head = bytes(data[:1 << 16])
+    head = bytes(data[: 1 << 16])
     at = head.find(b"\xff\x4f\xff\x51")
     if at < 0 or at + 24 > len(head):
         return None
-    xsiz, ysiz, xo, yo = (int.from_bytes(head[at + 8 + 4 * k:at + 12 + 4 * k], "big") for k in range(4))
+    xsiz, ysiz, xo, yo = (int.from_bytes(head[at + 8 + 4 * k : at + 12 + 4 * k], "big") for k in range(4))
     return max(xsiz - xo, 0), max(ysiz - yo, 0)
 
 
@@ -169,5 +181,7 @@ def check_jpeg_scans(data, what: str = "The JPEG image") -> None:
     0xFFDA cannot occur inside entropy-coded data (0xFF is stuffed there), so counting is exact."""
     scans = bytes(data).count(b"\xff\xda")
     if scans > MAX_JPEG_SCANS:
-        raise VolumeLoadError(f"{what} is made of {scans:,} scans; real pictures have at most a few "
-                              f"dozen (at most {MAX_JPEG_SCANS} are accepted). It was not decoded.")
+        raise VolumeLoadError(
+            f"{what} is made of {scans:,} scans; real pictures have at most a few "
+            f"dozen (at most {MAX_JPEG_SCANS} are accepted). It was not decoded."
+        )

@@ -1,5 +1,6 @@
 """Voxel data + affine -> RAS-canonical (z, y, x) arrays, with spacing and orientation facts.
 Shared by the NIfTI and DICOM readers; reorientation is nibabel's (no resampling)."""
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,8 @@ def check_affine(affine: np.ndarray) -> None:
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(rzs)) < 1e-9:
         raise VolumeLoadError(
             "The file's geometry (voxel size / orientation) is invalid: zero, infinite or "
-            "degenerate voxel axes. The file is damaged or was written incorrectly.")
+            "degenerate voxel axes. The file is damaged or was written incorrectly."
+        )
 
 
 def canonical(data_ijk: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple, list[str]]:
@@ -55,7 +57,8 @@ def canonical(data_ijk: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.
     if angle > 1.0:
         warnings.append(
             f"The scan is oblique ({angle:.0f}\u00b0 from the nearest standard plane); it is shown in "
-            "the closest standard orientation without resampling, so planes are slightly tilted.")
+            "the closest standard orientation without resampling, so planes are slightly tilted."
+        )
     return array, can_affine, spacing, warnings
 
 
@@ -69,7 +72,8 @@ def finite(array: np.ndarray, what: str = "The image") -> tuple[np.ndarray, list
     if fraction > MAX_NONFINITE_FRACTION:
         raise VolumeLoadError(
             f"{what} has {fraction:.0%} invalid voxel values (NaN or infinity); more than "
-            f"{MAX_NONFINITE_FRACTION:.0%} is refused. The file is likely damaged or a derived map.")
+            f"{MAX_NONFINITE_FRACTION:.0%} is refused. The file is likely damaged or a derived map."
+        )
     array = np.where(bad, np.float32(0), array).astype(np.float32, copy=False)
     return array, [f"{n_bad} voxel(s) with invalid values (NaN or infinity) were set to 0."]
 

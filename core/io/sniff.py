@@ -1,4 +1,5 @@
 """Recognise a file's format from its first bytes, never from its name."""
+
 from __future__ import annotations
 
 import struct
@@ -14,8 +15,13 @@ ZIP = "zip"
 IMAGE_KINDS = (PNG, JPEG, TIFF, BMP)
 
 LABELS = {
-    NIFTI: "a NIfTI image", GZIP: "a gzip-compressed file", DICOM: "a DICOM file",
-    PNG: "a PNG image", JPEG: "a JPEG image", TIFF: "a TIFF image", BMP: "a BMP image",
+    NIFTI: "a NIfTI image",
+    GZIP: "a gzip-compressed file",
+    DICOM: "a DICOM file",
+    PNG: "a PNG image",
+    JPEG: "a JPEG image",
+    TIFF: "a TIFF image",
+    BMP: "a BMP image",
     ZIP: "a zip archive",
 }
 
@@ -42,7 +48,7 @@ def _is_headerless_dicom(head: bytes) -> bool:
 
 def sniff(head: bytes) -> str | None:
     """The kind of file whose first bytes (>= 540 of them where available) are `head`."""
-    if head[128:132] == b"DICM":   # first: the 128-byte preamble may itself look like TIFF
+    if head[128:132] == b"DICM":  # first: the 128-byte preamble may itself look like TIFF
         return DICOM
     if head[:2] == b"\x1f\x8b":
         return GZIP
@@ -68,9 +74,19 @@ def claimed_kind(name: str | None) -> str | None:
     if not name:
         return None
     low = name.lower()
-    for ext, kind in ((".nii.gz", NIFTI), (".nii", NIFTI), (".dcm", DICOM), (".png", PNG),
-                      (".jpg", JPEG), (".jpeg", JPEG), (".tif", TIFF), (".tiff", TIFF),
-                      (".zip", ZIP), (".gz", GZIP), (".bmp", BMP)):
+    for ext, kind in (
+        (".nii.gz", NIFTI),
+        (".nii", NIFTI),
+        (".dcm", DICOM),
+        (".png", PNG),
+        (".jpg", JPEG),
+        (".jpeg", JPEG),
+        (".tif", TIFF),
+        (".tiff", TIFF),
+        (".zip", ZIP),
+        (".gz", GZIP),
+        (".bmp", BMP),
+    ):
         if low.endswith(ext):
             return kind
     return None

@@ -1,5 +1,6 @@
 """Turn what the caller hands us (paths, folders, bytes, uploaded-file objects, zips, or a list
 of those) into a flat list of in-memory files, within the configured size limits."""
+
 from __future__ import annotations
 
 import os
@@ -15,9 +16,9 @@ from core.io.volume import VolumeLoadError
 
 @dataclass
 class Blob:
-    name: str          # base name, only for messages (may be "")
+    name: str  # base name, only for messages (may be "")
     data: bytes
-    kind: str | None   # sniffed kind (see core.io.sniff)
+    kind: str | None  # sniffed kind (see core.io.sniff)
 
 
 class _Budget:
@@ -31,16 +32,17 @@ class _Budget:
     def check(self, n_bytes: int) -> None:
         """Refuse a file of `n_bytes` before it is read when it would not fit."""
         if self.bytes + n_bytes > self.max_bytes:
-            raise VolumeLoadError(f"The upload is larger than {self.settings.max_upload_mb} MB, "
-                                  "the largest accepted (NEUROGRADE_MAX_UPLOAD_MB).")
+            raise VolumeLoadError(
+                f"The upload is larger than {self.settings.max_upload_mb} MB, "
+                "the largest accepted (NEUROGRADE_MAX_UPLOAD_MB)."
+            )
 
     def take(self, n_bytes: int) -> None:
         self.check(n_bytes)
         self.bytes += n_bytes
         self.files += 1
         if self.files > self.max_files:
-            raise VolumeLoadError(f"The upload holds more than {self.max_files} files; "
-                                  "upload one series at a time.")
+            raise VolumeLoadError(f"The upload holds more than {self.max_files} files; upload one series at a time.")
 
 
 def _read_file(path: Path, budget: _Budget, label: str) -> bytes:
@@ -64,8 +66,10 @@ def _read_path(path: Path, budget: _Budget) -> tuple[list[tuple[str, bytes]], li
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(root) / name for name in sorted(files) if not name.startswith("."))
     if len(found) > budget.max_files:
-        raise VolumeLoadError(f"The folder holds {len(found)} files; at most {budget.max_files} are "
-                              "accepted (NEUROGRADE_MAX_ZIP_MEMBERS). Upload one series at a time.")
+        raise VolumeLoadError(
+            f"The folder holds {len(found)} files; at most {budget.max_files} are "
+            "accepted (NEUROGRADE_MAX_ZIP_MEMBERS). Upload one series at a time."
+        )
     out, skipped, unreadable = [], 0, ""
     for k, full in enumerate(found, start=1):
         label = f"file {k} of {len(found)}"
@@ -73,7 +77,7 @@ def _read_path(path: Path, budget: _Budget) -> tuple[list[tuple[str, bytes]], li
             mode = full.lstat().st_mode
         except OSError:
             mode = 0
-        if not stat.S_ISREG(mode):     # links, pipes, devices, sockets: never opened
+        if not stat.S_ISREG(mode):  # links, pipes, devices, sockets: never opened
             skipped += 1
             continue
         try:
@@ -84,16 +88,20 @@ def _read_path(path: Path, budget: _Budget) -> tuple[list[tuple[str, bytes]], li
             unreadable = unreadable or str(exc)
     warnings = []
     if skipped:
-        warnings.append(f"{skipped} entr{'y' if skipped == 1 else 'ies'} of the folder that "
-                        f"{'is' if skipped == 1 else 'are'} not a regular file (links, pipes, "
-                        "devices) were not read.")
+        warnings.append(
+            f"{skipped} entr{'y' if skipped == 1 else 'ies'} of the folder that "
+            f"{'is' if skipped == 1 else 'are'} not a regular file (links, pipes, "
+            "devices) were not read."
+        )
     if unreadable:
         warnings.append(f"Some files of the folder could not be read and were skipped ({unreadable.rstrip('.')}).")
     if not out:
-        raise VolumeLoadError("The folder is empty: no files were found in it." if not found else
-                              "None of the files in the folder could be read"
-                              + (f" ({unreadable.rstrip('.')})." if unreadable else
-                                 ": they are not regular files."))
+        raise VolumeLoadError(
+            "The folder is empty: no files were found in it."
+            if not found
+            else "None of the files in the folder could be read"
+            + (f" ({unreadable.rstrip('.')})." if unreadable else ": they are not regular files.")
+        )
     return out, warnings
 
 
@@ -137,8 +145,7 @@ def collect(source, filename: str | None, settings) -> tuple[list[Blob], list[st
         if kind != sniff.ZIP:
             blobs.append(Blob(name, data, kind))
             continue
-        members, zip_warnings = read_zip(data, max_members=settings.max_zip_members,
-                                         max_bytes=settings.max_zip_bytes)
+        members, zip_warnings = read_zip(data, max_members=settings.max_zip_members, max_bytes=settings.max_zip_bytes)
         warnings.extend(zip_warnings)
         for member_name, member_data in members:
             member_kind = sniff.sniff(member_data[:1024])

@@ -1,4 +1,5 @@
 """The `Volume`: what every loader returns and everything downstream consumes."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -61,7 +62,7 @@ class Volume:
                 return name
         return next(iter(self.channels))
 
-    def with_channel(self, name: str) -> "Volume":
+    def with_channel(self, name: str) -> Volume:
         """The same scan with another channel active (no copy of the voxel data)."""
         if name not in self.channels:
             raise KeyError(f"no channel {name!r}; this scan has {list(self.channels)}")

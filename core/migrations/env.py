@@ -1,5 +1,6 @@
 """Alembic environment: runs on the connection handed over by `core.store.db` (config.attributes
 ["connection"]), or on an engine made from the config's sqlalchemy.url."""
+
 from __future__ import annotations
 
 from alembic import context
@@ -9,8 +10,7 @@ config = context.config
 
 
 def _run(connection) -> None:
-    context.configure(connection=connection, target_metadata=None,
-                      render_as_batch=connection.dialect.name == "sqlite")
+    context.configure(connection=connection, target_metadata=None, render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()
 

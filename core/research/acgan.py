@@ -39,9 +39,12 @@ def _nets(dim: int, n_classes: int, noise_dim: int, hidden: int, emb_dim: int):
             super().__init__()
             self.embed = nn.Embedding(n_classes, emb_dim)
             self.net = nn.Sequential(
-                nn.Linear(noise_dim + emb_dim, hidden), nn.LeakyReLU(0.2),
-                nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
-                nn.Linear(hidden, dim))          # linear output: features are standardised
+                nn.Linear(noise_dim + emb_dim, hidden),
+                nn.LeakyReLU(0.2),
+                nn.Linear(hidden, hidden),
+                nn.LeakyReLU(0.2),
+                nn.Linear(hidden, dim),
+            )  # linear output: features are standardised
 
         def forward(self, z, c):
             return self.net(torch.cat([z, self.embed(c)], dim=1))
@@ -50,8 +53,8 @@ def _nets(dim: int, n_classes: int, noise_dim: int, hidden: int, emb_dim: int):
         def __init__(self):
             super().__init__()
             self.body = nn.Sequential(
-                nn.Linear(dim, hidden), nn.LeakyReLU(0.2),
-                nn.Linear(hidden, hidden), nn.LeakyReLU(0.2))
+                nn.Linear(dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2)
+            )
             self.adv = nn.Linear(hidden, 1)
             self.cls = nn.Linear(hidden, n_classes)
 
@@ -66,15 +69,15 @@ def _nets(dim: int, n_classes: int, noise_dim: int, hidden: int, emb_dim: int):
 class FeatureACGAN:
     """A trained feature generator. ``sample(class_index, n)`` -> float32 (n, d) in feature units."""
 
-    generator: object                     # torch nn.Module (eval mode)
+    generator: object  # torch nn.Module (eval mode)
     n_classes: int
     dim: int
     noise_dim: int
-    mean: np.ndarray                      # (d,) standardisation of the training features
+    mean: np.ndarray  # (d,) standardisation of the training features
     std: np.ndarray
-    floor: np.ndarray                     # (d,) per-dimension minimum of the real features
+    floor: np.ndarray  # (d,) per-dimension minimum of the real features
     seed: int
-    history: list[dict] = field(default_factory=list)   # per epoch: d_loss, g_loss, d_class_acc_fake
+    history: list[dict] = field(default_factory=list)  # per epoch: d_loss, g_loss, d_class_acc_fake
     _calls: int = field(default=0, repr=False)
 
     def sample(self, class_index: int, n: int, seed: int | None = None) -> np.ndarray:
@@ -119,11 +122,22 @@ def _check(features, labels, n_classes: int | None) -> tuple[np.ndarray, np.ndar
     return x, y, k
 
 
-def train_feature_acgan(features, labels, n_classes: int | None = None, epochs: int = 200,
-                        seed: int = 0, on_progress: Callable[[int, int, dict], None] | None = None,
-                        *, noise_dim: int = 32, hidden: int = 128, emb_dim: int = 16,
-                        batch_size: int = 128, lr: float = 1e-3, feature_matching: float = 1.0,
-                        num_threads: int | None = 1) -> FeatureACGAN:
+def train_feature_acgan(
+    features,
+    labels,
+    n_classes: int | None = None,
+    epochs: int = 200,
+    seed: int = 0,
+    on_progress: Callable[[int, int, dict], None] | None = None,
+    *,
+    noise_dim: int = 32,
+    hidden: int = 128,
+    emb_dim: int = 16,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    feature_matching: float = 1.0,
+    num_threads: int | None = 1,
+) -> FeatureACGAN:
     """Train an ACGAN on (features (n, d), labels (n,) in 0..K-1); TRAINING-fold features only.
 
     Real mini-batches are drawn class-balanced (each class equally likely, minority rows recur) and
@@ -142,8 +156,20 @@ def train_feature_acgan(features, labels, n_classes: int | None = None, epochs: 
     None leaves the setting alone.
     """
     with torch_threads(num_threads):
-        return _train(features, labels, n_classes, epochs, seed, on_progress, noise_dim, hidden,
-                      emb_dim, batch_size, lr, feature_matching)
+        return _train(
+            features,
+            labels,
+            n_classes,
+            epochs,
+            seed,
+            on_progress,
+            noise_dim,
+            hidden,
+            emb_dim,
+            batch_size,
+            lr,
+            feature_matching,
+        )
 
 
 @contextmanager
@@ -174,8 +200,9 @@ def _class_mean_gap(h_real, c_real, h_fake, c_fake, k: int):
     return ((mr - mf) ** 2)[both].mean() if bool(both.any()) else torch.zeros(())
 
 
-def _train(features, labels, n_classes, epochs, seed, on_progress, noise_dim, hidden, emb_dim,
-           batch_size, lr, feature_matching) -> FeatureACGAN:
+def _train(
+    features, labels, n_classes, epochs, seed, on_progress, noise_dim, hidden, emb_dim, batch_size, lr, feature_matching
+) -> FeatureACGAN:
     import torch
     import torch.nn.functional as F
 
@@ -216,16 +243,18 @@ def _train(features, labels, n_classes, epochs, seed, on_progress, noise_dim, hi
 
             adv_r, cls_r, h_r = d_net(real)
             adv_f, cls_f, _ = d_net(fake.detach())
-            d_loss = (F.binary_cross_entropy_with_logits(adv_r, torch.ones_like(adv_r))
-                      + F.binary_cross_entropy_with_logits(adv_f, torch.zeros_like(adv_f))
-                      + F.cross_entropy(cls_r, real_c) + F.cross_entropy(cls_f, fake_c))
+            d_loss = (
+                F.binary_cross_entropy_with_logits(adv_r, torch.ones_like(adv_r))
+                + F.binary_cross_entropy_with_logits(adv_f, torch.zeros_like(adv_f))
+                + F.cross_entropy(cls_r, real_c)
+                + F.cross_entropy(cls_f, fake_c)
+            )
             opt_d.zero_grad()
             d_loss.backward()
             opt_d.step()
 
             adv_f, cls_f, h_f = d_net(fake)
-            g_loss = (F.binary_cross_entropy_with_logits(adv_f, torch.ones_like(adv_f))
-                      + F.cross_entropy(cls_f, fake_c))
+            g_loss = F.binary_cross_entropy_with_logits(adv_f, torch.ones_like(adv_f)) + F.cross_entropy(cls_f, fake_c)
             if feature_matching:
                 g_loss = g_loss + feature_matching * _class_mean_gap(h_r.detach(), real_c, h_f, fake_c, k)
             opt_g.zero_grad()
@@ -234,19 +263,35 @@ def _train(features, labels, n_classes, epochs, seed, on_progress, noise_dim, hi
             d_sum += d_loss.item()
             g_sum += g_loss.item()
             acc_sum += (cls_f.detach().argmax(1) == fake_c).float().mean().item()
-        row = {"epoch": epoch, "d_loss": d_sum / steps, "g_loss": g_sum / steps,
-               "d_class_acc_fake": acc_sum / steps}
+        row = {"epoch": epoch, "d_loss": d_sum / steps, "g_loss": g_sum / steps, "d_class_acc_fake": acc_sum / steps}
         history.append(row)
         if on_progress is not None:
             on_progress(epoch, int(epochs), row)
     g_net.eval()
-    return FeatureACGAN(generator=g_net, n_classes=k, dim=d, noise_dim=noise_dim, mean=mean,
-                        std=std, floor=floor, seed=int(seed), history=history)
+    return FeatureACGAN(
+        generator=g_net,
+        n_classes=k,
+        dim=d,
+        noise_dim=noise_dim,
+        mean=mean,
+        std=std,
+        floor=floor,
+        seed=int(seed),
+        history=history,
+    )
 
 
-def balance_with_synthetic(features, labels, target="max", gan: FeatureACGAN | None = None, *,
-                           n_classes: int | None = None, epochs: int = 200, seed: int = 0,
-                           on_progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def balance_with_synthetic(
+    features,
+    labels,
+    target="max",
+    gan: FeatureACGAN | None = None,
+    *,
+    n_classes: int | None = None,
+    epochs: int = 200,
+    seed: int = 0,
+    on_progress=None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top up minority classes of a TRAINING set with synthetic feature vectors.
 
     ``target``: "max" brings every class up to the largest class count; an int brings every class
@@ -261,8 +306,9 @@ def balance_with_synthetic(features, labels, target="max", gan: FeatureACGAN | N
     """
     x, y, k = _check(features, labels, n_classes if gan is None else (n_classes or gan.n_classes))
     if gan is not None and (gan.dim != x.shape[1] or gan.n_classes < k):
-        raise ValueError(f"the GAN makes {gan.dim}-d features of {gan.n_classes} classes; "
-                         f"got {x.shape[1]}-d features of {k} classes")
+        raise ValueError(
+            f"the GAN makes {gan.dim}-d features of {gan.n_classes} classes; got {x.shape[1]}-d features of {k} classes"
+        )
     counts = np.bincount(y, minlength=k)
     if target == "max":
         goal = int(counts.max())
@@ -270,7 +316,7 @@ def balance_with_synthetic(features, labels, target="max", gan: FeatureACGAN | N
         goal = int(target)
     else:
         raise ValueError(f"target must be 'max' or a non-negative int, got {target!r}")
-    need = np.where(counts > 0, np.maximum(goal - counts, 0), 0)   # nothing to imitate for absent classes
+    need = np.where(counts > 0, np.maximum(goal - counts, 0), 0)  # nothing to imitate for absent classes
     dtype = np.asarray(features).dtype if np.asarray(features).dtype.kind == "f" else np.float32
     if need.sum() == 0:
         return np.asarray(features, dtype=dtype).copy(), y.copy(), np.zeros(y.size, dtype=bool)

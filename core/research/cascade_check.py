@@ -6,35 +6,40 @@ on (its card's training data, minus its locked test). Every image shows a tumour
 The cascade is the product's `Predictor.predict_volume` with the active presence model and, in
 place of the final tumour-type model (trained on all folds, so it has seen these patients), its
 fold-1 sibling (trained on folds 2-4) with a feature density fitted on folds 2-4 and the final
-model's referral threshold (the percentile scale of `core.referral`).
+model's referral threshold (the percentile scale of `core.inference.referral`).
 
 A verdict is right when it names the right tumour type; "no tumour detected" on these images is
 wrong. It is "answered" when nothing in it is referred and the input was not refused.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
+from core.cards import ModelCard
 
-def heldout_images(presence_card: dict, figshare_root: Path, fold: int = 1) -> list[dict]:
+
+def heldout_images(presence_card: ModelCard | dict, figshare_root: Path, fold: int = 1) -> list[dict]:
     """Manifest rows of fold `fold` whose patient family the presence model did not train on."""
     import csv
 
-    locked = set((presence_card.get("recipe") or {}).get("split", {}).get("locked_test", {}).get("patients", []))
-    trained = _presence_trained_families(presence_card) - {p.split(":", 1)[1] for p in locked
-                                                            if p.startswith("figshare-cemri:")}
+    presence_card = ModelCard.coerce(presence_card)
+    locked = set(presence_card.locked_test.patients)
+    trained = _presence_trained_families(presence_card) - {
+        p.split(":", 1)[1] for p in locked if p.startswith("figshare-cemri:")
+    }
     rows = list(csv.DictReader(open(figshare_root / "manifest.csv", newline="")))
     return [r for r in rows if int(r["fold"]) == fold and r["pid_family"] not in trained]
 
 
-def _presence_trained_families(card: dict) -> set[str]:
+def _presence_trained_families(card: ModelCard) -> set[str]:
     """Figshare patient families in the presence version's training data (recipe's seeded cap)."""
-    from core.commands.evaluate import data_for_card
     from core.training.datasets import load_dataset
+    from core.training.evaluation import data_for_card
 
-    ds = load_dataset(data_for_card(card), "presence", int(card["input"]["size"]), seed=0)
+    ds = load_dataset(data_for_card(card), "presence", int(card.input.size), seed=0)
     return {g.split(":", 1)[1] for g in ds.groups if str(g).startswith("figshare-cemri:")}
 
 
@@ -42,11 +47,11 @@ def type_fold_model(loaded_type, fold: int = 1):
     """(LoadedModel of the fold model, FeatureDensity on its training folds)."""
     from core import calibrate as cal
     from core.commands.calibrate import _dataset, _fold_model
-    from core.feature_density import FeatureDensity
     from core.inference import TaskModel
+    from core.inference.feature_density import FeatureDensity
 
     fold_loaded = _fold_model(loaded_type, fold)
-    ds, sp = _dataset(loaded_type.card)
+    ds, sp = _dataset(ModelCard.of(loaded_type))
     fit_idx = sp["folds"][fold - 1][0]
     feats = cal.features(TaskModel(fold_loaded, "cpu", "fp32"), ds.images[fit_idx])[1]
     return fold_loaded, FeatureDensity.fit(feats, ds.labels[fit_idx])
@@ -70,14 +75,19 @@ def run_cascade_check(figshare_root: Path, predictor, rows: list[dict], on_progr
     no_tumour = np.array([v == NO_TUMOUR_VERDICT for v in verdicts])
     n = len(rows)
     return {
-        "n_images": n, "n_patients": len({r["pid_family"] for r in rows}),
+        "n_images": n,
+        "n_patients": len({r["pid_family"] for r in rows}),
         "coverage": float(answered.mean()),
         "accuracy_answered": float(correct[answered].mean()) if answered.any() else None,
         "confident_wrong": float((answered & ~correct).sum() / n),
         "accuracy_all": float(correct.mean()),
-        "no_tumour_verdicts": int(no_tumour.sum()), "no_tumour_answered": int((no_tumour & answered).sum()),
-        "per_class": {c: {"n": int(sum(r["label"] == c for r in rows)),
-                          "confident_wrong": int(sum(a and not k for a, k, r in zip(answered, correct, rows)
-                                                     if r["label"] == c))}
-                      for c in sorted({r["label"] for r in rows})},
+        "no_tumour_verdicts": int(no_tumour.sum()),
+        "no_tumour_answered": int((no_tumour & answered).sum()),
+        "per_class": {
+            c: {
+                "n": int(sum(r["label"] == c for r in rows)),
+                "confident_wrong": int(sum(a and not k for a, k, r in zip(answered, correct, rows) if r["label"] == c)),
+            }
+            for c in sorted({r["label"] for r in rows})
+        },
     }

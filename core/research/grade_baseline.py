@@ -12,17 +12,18 @@ Age from the manifest is shown as a clinical reference, outside the image featur
 
 Not a product model: it needs the tumour mask, which an uploaded scan does not have.
 """
+
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 SEQUENCES = ("t1pre", "flair", "t1post")
 FEATURES = ("log_volume", "t1pre_ratio", "flair_ratio", "t1post_ratio", "t1post_ratio_p90")
-BRAIN_THRESHOLD = 10   # 8-bit intensity above which a pixel counts as brain (any sequence)
+BRAIN_THRESHOLD = 10  # 8-bit intensity above which a pixel counts as brain (any sequence)
 
 
 def slice_features(image_rgb: np.ndarray, mask: np.ndarray) -> dict:
@@ -41,11 +42,13 @@ def slice_features(image_rgb: np.ndarray, mask: np.ndarray) -> dict:
 def patient_features(slices: list[dict]) -> list[float]:
     """FEATURES for one patient from its tumour slices' `slice_features`."""
     t1post = [s["t1post_ratio"] for s in slices]
-    return [float(np.log(sum(s["pixels"] for s in slices))),
-            float(np.nanmean([s["t1pre_ratio"] for s in slices])),
-            float(np.nanmean([s["flair_ratio"] for s in slices])),
-            float(np.nanmean(t1post)),
-            float(np.nanpercentile(t1post, 90))]
+    return [
+        float(np.log(sum(s["pixels"] for s in slices))),
+        float(np.nanmean([s["t1pre_ratio"] for s in slices])),
+        float(np.nanmean([s["flair_ratio"] for s in slices])),
+        float(np.nanmean(t1post)),
+        float(np.nanpercentile(t1post, 90)),
+    ]
 
 
 def load_patients(root: str | Path, on_progress: Callable[[int, int, str], None] | None = None) -> dict:
@@ -62,7 +65,7 @@ def load_patients(root: str | Path, on_progress: Callable[[int, int, str], None]
             on_progress(i + 1, len(rows), "reading tumour slices")
         image = np.asarray(Image.open(root / r["image"]).convert("RGB"))
         mask = np.asarray(Image.open(root / r["mask"]).convert("L"))
-        if not (mask > 0).any():    # the manifest says tumour, the mask file shows none: skip it
+        if not (mask > 0).any():  # the manifest says tumour, the mask file shows none: skip it
             continue
         per_patient.setdefault(r["patient"], []).append(slice_features(image, mask))
         grade[r["patient"]] = int(r["grade"] == "G3")
@@ -71,10 +74,12 @@ def load_patients(root: str | Path, on_progress: Callable[[int, int, str], None]
         except ValueError:
             age[r["patient"]] = np.nan
     patients = sorted(per_patient)
-    return {"patients": patients,
-            "X": np.array([patient_features(per_patient[p]) for p in patients]),
-            "y": np.array([grade[p] for p in patients]),
-            "age": np.array([age[p] for p in patients])}
+    return {
+        "patients": patients,
+        "X": np.array([patient_features(per_patient[p]) for p in patients]),
+        "y": np.array([grade[p] for p in patients]),
+        "age": np.array([age[p] for p in patients]),
+    }
 
 
 def cross_validated_auc(X: np.ndarray, y: np.ndarray, folds: int = 4, seeds: int = 20, C: float = 0.3) -> dict:
@@ -92,21 +97,32 @@ def cross_validated_auc(X: np.ndarray, y: np.ndarray, folds: int = 4, seeds: int
         cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
         p = cross_val_predict(model, X, y, cv=cv, method="predict_proba")[:, 1]
         aucs.append(roc_auc_binary(p, y == 1))
-    return {"auc_mean": float(np.mean(aucs)), "auc_sd": float(np.std(aucs)),
-            "auc_min": float(np.min(aucs)), "auc_max": float(np.max(aucs)), "per_seed": aucs,
-            "folds": folds, "seeds": seeds, "C": C}
+    return {
+        "auc_mean": float(np.mean(aucs)),
+        "auc_sd": float(np.std(aucs)),
+        "auc_min": float(np.min(aucs)),
+        "auc_max": float(np.max(aucs)),
+        "per_seed": aucs,
+        "folds": folds,
+        "seeds": seeds,
+        "C": C,
+    }
 
 
-def run_grade_baseline(data: str, *, folds: int = 4, seeds: int = 20,
-                       on_progress: Callable[[int, int, str], None] | None = None) -> dict:
+def run_grade_baseline(
+    data: str, *, folds: int = 4, seeds: int = 20, on_progress: Callable[[int, int, str], None] | None = None
+) -> dict:
     from core.training.metrics import roc_auc_binary
 
     d = load_patients(data, on_progress)
     X, y, age = d["X"], d["y"], d["age"]
     has_age = ~np.isnan(age)
     return {
-        "study": "grade_baseline", "data": str(data),
-        "n_patients": len(y), "n_g3": int(y.sum()), "n_g2": int((1 - y).sum()),
+        "study": "grade_baseline",
+        "data": str(data),
+        "n_patients": len(y),
+        "n_g3": int(y.sum()),
+        "n_g2": int((1 - y).sum()),
         "single_feature_auc": {name: roc_auc_binary(X[:, j], y == 1) for j, name in enumerate(FEATURES)},
         "logistic_regression": cross_validated_auc(X, y, folds=folds, seeds=seeds),
         "age_auc_reference": roc_auc_binary(age[has_age], y[has_age] == 1) if has_age.sum() > 1 else None,

@@ -10,6 +10,7 @@ Every item is a 2D picture as the models would see it after upload (normalised t
   stripes.
 Nothing here is downloaded; a file that is missing or cannot be decoded is skipped.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -27,7 +28,7 @@ def _package_dir(name: str) -> Path | None:
 
 def _grey(a: np.ndarray) -> np.ndarray | None:
     a = np.asarray(a, dtype=np.float32)
-    while a.ndim > 2:                       # frames / colour: the first frame, channel mean
+    while a.ndim > 2:  # frames / colour: the first frame, channel mean
         a = a.mean(-1) if a.shape[-1] in (3, 4) else a[a.shape[0] // 2]
     if a.ndim != 2 or min(a.shape) < 16 or not np.isfinite(a).all() or a.max() <= a.min():
         return None

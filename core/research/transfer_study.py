@@ -18,6 +18,7 @@ Leakage rule: a checkpoint trained on the target task's labels of these same pat
 target's own shipped model) is excluded from the default candidates; one trained on these images
 for another task (the presence model has seen TCGA-LGG slices) is kept and flagged ``saw_target_images``.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,8 +29,16 @@ import numpy as np
 from core.research.features import DEFAULT_SIZE, dataset_features, parse_ref
 from core.research.transferability import h_score, leep, logme, nce, rank_agreement, rank_candidates
 
-__all__ = ["default_candidates", "head_only_accuracy", "run_transferability", "advise_base_model",
-           "SCORES", "advisor_candidates", "advise_on_images", "advise_for_training"]
+__all__ = [
+    "default_candidates",
+    "head_only_accuracy",
+    "run_transferability",
+    "advise_base_model",
+    "SCORES",
+    "advisor_candidates",
+    "advise_on_images",
+    "advise_for_training",
+]
 
 SCORES = ("logme", "h_score", "leep", "nce")
 OTHER_TASKS = ("presence", "tumor_type", "grade")
@@ -38,7 +47,7 @@ OTHER_TASKS = ("presence", "tumor_type", "grade")
 def default_candidates(task: str) -> list[str]:
     """The zoo's models of the OTHER tasks (penultimate, block 3, block 4; per-sequence for the
     3-channel grade data), random-init vgg19_slim (penultimate, block 3) and ImageNet VGG19."""
-    from model_zoo.checkpoints import list_checkpoints
+    from core.zoo import list_checkpoints
 
     out = []
     for other in OTHER_TASKS:
@@ -52,8 +61,9 @@ def default_candidates(task: str) -> list[str]:
     return out
 
 
-def head_only_accuracy(features, labels, groups, classes: Sequence[str], folds: int = 4, seed: int = 0,
-                       C: float = 0.1) -> dict:
+def head_only_accuracy(
+    features, labels, groups, classes: Sequence[str], folds: int = 4, seed: int = 0, C: float = 0.1
+) -> dict:
     """Patient-grouped k-fold linear probe: {"balanced_accuracy", "auc", "patient_auc", per_fold...}."""
     from sklearn.linear_model import LogisticRegression
 
@@ -76,12 +86,27 @@ def head_only_accuracy(features, labels, groups, classes: Sequence[str], folds: 
         m = classification_metrics(y[te], p, list(range(k)))
         _, pp, py = aggregate_by_patient(g[te], p, y[te])
         mp = classification_metrics(py.astype(np.int64), pp, list(range(k)))
-        rows.append({"balanced_accuracy": m["balanced_accuracy"], "auc": m["auc"], "patient_auc": mp["auc"],
-                     "patient_balanced_accuracy": mp["balanced_accuracy"], "n_test": int(len(te))})
-    out = {key: mean_ci_over_folds([r[key] for r in rows])
-           for key in ("balanced_accuracy", "auc", "patient_auc", "patient_balanced_accuracy")}
-    return {"folds": folds, "seed": seed, "C": C, "per_fold": rows,
-            **{key: v["mean"] for key, v in out.items()}, "ci95": {key: v["ci95"] for key, v in out.items()}}
+        rows.append(
+            {
+                "balanced_accuracy": m["balanced_accuracy"],
+                "auc": m["auc"],
+                "patient_auc": mp["auc"],
+                "patient_balanced_accuracy": mp["balanced_accuracy"],
+                "n_test": int(len(te)),
+            }
+        )
+    out = {
+        key: mean_ci_over_folds([r[key] for r in rows])
+        for key in ("balanced_accuracy", "auc", "patient_auc", "patient_balanced_accuracy")
+    }
+    return {
+        "folds": folds,
+        "seed": seed,
+        "C": C,
+        "per_fold": rows,
+        **{key: v["mean"] for key, v in out.items()},
+        "ci95": {key: v["ci95"] for key, v in out.items()},
+    }
 
 
 def _overlap(info: dict, data_name: str, task: str) -> dict:
@@ -115,10 +140,19 @@ def _subsample(n: int, groups: np.ndarray, max_slices: int | None, seed: int) ->
     return np.flatnonzero(np.isin(groups, keep))
 
 
-def run_transferability(task: str, data: str, candidates: Sequence[str] | None = None, *, folds: int = 4,
-                        seed: int = 0, size: int = DEFAULT_SIZE, max_slices: int | None = None,
-                        validate: bool = True, include_same_task: bool = False,
-                        on_progress: Callable[[int, int, str], None] | None = None) -> dict:
+def run_transferability(
+    task: str,
+    data: str,
+    candidates: Sequence[str] | None = None,
+    *,
+    folds: int = 4,
+    seed: int = 0,
+    size: int = DEFAULT_SIZE,
+    max_slices: int | None = None,
+    validate: bool = True,
+    include_same_task: bool = False,
+    on_progress: Callable[[int, int, str], None] | None = None,
+) -> dict:
     """Score every candidate, validate with head-only fine-tuning, measure rank agreement.
     Returns the JSON-ready study (``candidates`` list, ``ranking`` per score, ``agreement``)."""
     from core.research.al_simulation import _one_blas_thread
@@ -130,16 +164,22 @@ def run_transferability(task: str, data: str, candidates: Sequence[str] | None =
     with _one_blas_thread():
         for i, name in enumerate(cands):
             ref = parse_ref(name)
-            row: dict = {"candidate": ref.name, "source": ref.source, "kind": ref.kind,
-                         "block": ref.block, "per_sequence": ref.per_sequence}
+            row: dict = {
+                "candidate": ref.name,
+                "source": ref.source,
+                "kind": ref.kind,
+                "block": ref.block,
+                "per_sequence": ref.per_sequence,
+            }
             t0 = time.time()
             try:
                 d = dataset_features(ref, data, task, size=size, seed=seed)
             except Exception as exc:  # noqa: BLE001 - an unavailable candidate is a result, not a crash
-                from model_zoo.registry import CheckpointError, ImageNetWeightsUnavailable
+                from model_zoo import CheckpointError, ImageNetWeightsUnavailable
 
-                if not isinstance(exc, (ImageNetWeightsUnavailable, CheckpointError, FileNotFoundError,
-                                        KeyError, ValueError)):
+                if not isinstance(
+                    exc, (ImageNetWeightsUnavailable, CheckpointError, FileNotFoundError, KeyError, ValueError)
+                ):
                     raise
                 row.update(status="unavailable", reason=f"{type(exc).__name__}: {str(exc)[:300]}")
                 rows.append(row)
@@ -152,9 +192,15 @@ def run_transferability(task: str, data: str, candidates: Sequence[str] | None =
             f, y, g = d["features"][idx], d["labels"][idx], d["groups"][idx]
             probs = None if d["probs"] is None or ref.block else d["probs"][idx]
             flags = _overlap(d["backbone"], d["data"]["name"], task)
-            row.update(status="ok", feature_dim=int(f.shape[1]), n_slices=int(len(y)),
-                       backbone={k: v for k, v in d["backbone"].items() if k in ("ref", "task", "sha256", "trained_on", "note")},
-                       **flags)
+            row.update(
+                status="ok",
+                feature_dim=int(f.shape[1]),
+                n_slices=int(len(y)),
+                backbone={
+                    k: v for k, v in d["backbone"].items() if k in ("ref", "task", "sha256", "trained_on", "note")
+                },
+                **flags,
+            )
             if flags["trained_on_target_labels"] and not include_same_task:
                 row.update(status="excluded", reason="trained on this task's labels of these patients")
                 rows.append(row)
@@ -173,22 +219,32 @@ def run_transferability(task: str, data: str, candidates: Sequence[str] | None =
     if validate:
         for target in ("balanced_accuracy", "auc"):
             actual = {r["candidate"]: r["fine_tuned"][target] for r in ok}
-            agreement[target] = {s: rank_agreement({r["candidate"]: r["scores"][s] for r in ok}, actual)
-                                 for s in SCORES}
+            agreement[target] = {
+                s: rank_agreement({r["candidate"]: r["scores"][s] for r in ok}, actual) for s in SCORES
+            }
         ranking["fine_tuned_balanced_accuracy"] = rank_candidates(
-            {r["candidate"]: r["fine_tuned"]["balanced_accuracy"] for r in ok})
+            {r["candidate"]: r["fine_tuned"]["balanced_accuracy"] for r in ok}
+        )
     return {
-        "study": "transferability", "task": task, "classes": classes, "data": data_info,
-        "protocol": {"scores": "LogME, H-score on frozen features (raw); LEEP, NCE from the source head "
-                               "(penultimate features of trained checkpoints only)",
-                     "fine_tuning": f"head only: L2 logistic regression (C=0.1) on the frozen features, "
-                                    f"patient-grouped {folds}-fold CV (seed {seed}), out-of-fold metrics",
-                     "agreement": "Kendall tau-b and Spearman rho between each score and the fine-tuned "
-                                  "metric over the available candidates",
-                     "input_size": size, "max_slices": max_slices,
-                     "depths": "#blockN = global-average-pooled output of block N; no suffix = penultimate",
-                     "per_sequence": "+perseq = each MRI sequence through the backbone as a grey image, features concatenated"},
-        "candidates": rows, "ranking": ranking, "agreement": agreement,
+        "study": "transferability",
+        "task": task,
+        "classes": classes,
+        "data": data_info,
+        "protocol": {
+            "scores": "LogME, H-score on frozen features (raw); LEEP, NCE from the source head "
+            "(penultimate features of trained checkpoints only)",
+            "fine_tuning": f"head only: L2 logistic regression (C=0.1) on the frozen features, "
+            f"patient-grouped {folds}-fold CV (seed {seed}), out-of-fold metrics",
+            "agreement": "Kendall tau-b and Spearman rho between each score and the fine-tuned "
+            "metric over the available candidates",
+            "input_size": size,
+            "max_slices": max_slices,
+            "depths": "#blockN = global-average-pooled output of block N; no suffix = penultimate",
+            "per_sequence": "+perseq = each MRI sequence through the backbone as a grey image, features concatenated",
+        },
+        "candidates": rows,
+        "ranking": ranking,
+        "agreement": agreement,
         "advice": advice(rows),
     }
 
@@ -215,19 +271,35 @@ def advice(rows: Sequence[dict], by: str = "logme") -> list[dict]:
         b = top["block"]
         unfreeze = 0 if b is None else max(0, 5 - int(b))
         init = None if r["kind"] == "random" else r["source"]
-        out.append({"rank": item["rank"], "candidate": r["candidate"], "score": item["score"], "by": by,
-                    "init": init or "random", "suggested_strategy": "head" if unfreeze == 0 else "blockwise",
-                    "suggested_unfreeze_blocks": unfreeze,
-                    "fine_tuned_balanced_accuracy": (r.get("fine_tuned") or {}).get("balanced_accuracy"),
-                    "saw_target_images": r.get("saw_target_images", False),
-                    # False: random-init features score as high - expect little from this transfer
-                    "beats_random_init": None if random_best is None or r["kind"] == "random"
-                    else bool(item["score"] > random_best)})
+        out.append(
+            {
+                "rank": item["rank"],
+                "candidate": r["candidate"],
+                "score": item["score"],
+                "by": by,
+                "init": init or "random",
+                "suggested_strategy": "head" if unfreeze == 0 else "blockwise",
+                "suggested_unfreeze_blocks": unfreeze,
+                "fine_tuned_balanced_accuracy": (r.get("fine_tuned") or {}).get("balanced_accuracy"),
+                "saw_target_images": r.get("saw_target_images", False),
+                # False: random-init features score as high - expect little from this transfer
+                "beats_random_init": None
+                if random_best is None or r["kind"] == "random"
+                else bool(item["score"] > random_best),
+            }
+        )
     return out
 
 
-def advise_base_model(task: str, data: str, candidates: Sequence[str] | None = None, *,
-                      max_slices: int | None = 1500, by: str = "logme", seed: int = 0) -> list[dict]:
+def advise_base_model(
+    task: str,
+    data: str,
+    candidates: Sequence[str] | None = None,
+    *,
+    max_slices: int | None = 1500,
+    by: str = "logme",
+    seed: int = 0,
+) -> list[dict]:
     """Advisor for the Train page: candidates ranked by ``by`` (LogME) on ``data``, scored before any
     fine-tuning (no validation run: seconds once the features are cached). Each entry: rank,
     candidate, score, init (a zoo ref or "random"), suggested_strategy, suggested_unfreeze_blocks."""
@@ -238,20 +310,28 @@ def advise_base_model(task: str, data: str, candidates: Sequence[str] | None = N
 # ------------------------------------------------------------------ the Train page's advisor
 ADVISOR_MAX_IMAGES = 300
 ADVISOR_MIN_LABELS = 20
-ADVISOR_DEPTHS = (None, 3, 4)     # penultimate, block 3, block 4: which depth transfers best
+ADVISOR_DEPTHS = (None, 3, 4)  # penultimate, block 3, block 4: which depth transfers best
 
 
 def advisor_candidates(task: str, depths: Sequence[int | None] = ADVISOR_DEPTHS) -> list[str]:
     """The zoo versions of ``task`` (the bases a retraining job can start from) and random init,
     each at the advisor's depths."""
-    from model_zoo.checkpoints import list_checkpoints
+    from core.zoo import list_checkpoints
 
     sources = [f"{task}@{c.version}" for c in list_checkpoints(task)] + ["random:vgg19_slim"]
     return [src + (f"#block{b}" if b else "") for src in sources for b in depths]
 
 
-def advise_on_images(images: np.ndarray, labels, candidates: Sequence[str], *, groups=None,
-                     max_images: int = ADVISOR_MAX_IMAGES, seed: int = 0, by: str = "logme") -> list[dict]:
+def advise_on_images(
+    images: np.ndarray,
+    labels,
+    candidates: Sequence[str],
+    *,
+    groups=None,
+    max_images: int = ADVISOR_MAX_IMAGES,
+    seed: int = 0,
+    by: str = "logme",
+) -> list[dict]:
     """Rank ``candidates`` by LogME of their frozen features of ``images`` (uint8 (N, H, W) or
     (N, C, H, W)) against ``labels``; at most ``max_images`` (whole patients when ``groups``).
     Returns :func:`advice` rows plus one "unavailable" row per candidate that could not load."""
@@ -272,17 +352,29 @@ def advise_on_images(images: np.ndarray, labels, candidates: Sequence[str], *, g
                 bb = load_backbone(ref, size=DEFAULT_SIZE, in_channels=3 if in_ch == 3 else 1, seed=seed)
                 f, _ = extract_features(bb, imgs)
             except Exception as exc:  # noqa: BLE001 - an unusable candidate is a result, not a crash
-                missing.append({"candidate": ref.name, "status": "unavailable",
-                                "reason": f"{type(exc).__name__}: {str(exc)[:200]}"})
+                missing.append(
+                    {
+                        "candidate": ref.name,
+                        "status": "unavailable",
+                        "reason": f"{type(exc).__name__}: {str(exc)[:200]}",
+                    }
+                )
                 continue
             row.update(status="ok", scores={"logme": logme(f, y)}, n_slices=int(len(y)))
             rows.append(row)
     return advice(rows, by=by) + missing
 
 
-def advise_for_training(task: str, repo=None, *, data: str | None = None, max_images: int = ADVISOR_MAX_IMAGES,
-                        min_labels: int = ADVISOR_MIN_LABELS, candidates: Sequence[str] | None = None,
-                        seed: int = 0) -> dict:
+def advise_for_training(
+    task: str,
+    repo=None,
+    *,
+    data: str | None = None,
+    max_images: int = ADVISOR_MAX_IMAGES,
+    min_labels: int = ADVISOR_MIN_LABELS,
+    candidates: Sequence[str] | None = None,
+    seed: int = 0,
+) -> dict:
     """The Train page's advisor: rank the bases a retraining job can start from (the zoo versions of
     ``task``, and random init as the no-transfer control) by LogME, before any fine-tuning.
 
@@ -312,8 +404,10 @@ def advise_for_training(task: str, repo=None, *, data: str | None = None, max_im
             data = default_data(task)
         if not Path(str(data).split(",")[0].rsplit(":", 1)[0]).exists():
             n = 0 if store is None else len(store)
-            raise ValueError(f"too few confirmed labels for {task} ({n}; the advisor needs {min_labels} of two "
-                             f"classes or more) and no shared data at {data}")
+            raise ValueError(
+                f"too few confirmed labels for {task} ({n}; the advisor needs {min_labels} of two "
+                f"classes or more) and no shared data at {data}"
+            )
         ds = load_dataset(str(data), task, DEFAULT_SIZE, seed=seed)
         source = f"shared data {ds.name} ({data})" + (f"; only {len(store)} confirmed labels" if store else "")
     if len(set(ds.labels.tolist())) < 2:
@@ -325,7 +419,13 @@ def advise_for_training(task: str, repo=None, *, data: str | None = None, max_im
     if best is not None and best["init"] != "random" and "@" in best["init"]:
         best_version = best["init"].split("@", 1)[1]
     n_used = len(_subsample(len(ds), np.asarray([str(v) for v in ds.groups.tolist()]), max_images, seed))
-    return {"task": task, "source": source, "n_images": int(n_used),
-            "rows": rows, "best": best, "best_version": best_version,
-            "note": "LogME of frozen features (penultimate, block 3, block 4) before any fine-tuning; a source's "
-                    "best depth b < 5 suggests re-training blocks b+1..5, its penultimate features the head only"}
+    return {
+        "task": task,
+        "source": source,
+        "n_images": int(n_used),
+        "rows": rows,
+        "best": best,
+        "best_version": best_version,
+        "note": "LogME of frozen features (penultimate, block 3, block 4) before any fine-tuning; a source's "
+        "best depth b < 5 suggests re-training blocks b+1..5, its penultimate features the head only",
+    }

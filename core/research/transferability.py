@@ -73,18 +73,19 @@ def logme_evidence(features, target, alpha: float, beta: float) -> float:
     return float(-0.5 * (n * math.log(2 * math.pi) + logdet + t @ np.linalg.solve(cov, t)))
 
 
-def _logme_one(u: np.ndarray, sig: np.ndarray, t: np.ndarray, d: int,
-               max_iter: int, tol: float) -> tuple[float, float, float]:
+def _logme_one(
+    u: np.ndarray, sig: np.ndarray, t: np.ndarray, d: int, max_iter: int, tol: float
+) -> tuple[float, float, float]:
     """Evidence maximisation for one target column. ``sig`` = singular values of F (rank r)."""
     n = u.shape[0]
-    s = sig ** 2                      # non-zero eigenvalues of F^T F
-    uty = u.T @ t                     # (r,)
+    s = sig**2  # non-zero eigenvalues of F^T F
+    uty = u.T @ t  # (r,)
     alpha, beta = 1.0, 1.0
     for _ in range(max_iter):
         # posterior mean m = beta A^-1 F^T t with A = alpha I + beta F^T F, in the SVD basis
-        coef = beta * sig / (alpha + beta * s)          # m = V @ (coef * uty)
+        coef = beta * sig / (alpha + beta * s)  # m = V @ (coef * uty)
         gamma = float(np.sum(beta * s / (alpha + beta * s)))
-        m2 = float(np.sum((coef * uty) ** 2))           # ||m||^2
+        m2 = float(np.sum((coef * uty) ** 2))  # ||m||^2
         res = float(np.sum((t - u @ (sig * coef * uty)) ** 2))  # ||t - F m||^2
         new_alpha = gamma / max(m2, _EPS)
         new_beta = max(n - gamma, _EPS) / max(res, _EPS)
@@ -97,8 +98,14 @@ def _logme_one(u: np.ndarray, sig: np.ndarray, t: np.ndarray, d: int,
     res = float(np.sum((t - u @ (sig * coef * uty)) ** 2))
     # log|A| over all d eigenvalues of F^T F: the d - r zero ones contribute log(alpha) each
     logdet_a = float(np.sum(np.log(alpha + beta * s))) + (d - s.size) * math.log(alpha)
-    evidence = (d / 2 * math.log(alpha) + n / 2 * math.log(beta) - 0.5 * logdet_a
-                - beta / 2 * res - alpha / 2 * m2 - n / 2 * math.log(2 * math.pi))
+    evidence = (
+        d / 2 * math.log(alpha)
+        + n / 2 * math.log(beta)
+        - 0.5 * logdet_a
+        - beta / 2 * res
+        - alpha / 2 * m2
+        - n / 2 * math.log(2 * math.pi)
+    )
     return evidence, alpha, beta
 
 
@@ -154,11 +161,11 @@ def leep(source_probs, labels) -> float:
     theta = _source_probs(source_probs)
     y = _labels(labels, theta.shape[0])
     n = theta.shape[0]
-    onehot = np.eye(int(y.max()) + 1)[y]            # (n, Y)
-    joint = onehot.T @ theta / n                     # (Y, Z)
+    onehot = np.eye(int(y.max()) + 1)[y]  # (n, Y)
+    joint = onehot.T @ theta / n  # (Y, Z)
     pz = joint.sum(axis=0, keepdims=True)
-    cond = np.divide(joint, pz, out=np.zeros_like(joint), where=pz > 0)   # P(y|z)
-    eep = theta @ cond.T                             # (n, Y): p(y | x_i)
+    cond = np.divide(joint, pz, out=np.zeros_like(joint), where=pz > 0)  # P(y|z)
+    eep = theta @ cond.T  # (n, Y): p(y | x_i)
     return float(np.mean(np.log(np.clip(eep[np.arange(n), y], _EPS, None))))
 
 
@@ -204,7 +211,7 @@ def h_score(features, labels, ridge: float = 1e-6) -> float:
     means = np.zeros((int(y.max()) + 1, d))
     np.add.at(means, y, fc)
     means /= np.bincount(y)[:, None]
-    g = means[y]                                     # E[f | y] per sample (already centred)
+    g = means[y]  # E[f | y] per sample (already centred)
     cov_g = g.T @ g / n
     scale = float(np.trace(cov_f)) / d
     if scale <= 0:
@@ -247,8 +254,11 @@ def rank_agreement(predicted_scores, actual_accuracies) -> dict:
     if isinstance(predicted_scores, Mapping) != isinstance(actual_accuracies, Mapping):
         raise TypeError("pass two dicts or two sequences")
     if isinstance(predicted_scores, Mapping):
-        names = [k for k in predicted_scores if k in actual_accuracies
-                 and _finite(predicted_scores[k]) and _finite(actual_accuracies[k])]
+        names = [
+            k
+            for k in predicted_scores
+            if k in actual_accuracies and _finite(predicted_scores[k]) and _finite(actual_accuracies[k])
+        ]
         a = [float(predicted_scores[k]) for k in names]
         b = [float(actual_accuracies[k]) for k in names]
     else:
@@ -258,14 +268,24 @@ def rank_agreement(predicted_scores, actual_accuracies) -> dict:
         keep = [i for i in range(len(a)) if _finite(a[i]) and _finite(b[i])]
         names = [str(i) for i in keep]
         a, b = [float(a[i]) for i in keep], [float(b[i]) for i in keep]
-    out = {"n": len(names), "names": [str(k) for k in names], "kendall_tau": None,
-           "kendall_p": None, "spearman_rho": None, "spearman_p": None}
+    out = {
+        "n": len(names),
+        "names": [str(k) for k in names],
+        "kendall_tau": None,
+        "kendall_p": None,
+        "spearman_rho": None,
+        "spearman_p": None,
+    }
     if len(names) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
         return out
     kt = kendalltau(a, b)
     sr = spearmanr(a, b)
-    out.update(kendall_tau=_none(kt.statistic), kendall_p=_none(kt.pvalue),
-               spearman_rho=_none(sr.statistic), spearman_p=_none(sr.pvalue))
+    out.update(
+        kendall_tau=_none(kt.statistic),
+        kendall_p=_none(kt.pvalue),
+        spearman_rho=_none(sr.statistic),
+        spearman_p=_none(sr.pvalue),
+    )
     return out
 
 

@@ -1,15 +1,23 @@
 """Engine and schema: SQLite (WAL) under NEUROGRADE_HOME by default, PostgreSQL through
 NEUROGRADE_DB_URL. The schema is created and upgraded only by Alembic (`init_db()` runs
 `upgrade head` programmatically; no alembic.ini is needed)."""
+
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import threading
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+
+from core.config import get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -20,8 +28,6 @@ _lock = threading.Lock()
 
 
 def default_url() -> str:
-    from core.config import get_settings
-
     return get_settings().db_url
 
 
@@ -54,8 +60,7 @@ def make_engine(url: str | None = None) -> Engine:
     path = _sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False,
-                                                  "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _on_sqlite_connect)
     elif make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(url)
@@ -85,8 +90,6 @@ def dispose_engines() -> None:
 
 
 def alembic_config(url: str | None = None, connection=None):
-    from alembic.config import Config
-
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", _normalise(url or default_url()).replace("%", "%%"))
@@ -96,14 +99,10 @@ def alembic_config(url: str | None = None, connection=None):
 
 
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -113,8 +112,6 @@ def _migration_lock(engine: Engine):
     """Only one process migrates at a time (file lock for SQLite, advisory lock for PostgreSQL)."""
     path = _sqlite_path(engine.url.render_as_string(hide_password=False))
     if path is not None:
-        import fcntl
-
         with open(str(path) + ".migrate.lock", "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -136,21 +133,15 @@ def _migration_lock(engine: Engine):
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run Alembic `upgrade <revision>` on `engine` (e.g. "0001" to build the first schema)."""
-    from alembic import command
-
     with _migration_lock(engine):
         with engine.begin() as conn:
-            command.upgrade(alembic_config(engine.url.render_as_string(hide_password=False), conn),
-                            revision)
+            command.upgrade(alembic_config(engine.url.render_as_string(hide_password=False), conn), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    from alembic import command
-
     with _migration_lock(engine):
         with engine.begin() as conn:
-            command.downgrade(alembic_config(engine.url.render_as_string(hide_password=False), conn),
-                              revision)
+            command.downgrade(alembic_config(engine.url.render_as_string(hide_password=False), conn), revision)
 
 
 def init_db(url: str | None = None) -> Engine:

@@ -12,22 +12,27 @@ progress lines and `ImportResult.errors` (which reach `jobs.log_tail` and `--jso
 by its position ("source 3 of 120"). `ImportResult.error_paths` keeps the paths for the person who
 typed them (the CLI's text on their terminal); it is never stored or exported.
 """
+
 from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
+
+from core.config import home_problem
+from core.io import VolumeLoadError, load_volume
+from core.preprocess import slices
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VOLUME_EXT = (".nii", ".nii.gz", ".zip")
 PATH_COLUMNS = ("path", "image", "file", "filename", "id")
 PATIENT_COLUMNS = ("pid_family", "patient", "patient_id", "pid", "subject")
 LABEL_COLUMNS = ("label", "known_label", "grade", "class")
-BLANK_MAX = 0.02   # a slice whose brightest pixel is below this (of [0, 1]) is not queued
+BLANK_MAX = 0.02  # a slice whose brightest pixel is below this (of [0, 1]) is not queued
 
 
 @dataclass
@@ -37,20 +42,29 @@ class ImportResult:
     case_ids: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     matched_csv_rows: int = 0
-    error_paths: list[str] = field(default_factory=list)   # for the terminal only; not in to_dict
-    skipped: int = 0        # sources that could not be read (bad input, blank): nothing stored
-    failed: int = 0         # sources whose case could not be stored (disk full, database error)
-    stopped: str | None = None   # why the import stopped early (the home folder is full/read-only)
+    error_paths: list[str] = field(default_factory=list)  # for the terminal only; not in to_dict
+    skipped: int = 0  # sources that could not be read (bad input, blank): nothing stored
+    failed: int = 0  # sources whose case could not be stored (disk full, database error)
+    stopped: str | None = None  # why the import stopped early (the home folder is full/read-only)
 
     def to_dict(self) -> dict:
-        return {"cases": self.cases, "items": self.items, "case_ids": self.case_ids,
-                "errors": self.errors, "matched_csv_rows": self.matched_csv_rows,
-                "imported": self.cases, "skipped": self.skipped, "failed": self.failed,
-                "stopped": self.stopped}
+        return {
+            "cases": self.cases,
+            "items": self.items,
+            "case_ids": self.case_ids,
+            "errors": self.errors,
+            "matched_csv_rows": self.matched_csv_rows,
+            "imported": self.cases,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "stopped": self.stopped,
+        }
 
     def summary(self) -> str:
-        return (f"{self.cases} imported, {self.skipped} skipped (could not be read), {self.failed} "
-                "failed (not stored)" + (f"; stopped: {self.stopped}" if self.stopped else ""))
+        return (
+            f"{self.cases} imported, {self.skipped} skipped (could not be read), {self.failed} "
+            "failed (not stored)" + (f"; stopped: {self.stopped}" if self.stopped else "")
+        )
 
 
 def _is(path: Path, exts: Sequence[str]) -> bool:
@@ -78,7 +92,7 @@ def discover(paths: Iterable[str | Path]) -> list[Path]:
         if p.is_file():
             out.append(p)
             continue
-        if not p.is_dir():   # by position: the message may be stored (job log), the path may identify
+        if not p.is_dir():  # by position: the message may be stored (job log), the path may identify
             raise FileNotFoundError(f"import path {k} of {len(paths)} does not exist")
         for d in sorted([p, *[q for q in p.rglob("*") if q.is_dir()]]):
             files = sorted(f for f in d.iterdir() if f.is_file() and not f.name.startswith("."))
@@ -107,8 +121,10 @@ def read_csv(path: str | Path) -> tuple[dict[str, dict], Path]:
             ref = (r.get(pcol) or "").strip()
             if not ref:
                 continue
-            rec = {"patient": (r.get(kcol) or "").strip() or None if kcol else None,
-                   "label": (r.get(lcol) or "").strip() or None if lcol else None}
+            rec = {
+                "patient": (r.get(kcol) or "").strip() or None if kcol else None,
+                "label": (r.get(lcol) or "").strip() or None if lcol else None,
+            }
             full = str((path.parent / ref).resolve())
             rows[full] = rows[ref] = rec
             r = Path(ref)
@@ -122,8 +138,14 @@ def read_csv(path: str | Path) -> tuple[dict[str, dict], Path]:
 
 
 def _lookup(rows: dict[str, dict], source: Path) -> dict | None:
-    for key in (str(source.resolve()), str(source), f"{source.parent.name}/{source.name}",
-                source.name, source.stem, source.name.split(".")[0]):
+    for key in (
+        str(source.resolve()),
+        str(source),
+        f"{source.parent.name}/{source.name}",
+        source.name,
+        source.stem,
+        source.name.split(".")[0],
+    ):
         if key in rows:
             return rows[key]
     return None
@@ -131,8 +153,6 @@ def _lookup(rows: dict[str, dict], source: Path) -> dict | None:
 
 def _display_slices(volume, plane: str) -> np.ndarray:
     """(N, H, W) grey, or (N, H, W, 3) for three named sequences / distinct RGB channels."""
-    from core.preprocess import slices
-
     names = list(volume.channels)
     if {"red", "green", "blue"} <= set(names):
         return np.stack([slices(volume, plane, c) for c in ("red", "green", "blue")], axis=-1)
@@ -141,19 +161,23 @@ def _display_slices(volume, plane: str) -> np.ndarray:
     return slices(volume, plane)
 
 
-def import_paths(repo, paths: Iterable[str | Path], *, csv_path: str | Path | None = None,
-                 tasks: Sequence[str] = ("presence", "tumor_type", "grade"), plane: str = "axial",
-                 sequences: Sequence[str] | None = None,  # names of RGB image channels
-                 keep_blank: bool = False,
-                 actor: str = "import",
-                 progress: Callable[[float, str], None] | None = None) -> ImportResult:
-    from core.io import VolumeLoadError, load_volume
-
+def import_paths(
+    repo,
+    paths: Iterable[str | Path],
+    *,
+    csv_path: str | Path | None = None,
+    tasks: Sequence[str] = ("presence", "tumor_type", "grade"),
+    plane: str = "axial",
+    sequences: Sequence[str] | None = None,  # names of RGB image channels
+    keep_blank: bool = False,
+    actor: str = "import",
+    progress: Callable[[float, str], None] | None = None,
+) -> ImportResult:
     rows = read_csv(csv_path)[0] if csv_path else {}
     sources = discover(paths)
     result = ImportResult()
     for n, src in enumerate(sources, start=1):
-        if result.stopped:        # the store cannot take more: the rest fail, nothing half-stored
+        if result.stopped:  # the store cannot take more: the rest fail, nothing half-stored
             result.failed += 1
             result.errors.append(f"source {n} of {len(sources)}: not imported ({result.stopped})")
             result.error_paths.append(str(src))
@@ -165,7 +189,7 @@ def import_paths(repo, paths: Iterable[str | Path], *, csv_path: str | Path | No
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # noqa: BLE001 - one bad source never aborts the others
-            what = exc if isinstance(exc, VolumeLoadError) else type(exc).__name__   # OSError quotes the path
+            what = exc if isinstance(exc, VolumeLoadError) else type(exc).__name__  # OSError quotes the path
             result.errors.append(f"source {n} of {len(sources)}: {what}")
             result.error_paths.append(str(src))
             result.skipped += 1
@@ -182,26 +206,33 @@ def import_paths(repo, paths: Iterable[str | Path], *, csv_path: str | Path | No
             result.matched_csv_rows += 1
         label = rec["label"] if rec else None
         single = volume.shape[0] == 1 and len(keep) == 1
-        meta = {k: v for k, v in dict(volume.meta).items()
-                if isinstance(v, (str, int, float, bool)) or v is None}
+        meta = {k: v for k, v in dict(volume.meta).items() if isinstance(v, (str, int, float, bool)) or v is None}
         meta["source_sha1"] = hashlib.sha1(str(src.resolve()).encode()).hexdigest()
-        summary = {"modality": volume.modality, "shape": volume.shape, "meta": meta,
-                   "source_format": volume.source_format}
-        try:   # one transaction per case (save_case): a case is stored whole or not at all
-            case_id = repo.save_case(
-                summary, [images[i] for i in keep], source=f"import {n}/{len(sources)}: "
-                f"{volume.source_format}", plane=plane, slice_indices=keep, tasks=tasks,
-                patient_key=rec["patient"] if rec else None, known_label=label,
-                item_known_labels=[label] * len(keep) if (single and label) else None, actor=actor)
+        summary = {
+            "modality": volume.modality,
+            "shape": volume.shape,
+            "meta": meta,
+            "source_format": volume.source_format,
+        }
+        try:  # one transaction per case (cases.save): a case is stored whole or not at all
+            case_id = repo.cases.save(
+                summary,
+                [images[i] for i in keep],
+                source=f"import {n}/{len(sources)}: {volume.source_format}",
+                plane=plane,
+                slice_indices=keep,
+                tasks=tasks,
+                patient_key=rec["patient"] if rec else None,
+                known_label=label,
+                item_known_labels=[label] * len(keep) if (single and label) else None,
+                actor=actor,
+            )
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - disk full, read-only, database errors
-            from core.config import home_problem
-
             why = home_problem(exc)
             result.failed += 1
-            result.errors.append(f"source {n} of {len(sources)}: not stored "
-                                 f"({why or type(exc).__name__})")
+            result.errors.append(f"source {n} of {len(sources)}: not stored ({why or type(exc).__name__})")
             result.error_paths.append(str(src))
             if why is not None:
                 result.stopped = why
@@ -213,8 +244,6 @@ def import_paths(repo, paths: Iterable[str | Path], *, csv_path: str | Path | No
             try:
                 progress(n / len(sources), f"source {n} of {len(sources)}: {len(keep)} items")
             except Exception as exc:  # noqa: BLE001 - a full disk can refuse the progress row too
-                from core.config import home_problem
-
                 if home_problem(exc) is None:
                     raise
                 progress = None

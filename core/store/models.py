@@ -9,13 +9,25 @@ e.g. a pseudonymous patient id from an import CSV) and the `known_label` columns
 simulation, the per-patient cap and audit; the reviewer-facing views in `repository.py` never
 return them.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String,
-                        Text, UniqueConstraint, event)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 TASKS = ("presence", "tumor_type", "grade")
@@ -25,7 +37,7 @@ ENTRY_STATUSES = ("pending", "labelled", "flagged", "disputed")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -36,14 +48,14 @@ class Case(Base):
     __tablename__ = "cases"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    source: Mapped[str] = mapped_column(String(500), default="")      # e.g. "upload: scan.nii.gz"
+    source: Mapped[str] = mapped_column(String(500), default="")  # e.g. "upload: scan.nii.gz"
     modality: Mapped[str] = mapped_column(String(32), default="unknown")
-    shape: Mapped[Optional[list[Any]]] = mapped_column(JSON, nullable=True)
-    meta: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)  # de-identified only
+    shape: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # de-identified only
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # hidden: never in a reviewer-facing view
-    patient_key: Mapped[Optional[str]] = mapped_column(String(200), nullable=True, index=True)
-    known_label: Mapped[Optional[str]] = mapped_column(String(100), nullable=True)
+    patient_key: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    known_label: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class Item(Base):
@@ -53,11 +65,11 @@ class Item(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
     slice_index: Mapped[int] = mapped_column(Integer, default=0)
     plane: Mapped[str] = mapped_column(String(16), default="axial")
-    image_png: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)
-    image_path: Mapped[Optional[str]] = mapped_column(String(500), nullable=True)  # under home/items
+    image_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    image_path: Mapped[str | None] = mapped_column(String(500), nullable=True)  # under home/items
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # 0002: slice-level hidden truth (e.g. tumour visible on this slice), simulation/audit only
-    known_label: Mapped[Optional[str]] = mapped_column(String(100), nullable=True)
+    known_label: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class Prediction(Base):
@@ -68,10 +80,10 @@ class Prediction(Base):
     task: Mapped[str] = mapped_column(String(32))
     model_version: Mapped[str] = mapped_column(String(100))
     probabilities: Mapped[list[Any]] = mapped_column(JSON)
-    uncertainty: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    uncertainty: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # 0002: feature vector for batch-aware (core-set) selection
-    embedding: Mapped[Optional[list[Any]]] = mapped_column(JSON, nullable=True)
+    embedding: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Label(Base):
@@ -83,12 +95,12 @@ class Label(Base):
     value: Mapped[str] = mapped_column(String(100))
     reviewer: Mapped[str] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(20), default="review")
-    replaced_label_id: Mapped[Optional[int]] = mapped_column(ForeignKey("labels.id"), nullable=True)
-    comment: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    replaced_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"), nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # 0002: the (item, task) version this label created; the ordinal of a double reading
     version: Mapped[int] = mapped_column(Integer, default=1)
-    reading: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    reading: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class QueueEntry(Base):
@@ -102,9 +114,9 @@ class QueueEntry(Base):
     task: Mapped[str] = mapped_column(String(32), index=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     version: Mapped[int] = mapped_column(Integer, default=0)
-    current_label_id: Mapped[Optional[int]] = mapped_column(ForeignKey("labels.id"), nullable=True)
+    current_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"), nullable=True)
     readings_required: Mapped[int] = mapped_column(Integer, default=1)
-    comment: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -135,8 +147,8 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(50))
     entity: Mapped[str] = mapped_column(String(50))
     entity_id: Mapped[str] = mapped_column(String(100))
-    before: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
-    after: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ModelVersion(Base):
@@ -147,9 +159,9 @@ class ModelVersion(Base):
     task: Mapped[str] = mapped_column(String(32))
     version: Mapped[str] = mapped_column(String(100))
     is_champion: Mapped[bool] = mapped_column(Boolean, default=False)
-    metrics: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    promoted_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Job(Base):
@@ -159,16 +171,16 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(50))
     status: Mapped[str] = mapped_column(String(16), default="queued")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
-    params: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
-    metrics: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     log_tail: Mapped[str] = mapped_column(Text, default="")
-    pid: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # 0002
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    host: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
-    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    host: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class User(Base):
@@ -181,11 +193,11 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
-    password_hash: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    last_login_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class AuditIsAppendOnly(RuntimeError):

@@ -4,6 +4,7 @@ One random affine per slice (rotation, mild zoom = a gentle random-resized-crop,
 left-right flip: an axial brain slice is nearly symmetric, and the flip only swaps hemispheres)
 in a single `grid_sample`, then intensity jitter (gamma, contrast, brightness). Background stays 0.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,16 +17,17 @@ import torch.nn.functional as F
 @dataclass(frozen=True)
 class AugmentConfig:
     rotate_deg: float = 12.0
-    zoom: tuple[float, float] = (0.9, 1.1)     # >1 zooms in (crops), <1 zooms out
-    shift: float = 0.06                         # fraction of the side
+    zoom: tuple[float, float] = (0.9, 1.1)  # >1 zooms in (crops), <1 zooms out
+    shift: float = 0.06  # fraction of the side
     hflip: float = 0.5
     gamma: tuple[float, float] = (0.8, 1.25)
     contrast: tuple[float, float] = (0.9, 1.1)
     brightness: float = 0.05
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig = AugmentConfig(),
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, cfg: AugmentConfig = AugmentConfig(), generator: torch.Generator | None = None
+) -> torch.Tensor:
     """A randomly transformed copy of `x` (N, C, H, W) in [0, 1]."""
     n = x.shape[0]
     if n == 0:
@@ -38,8 +40,13 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig = AugmentConfig(),
     scale = 1.0 / u(*cfg.zoom)
     flip = torch.where(torch.rand(n, generator=generator) < cfg.hflip, -1.0, 1.0)
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    theta = torch.stack([torch.stack([cos * flip, -sin, u(-cfg.shift, cfg.shift) * 2], 1),
-                         torch.stack([sin * flip, cos, u(-cfg.shift, cfg.shift) * 2], 1)], 1)
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, u(-cfg.shift, cfg.shift) * 2], 1),
+            torch.stack([sin * flip, cos, u(-cfg.shift, cfg.shift) * 2], 1),
+        ],
+        1,
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

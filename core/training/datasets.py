@@ -22,6 +22,7 @@ patients, seeded), `:sequences=all` (TCGA-LGG presence) takes every sequence ins
 `:every=k` (TCGA-LGG) every k-th slice of each case, `:tumour_sequences=flair` (with sequences=all)
 tumour slices from FLAIR only, tumour-free slices from every sequence.
 """
+
 from __future__ import annotations
 
 import csv
@@ -57,8 +58,8 @@ class SliceSet:
     groups: np.ndarray
     manifest_sha256: str
     sequences: tuple[str, ...] = ("grey",)
-    folds: np.ndarray | None = None      # predefined patient-grouped CV fold per slice (Figshare)
-    source: np.ndarray | None = None     # source name per slice
+    folds: np.ndarray | None = None  # predefined patient-grouped CV fold per slice (Figshare)
+    source: np.ndarray | None = None  # source name per slice
     parts: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -74,15 +75,26 @@ class SliceSet:
         data = self.images if idx is None else self.images[np.asarray(idx)]
         return data.astype(np.float32) / 255.0
 
-    def subset(self, idx) -> "SliceSet":
+    def subset(self, idx) -> SliceSet:
         idx = np.asarray(idx, dtype=np.int64)
-        return replace(self, images=self.images[idx], labels=self.labels[idx], groups=self.groups[idx],
-                       folds=None if self.folds is None else self.folds[idx], source=self.source[idx],
-                       parts=self.parts)
+        return replace(
+            self,
+            images=self.images[idx],
+            labels=self.labels[idx],
+            groups=self.groups[idx],
+            folds=None if self.folds is None else self.folds[idx],
+            source=self.source[idx],
+            parts=self.parts,
+        )
 
     def _summary(self) -> dict:
-        return {"name": self.name, "path": self.path, "sha256": self.manifest_sha256,
-                "n_images": len(self), "n_patients": int(len(set(self.groups.tolist())))}
+        return {
+            "name": self.name,
+            "path": self.path,
+            "sha256": self.manifest_sha256,
+            "n_images": len(self),
+            "n_patients": int(len(set(self.groups.tolist()))),
+        }
 
     def summary(self) -> list[dict]:
         """The card's `training_data` entries (one per source)."""
@@ -100,11 +112,18 @@ def concat(sets: list[SliceSet]) -> SliceSet:
     same = all(s.sequences == first.sequences for s in sets)
     sequences = first.sequences if same or first.images.ndim == 4 else ("grey",)  # grey: any one sequence
     return SliceSet(
-        name="+".join(s.name for s in sets), path=";".join(s.path for s in sets), classes=first.classes,
-        images=np.concatenate([s.images for s in sets]), labels=np.concatenate([s.labels for s in sets]),
+        name="+".join(s.name for s in sets),
+        path=";".join(s.path for s in sets),
+        classes=first.classes,
+        images=np.concatenate([s.images for s in sets]),
+        labels=np.concatenate([s.labels for s in sets]),
         groups=np.concatenate([np.array([f"{s.name}:{g}" for g in s.groups], dtype=object) for s in sets]),
-        manifest_sha256=sha, sequences=sequences, folds=None,
-        source=np.concatenate([s.source for s in sets]), parts=[p for s in sets for p in s.parts])
+        manifest_sha256=sha,
+        sequences=sequences,
+        folds=None,
+        source=np.concatenate([s.source for s in sets]),
+        parts=[p for s in sets for p in s.parts],
+    )
 
 
 # ------------------------------------------------------------------------------ pixels
@@ -176,7 +195,7 @@ def _cached(kind: str, task: str, size: int, channels: str, sha: str, build) -> 
             return {k: z[k] for k in z.files}
     arrays = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")   # DDP ranks build the same cache at once
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # DDP ranks build the same cache at once
     np.savez(tmp, **{k: (v.astype(str) if v.dtype == object else v) for k, v in arrays.items()})
     tmp.replace(path)
     return arrays
@@ -208,13 +227,26 @@ def load_figshare(root: Path, task: str, size: int) -> SliceSet:
         labels = np.array([classes.index(r["label"]) for r in rows], dtype=np.int64)
     else:
         labels = np.ones(len(rows), dtype=np.int64)
-    return SliceSet("figshare-cemri", str(root), classes, images, labels,
-                    np.array([r["pid_family"] for r in rows], dtype=object), sha,
-                    folds=np.array([int(r["fold"]) for r in rows]))
+    return SliceSet(
+        "figshare-cemri",
+        str(root),
+        classes,
+        images,
+        labels,
+        np.array([r["pid_family"] for r in rows], dtype=object),
+        sha,
+        folds=np.array([int(r["fold"]) for r in rows]),
+    )
 
 
-def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "flair", every: int = 1,
-                  tumour_sequences: tuple[str, ...] | None = None) -> SliceSet:
+def load_tcga_lgg(
+    root: Path,
+    task: str,
+    size: int,
+    presence_channel: str = "flair",
+    every: int = 1,
+    tumour_sequences: tuple[str, ...] | None = None,
+) -> SliceSet:
     """presence: one channel (FLAIR by default: the masks outline the FLAIR abnormality, and many
     lower-grade gliomas do not enhance, so they are invisible on T1 post-contrast), or "all": every
     sequence as its own grey slice (3 x the slices, labelled from the same mask, grouped by patient
@@ -249,12 +281,23 @@ def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "fla
     tumour = np.array([int(r["tumor_pixels"]) > 0 for r in rows])
     groups = np.array([r["patient"] for r in rows], dtype=object)
     if task == "presence" and presence_channel == "all":
-        out = _every_sequence(SliceSet("tcga-lgg", str(root), classes, images, tumour.astype(np.int64),
-                                       groups, sha, sequences=TCGA_SEQUENCES))
+        out = _every_sequence(
+            SliceSet(
+                "tcga-lgg", str(root), classes, images, tumour.astype(np.int64), groups, sha, sequences=TCGA_SEQUENCES
+            )
+        )
     elif task == "presence":
         ch = TCGA_SEQUENCES.index(presence_channel)
-        out = SliceSet("tcga-lgg", str(root), classes, np.ascontiguousarray(images[:, ch]),
-                       tumour.astype(np.int64), groups, sha, sequences=(presence_channel,))
+        out = SliceSet(
+            "tcga-lgg",
+            str(root),
+            classes,
+            np.ascontiguousarray(images[:, ch]),
+            tumour.astype(np.int64),
+            groups,
+            sha,
+            sequences=(presence_channel,),
+        )
     if task == "presence":
         notes = [f"every {every}th slice of each case (slice 1, {1 + every}, ...)"] if every > 1 else []
         if tumour_sequences and presence_channel == "all":
@@ -263,17 +306,22 @@ def load_tcga_lgg(root: Path, task: str, size: int, presence_channel: str = "fla
             part = out.parts[0]
             out = out.subset(keep)
             out.parts = [{**part, "n_images": int(len(keep))}]
-            notes.append(f"tumour slices from {', '.join(tumour_sequences)} only; the other sequences give "
-                         "their tumour-free slices")
+            notes.append(
+                f"tumour slices from {', '.join(tumour_sequences)} only; the other sequences give "
+                "their tumour-free slices"
+            )
         if notes:
             note = "; ".join(notes)
-            out.parts = [{**out.parts[0], "note": f"{out.parts[0]['note']}; {note}" if "note" in out.parts[0] else note}]
+            out.parts = [
+                {**out.parts[0], "note": f"{out.parts[0]['note']}; {note}" if "note" in out.parts[0] else note}
+            ]
         return out
     if task == "grade":
         keep = np.flatnonzero(tumour & np.array([r["grade"] in classes for r in rows]))
         labels = np.array([classes.index(rows[i]["grade"]) for i in keep], dtype=np.int64)
-        return SliceSet("tcga-lgg", str(root), classes, images[keep], labels, groups[keep], sha,
-                        sequences=TCGA_SEQUENCES)
+        return SliceSet(
+            "tcga-lgg", str(root), classes, images[keep], labels, groups[keep], sha, sequences=TCGA_SEQUENCES
+        )
     raise ValueError(f"TCGA-LGG has no labels for task {task!r}")
 
 
@@ -283,10 +331,24 @@ def _every_sequence(s: SliceSet) -> SliceSet:
     n, c = s.images.shape[:2]
     images = np.ascontiguousarray(s.images.transpose(1, 0, 2, 3).reshape(c * n, *s.images.shape[2:]))
     source = np.concatenate([np.full(n, f"{s.name}/{q}", dtype=object) for q in s.sequences])
-    part = {**s._summary(), "n_images": int(c * n), "sequences": list(s.sequences),
-            "note": f"every sequence ({', '.join(s.sequences)}) as a separate grey slice, grouped by patient"}
-    return SliceSet(s.name, s.path, s.classes, images, np.tile(s.labels, c), np.tile(s.groups, c),
-                    s.manifest_sha256, sequences=("grey",), source=source, parts=[part])
+    part = {
+        **s._summary(),
+        "n_images": int(c * n),
+        "sequences": list(s.sequences),
+        "note": f"every sequence ({', '.join(s.sequences)}) as a separate grey slice, grouped by patient",
+    }
+    return SliceSet(
+        s.name,
+        s.path,
+        s.classes,
+        images,
+        np.tile(s.labels, c),
+        np.tile(s.groups, c),
+        s.manifest_sha256,
+        sequences=("grey",),
+        source=source,
+        parts=[part],
+    )
 
 
 def load_tcia_volumes(root: Path, task: str, size: int) -> SliceSet:
@@ -313,12 +375,23 @@ def load_tcia_volumes(root: Path, task: str, size: int) -> SliceSet:
                 imgs.append(pix[k])
                 labels.append(int(mask[k].any()))
                 groups.append(scan.parent.name)
-        return {"images": _resize(np.stack(imgs), size), "labels": np.array(labels, dtype=np.int64),
-                "groups": np.array(groups)}
+        return {
+            "images": _resize(np.stack(imgs), size),
+            "labels": np.array(labels, dtype=np.int64),
+            "groups": np.array(groups),
+        }
 
     z = _cached("tcia", task, size, "t1post", sha, build)
-    return SliceSet("tcia-btp", str(root), _classes_for(task), z["images"], z["labels"].astype(np.int64),
-                    z["groups"].astype(object), sha, sequences=("t1post",))
+    return SliceSet(
+        "tcia-btp",
+        str(root),
+        _classes_for(task),
+        z["images"],
+        z["labels"].astype(np.int64),
+        z["groups"].astype(object),
+        sha,
+        sequences=("t1post",),
+    )
 
 
 def load_image_folder(root: Path, task: str | None, size: int) -> SliceSet:
@@ -331,8 +404,12 @@ def load_image_folder(root: Path, task: str | None, size: int) -> SliceSet:
     classes = TASK_CLASSES.get(task or "", None)
     if not classes or not set(names) <= set(classes):
         classes = names
-    files = [(p, classes.index(d.name)) for d in class_dirs for p in sorted(d.iterdir())
-             if p.suffix.lower() in IMAGE_SUFFIXES]
+    files = [
+        (p, classes.index(d.name))
+        for d in class_dirs
+        for p in sorted(d.iterdir())
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not files:
         raise FileNotFoundError(f"{root}: no <class>/*.png|jpg images")
     pcsv = root / "patients.csv"
@@ -348,8 +425,7 @@ def load_image_folder(root: Path, task: str | None, size: int) -> SliceSet:
     images = _cached(f"folder-{root.name}", "any", size, "grey", sha, build)["images"]
     rel = [p.relative_to(root).as_posix() for p, _ in files]
     groups = np.array([patients.get(r, r) for r in rel], dtype=object)
-    return SliceSet(root.name, str(root), classes, images, np.array([y for _, y in files], dtype=np.int64),
-                    groups, sha)
+    return SliceSet(root.name, str(root), classes, images, np.array([y for _, y in files], dtype=np.int64), groups, sha)
 
 
 # ------------------------------------------------------------------------------ normal/ volumes
@@ -358,7 +434,7 @@ def image_plane(path: Path, channel: str | None = None) -> np.ndarray:
     from core.io import load_volume
 
     vol = load_volume(str(path))
-    arr = vol.channels.get(channel, vol.array) if channel else vol.array   # grey-only: channels equal
+    arr = vol.channels.get(channel, vol.array) if channel else vol.array  # grey-only: channels equal
     return np.asarray(arr[0], dtype=np.float32)
 
 
@@ -368,8 +444,15 @@ def stack_volume(planes: list[np.ndarray], spacing_z: float, source: str, channe
 
     arr = np.ascontiguousarray(np.stack(planes).astype(np.float32))
     affine = np.diag([1.0, 1.0, float(spacing_z), 1.0])
-    return Volume(array=arr, spacing=(float(spacing_z), 1.0, 1.0), affine=affine, modality="MR",
-                  source_format="image-stack", channels={channel: arr}, meta={"source": source})
+    return Volume(
+        array=arr,
+        spacing=(float(spacing_z), 1.0, 1.0),
+        affine=affine,
+        modality="MR",
+        source_format="image-stack",
+        channels={channel: arr},
+        meta={"source": source},
+    )
 
 
 def _normal_rows(root: Path, sets: tuple[str, ...]) -> dict[str, list[dict]]:
@@ -433,8 +516,16 @@ def load_normal(root: Path, task: str, size: int) -> SliceSet:
 
     z = _cached("normal", task, size, "grey", sha, build)
     n = len(z["groups"])
-    return SliceSet("normal", str(root), _classes_for(task), z["images"], np.zeros(n, dtype=np.int64),
-                    z["groups"].astype(object), sha, source=z["source"].astype(object))
+    return SliceSet(
+        "normal",
+        str(root),
+        _classes_for(task),
+        z["images"],
+        np.zeros(n, dtype=np.int64),
+        z["groups"].astype(object),
+        sha,
+        source=z["source"].astype(object),
+    )
 
 
 BR35H_LABELS = {"no_tumor": 0, "tumor": 1}
@@ -456,10 +547,15 @@ def load_br35h(root: Path, task: str, size: int) -> SliceSet:
 
     images = _cached("br35h", "any", size, "grey", sha, build)["images"]
     labels = np.array([BR35H_LABELS[r["label"]] for r in rows], dtype=np.int64)
-    s = SliceSet("br35h", str(root), _classes_for(task), images, labels,
-                 np.array([r["image"] for r in rows], dtype=object), sha)
-    s.parts = [{**s._summary(), "note": "no patient ids: each image is its own group (splits inside Br35H "
-                                        "are not patient-level)"}]
+    s = SliceSet(
+        "br35h", str(root), _classes_for(task), images, labels, np.array([r["image"] for r in rows], dtype=object), sha
+    )
+    s.parts = [
+        {
+            **s._summary(),
+            "note": "no patient ids: each image is its own group (splits inside Br35H are not patient-level)",
+        }
+    ]
     return s
 
 
@@ -493,18 +589,37 @@ def load_brats(root: Path, task: str, size: int) -> SliceSet:
                 tumour.append(bool(seg[k].any()))
                 labels.append(int(case.parent.name == "HGG"))
                 groups.append(case.name)
-        return {"images": _resize(np.stack(imgs), size), "labels": np.array(labels, dtype=np.int64),
-                "groups": np.array(groups), "tumour": np.array(tumour)}
+        return {
+            "images": _resize(np.stack(imgs), size),
+            "labels": np.array(labels, dtype=np.int64),
+            "groups": np.array(groups),
+            "tumour": np.array(tumour),
+        }
 
     z = _cached(f"brats-{root.name}", "any", size, "t1-flair-t1ce", sha, build)
     if task == "grade":
         keep = np.flatnonzero(z["tumour"])
-        return SliceSet(root.name, str(root), ["LGG", "HGG"], z["images"][keep],
-                        z["labels"][keep].astype(np.int64), z["groups"][keep].astype(object), sha,
-                        sequences=BRATS_SEQUENCES)
+        return SliceSet(
+            root.name,
+            str(root),
+            ["LGG", "HGG"],
+            z["images"][keep],
+            z["labels"][keep].astype(np.int64),
+            z["groups"][keep].astype(object),
+            sha,
+            sequences=BRATS_SEQUENCES,
+        )
     if task == "presence":
-        return SliceSet(root.name, str(root), _classes_for(task), np.ascontiguousarray(z["images"][:, 2]),
-                        z["tumour"].astype(np.int64), z["groups"].astype(object), sha, sequences=("t1ce",))
+        return SliceSet(
+            root.name,
+            str(root),
+            _classes_for(task),
+            np.ascontiguousarray(z["images"][:, 2]),
+            z["tumour"].astype(np.int64),
+            z["groups"].astype(object),
+            sha,
+            sequences=("t1ce",),
+        )
     raise ValueError(f"a BraTS-style folder has no labels for task {task!r}")
 
 
@@ -557,8 +672,7 @@ def _cap_patients(s: SliceSet, max_slices: int, seed: int) -> SliceSet:
     out = s.subset(np.flatnonzero(np.isin(s.groups, keep)))
     note = f"capped at ~{max_slices} slices by whole patients (seed {seed})"
     before = s.parts[0] if len(s.parts) == 1 else {}
-    out.parts = [{**before, **out._summary(),
-                  "note": f"{before['note']}; {note}" if before.get("note") else note}]
+    out.parts = [{**before, **out._summary(), "note": f"{before['note']}; {note}" if before.get("note") else note}]
     return out
 
 
@@ -566,20 +680,21 @@ _SOURCE = re.compile(r"^(?P<path>.*?)(?P<options>(?::[A-Za-z_]+=[^:,]*)*)(?::(?P
 
 
 def parse_source(spec: str | Path) -> tuple[str, int | None, dict[str, str]]:
-    """"PATH[:key=value]...[:N]" -> (PATH, N or None, {key: value})."""
+    """ "PATH[:key=value]...[:N]" -> (PATH, N or None, {key: value})."""
     m = _SOURCE.match(str(spec))
     options = dict(o.split("=", 1) for o in m.group("options").split(":") if o)
     return m.group("path"), (int(m.group("cap")) if m.group("cap") else None), options
 
 
 def source_suffix(spec: str | Path) -> tuple[str, str]:
-    """"PATH:opts:N" -> ("PATH", ":opts:N"): the path and what follows it, verbatim."""
+    """ "PATH:opts:N" -> ("PATH", ":opts:N"): the path and what follows it, verbatim."""
     m = _SOURCE.match(str(spec))
-    return m.group("path"), str(spec)[len(m.group("path")):]
+    return m.group("path"), str(spec)[len(m.group("path")) :]
 
 
-def load_dataset(paths: str | Path | list, task: str, size: int, *, max_per_source: int | None = None,
-                 seed: int = 0) -> SliceSet:
+def load_dataset(
+    paths: str | Path | list, task: str, size: int, *, max_per_source: int | None = None, seed: int = 0
+) -> SliceSet:
     """One or several sources (a list, or paths joined by commas) for `task` at `size` px.
     A path written "PATH:N" is capped at about N slices, whole patients, seeded; "PATH:key=value"
     passes an option to the source's loader (`parse_source`: TCGA-LGG `sequences=all|flair|t1pre|t1post`,
@@ -599,9 +714,14 @@ def load_dataset(paths: str | Path | list, task: str, size: int, *, max_per_sour
             s = load_figshare(root, task, size)
         elif kind == "tcga":
             tumour_seq = options.get("tumour_sequences")
-            s = load_tcga_lgg(root, task, size, presence_channel=options.get("sequences", "flair"),
-                              every=int(options.get("every", 1)),
-                              tumour_sequences=tuple(tumour_seq.split("+")) if tumour_seq else None)
+            s = load_tcga_lgg(
+                root,
+                task,
+                size,
+                presence_channel=options.get("sequences", "flair"),
+                every=int(options.get("every", 1)),
+                tumour_sequences=tuple(tumour_seq.split("+")) if tumour_seq else None,
+            )
         elif kind == "tcia":
             s = load_tcia_volumes(root, task, size)
         elif kind == "brats":

@@ -1,5 +1,6 @@
 """Scale-out: the same training code under `torchrun --nproc_per_node=N` (DistributedDataParallel,
 gloo on CPU, nccl on GPU). Outside torchrun everything here is a no-op with world size 1."""
+
 from __future__ import annotations
 
 import os
@@ -55,8 +56,9 @@ def epoch_indices(n: int, epoch: int, seed: int, info: DistInfo, shuffle: bool =
     if not info.active:
         g = torch.Generator().manual_seed(seed + epoch)
         return torch.randperm(n, generator=g).tolist() if shuffle else list(range(n))
-    sampler = DistributedSampler(range(n), num_replicas=info.world_size, rank=info.rank,
-                                 shuffle=shuffle, seed=seed, drop_last=False)
+    sampler = DistributedSampler(
+        range(n), num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed, drop_last=False
+    )
     sampler.set_epoch(epoch)
     return list(sampler)
 

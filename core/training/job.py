@@ -21,12 +21,17 @@ full), epochs, img_size, batch_size, lr, holdout (fraction, default 0.25), n_boo
 seed, version (name; default "<base>.rq<job id>"), threads, balance_synthetic (bool: head stage, top
 up minority classes of the training split with feature-ACGAN vectors; see core.training.strategies).
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from core.cards import ModelCard
 
 DEFAULT_HOLDOUT = 0.25
 DEFAULT_N_BOOT = 200
@@ -55,23 +60,26 @@ def evaluate(model, spec, temperature: float, ds, idx: np.ndarray, n_boot: int, 
     return {**_flat(m), **m}
 
 
-def _champion_split(card: Mapping, task: str, size: int):
+def _champion_split(card: ModelCard, task: str, size: int):
     """(dataset at `size`, test idx, fingerprint) of the champion's locked test split, or None."""
     from core.promotion import card_evaluation
     from core.training import splits
     from core.training.datasets import load_dataset
 
     ev = card_evaluation(card)
-    recipe = card.get("recipe") or {}
-    locked = ((recipe.get("split") or {}).get("locked_test")) or {}
-    if ev is None or not recipe.get("data") or not locked.get("fraction"):
+    locked = card.locked_test
+    if ev is None or not card.recipe.data or not locked.fraction:
         return None
     try:
-        ds = load_dataset(recipe["data"], task, size, seed=int((recipe.get("fit") or {}).get("seed", 0)))
+        ds = load_dataset(card.recipe.data, task, size, seed=card.recipe.seed)
     except (OSError, ValueError):
         return None
-    split = splits.locked_test_split(ds.groups, ds.labels, fraction=float(locked["fraction"]),
-                                     **({"seed": int(locked["seed"])} if locked.get("seed") is not None else {}))
+    split = splits.locked_test_split(
+        ds.groups,
+        ds.labels,
+        fraction=float(locked.fraction),
+        **({"seed": locked.seed} if locked.seed is not None else {}),
+    )
     if split.fingerprint != ev.fingerprint:
         return None
     return ds, split.test_idx, split.fingerprint, list(split.test_groups)
@@ -82,68 +90,169 @@ def _same_patient(store_group: str, test_groups: set[str]) -> bool:
     return key in test_groups or any(g.endswith(":" + key) for g in test_groups)
 
 
-def retrain(params: Mapping[str, Any], *, job_id: int | None = None, repo=None,
-            on_progress: Callable[[float, dict], None] | None = None,
-            log: Callable[[str], None] | None = None, check_cancel: Callable[[], None] | None = None,
-            device=None) -> dict:
+def retrain(
+    params: Mapping[str, Any],
+    *,
+    job_id: int | None = None,
+    repo=None,
+    on_progress: Callable[[float, dict], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    check_cancel: Callable[[], None] | None = None,
+    device=None,
+) -> dict:
     """Train a challenger on the store's confirmed labels; returns the job's final metrics."""
     import torch
 
-    from core.promotion import compare, record_evaluation
-    from core.training import splits
-    from core.training.experiment import TrainConfig, model_spec, train_model
-    from core.training.loop import FitConfig
+    from core.training.experiment import train_model
     from core.training.store_labels import StoreLabels
-    from model_zoo.checkpoints import active_version, headline_metrics, load_checkpoint, resolve_ref, \
-        save_checkpoint, set_active
 
     if repo is None:
-        from core.store import Repository
+        from core.store import Store
 
-        repo = Repository.open()
+        repo = Store.open()
     say = log or (lambda line: None)
     cancel = check_cancel or (lambda: None)
+    plan = _plan(params)
+    device = device or _device()
+    if params.get("threads"):
+        torch.set_num_threads(int(params["threads"]))
+    t0 = time.time()
+    say(
+        f"task {plan.task}: base {plan.init}, {plan.arch} at {plan.size} px, strategy {plan.strategy}, "
+        f"{plan.epochs} epochs, device {device}"
+        + (", balanced with synthetic features" if params.get("balance_synthetic") else "")
+    )
+
+    ds = StoreLabels(repo=repo).load(plan.task, plan.size)
+    say(f"{len(ds)} confirmed labels from {len(set(ds.groups.tolist()))} patients/cases")
+    cancel()
+    held = _held_out(ds, plan, params, say)
+
+    cfg = _train_config(params, plan, n_groups=len(set(ds.groups[held.pool].tolist())))
+    progress = _Progress(_n_epochs(cfg, plan.spec), cancel, say, on_progress)
+    if on_progress:
+        on_progress(
+            0.05, {"history": [], "phase": "training", "n_train": int(len(held.pool)), "n_test": int(len(held.idx))}
+        )
+    model, info = train_model(cfg, ds, held.pool, seed=plan.seed, on_progress=progress, device=device, label="retrain")
+    cancel()
+
+    # ---- evaluate on the held-out split
+    if on_progress:
+        on_progress(0.92, {"history": progress.history, "phase": "evaluating"})
+    test = evaluate(model, plan.spec, info["temperature"], held.ds, held.idx, plan.n_boot, device)
+    test.update(fingerprint=held.fingerprint, split=held.name)
+    if not held.champions_own and plan.champion:
+        _score_champion(plan, held, list(ds.classes), repo=repo, job_id=job_id, device=device, say=say)
+    cancel()
+
+    # ---- write the challenger (never made active here)
+    version = params.get("version") or (f"{plan.base}.rq{job_id}" if plan.base else f"rq{job_id or int(t0)}")
+    card = _challenger_card(plan, cfg, ds, held, info, test, job_id=job_id, t0=t0)
+    comparison = _save_and_register(model, card, plan, version, held, test, repo=repo, job_id=job_id, say=say)
+    return {
+        "phase": "done",
+        "history": progress.history,
+        "version": version,
+        "challenger": f"{plan.task}@{version}",
+        "champion": plan.champion,
+        "fingerprint": held.fingerprint,
+        "split": held.name,
+        "test": {k: test.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1", "auc")},
+        "beats": bool(comparison.beats) if comparison else None,
+        "comparison_reason": comparison.reason if comparison else None,
+    }
+
+
+@dataclass
+class _Plan:
+    """What a retraining job trains, resolved from its params and the zoo."""
+
+    task: str
+    strategy: str
+    epochs: int
+    seed: int
+    n_boot: int
+    champion: str | None  # the active version of the task
+    base: str | None  # the version fine-tuned (default the champion)
+    base_card: ModelCard
+    arch: str
+    spec: Any  # model_zoo's ModelSpec at the input size trained
+
+    @property
+    def size(self) -> int:
+        return self.spec.input_size
+
+    @property
+    def init(self) -> str:
+        return f"{self.task}@{self.base}" if self.base else "random"
+
+
+def _plan(params: Mapping[str, Any]) -> _Plan:
+    from core.training.experiment import model_spec
+    from core.zoo import active_version, model_card
+
     task = params["task"]
     strategy = params.get("strategy", "head")
     epochs = int(params.get("epochs", 3))
     seed = int(params.get("seed", 0))
     n_boot = int(params.get("n_boot", DEFAULT_N_BOOT))
-    device = device or _device()
-    if params.get("threads"):
-        torch.set_num_threads(int(params["threads"]))
-    t0 = time.time()
-
     champion = active_version(task)
     base = params.get("base") or champion
-    base_card = dict(resolve_ref(f"{task}@{base}").card) if base else {}
-    arch = params.get("arch") or base_card.get("architecture") or "vgg19_slim"
-    size = int(params.get("img_size") or (base_card.get("input") or {}).get("size") or 0) or None
-    spec = model_spec(arch, size)
-    size = spec.input_size
-    init = f"{task}@{base}" if base else "random"
-    say(f"task {task}: base {init}, {arch} at {size} px, strategy {strategy}, {epochs} epochs, device {device}"
-        + (", balanced with synthetic features" if params.get("balance_synthetic") else ""))
+    base_card = model_card(f"{task}@{base}") if base else ModelCard()
+    arch = params.get("arch") or base_card.architecture or "vgg19_slim"
+    size = int(params.get("img_size") or base_card.input.size or 0) or None
+    return _Plan(
+        task=task,
+        strategy=strategy,
+        epochs=epochs,
+        seed=seed,
+        n_boot=n_boot,
+        champion=champion,
+        base=base,
+        base_card=base_card,
+        arch=arch,
+        spec=model_spec(arch, size),
+    )
 
-    store = StoreLabels(repo=repo)
-    ds = store.load(task, size)
-    say(f"{len(ds)} confirmed labels from {len(set(ds.groups.tolist()))} patients/cases")
-    cancel()
 
-    # ---- the split the challenger is judged on
-    champ_card = dict(resolve_ref(f"{task}@{champion}").card) if champion else {}
-    own = _champion_split(champ_card, task, size) if champion else None
+@dataclass
+class _HeldOut:
+    """The split the challenger is judged on, and the review labels it trains on."""
+
+    ds: Any  # the SliceSet `idx` points into
+    idx: np.ndarray
+    fingerprint: str
+    name: str
+    pool: np.ndarray  # training positions in the review labels
+    champions_own: bool  # the champion's locked test (else a hold-out of the review labels)
+
+
+def _held_out(ds, plan: _Plan, params: Mapping[str, Any], say: Callable[[str], None]) -> _HeldOut:
+    """The champion's own locked test when it can be rebuilt here (review items of its patients
+    left out of training), else a locked hold-out of the review labels."""
+    from core.training import splits
+    from core.zoo import model_card
+
+    task, champion = plan.task, plan.champion
+    champ_card = model_card(f"{task}@{champion}") if champion else ModelCard()
+    own = _champion_split(champ_card, task, plan.size) if champion else None
     if own is not None:
         test_ds, test_idx, fingerprint, test_groups = own
         tg = set(test_groups)
         pool = np.array([i for i in range(len(ds)) if not _same_patient(ds.groups[i], tg)], dtype=np.int64)
         split_name = f"locked test of {task}@{champion}"
-        say(f"held out: {split_name} ({len(test_idx)} slices); {len(ds) - len(pool)} review items of those "
-            "patients left out of training")
+        say(
+            f"held out: {split_name} ({len(test_idx)} slices); {len(ds) - len(pool)} review items of those "
+            "patients left out of training"
+        )
     else:
         frac = float(params.get("holdout", DEFAULT_HOLDOUT))
         if len(set(ds.groups.tolist())) < 4:
-            raise ValueError(f"too few labelled patients/cases ({len(set(ds.groups.tolist()))}) to hold some out "
-                             "for a fair comparison: label more items first")
+            raise ValueError(
+                f"too few labelled patients/cases ({len(set(ds.groups.tolist()))}) to hold some out "
+                "for a fair comparison: label more items first"
+            )
         locked = splits.locked_test_split(ds.groups, ds.labels, fraction=frac)
         pool, test_idx, fingerprint = locked.pool_idx, locked.test_idx, locked.fingerprint
         test_ds = ds
@@ -151,111 +260,219 @@ def retrain(params: Mapping[str, Any], *, job_id: int | None = None, repo=None,
         say(f"held out: {split_name}, fingerprint {fingerprint[:12]}")
     if len(pool) < 2 or len(set(ds.labels[pool].tolist())) < 2:
         raise ValueError("the training labels hold fewer than two classes: label more items of each class")
+    return _HeldOut(
+        ds=test_ds, idx=test_idx, fingerprint=fingerprint, name=split_name, pool=pool, champions_own=own is not None
+    )
 
-    # ---- train
-    n_groups = len(set(ds.groups[pool].tolist()))
-    fit = FitConfig(epochs=epochs, batch_size=int(params.get("batch_size", 32)),
-                    lr=float(params.get("lr", 1e-3 if strategy != "head" else 3e-3)), seed=seed,
-                    log_every=int(params.get("log_every", 10)),
-                    balance_synthetic=bool(params.get("balance_synthetic", False)))
-    cfg = TrainConfig(task=task, data="store:review-queue", arch=arch, strategy=strategy, init=init, folds=0,
-                      img_size=size, final=True, test_fraction=0.0,
-                      val_fraction=float(params.get("val_fraction", 0.15 if n_groups >= 10 else 0.0)),
-                      n_boot=n_boot, fit=fit)
-    n_stages = (len(spec.blocks) + 1) if strategy == "blockwise" else 1
-    if strategy == "blockwise" and cfg.max_blocks is not None:
+
+def _train_config(params: Mapping[str, Any], plan: _Plan, n_groups: int):
+    """experiment.TrainConfig of the fine-tuning: one final model, no CV, no test split of its own
+    (a validation split only with enough patients)."""
+    from core.training.experiment import TrainConfig
+    from core.training.loop import FitConfig
+
+    fit = FitConfig(
+        epochs=plan.epochs,
+        batch_size=int(params.get("batch_size", 32)),
+        lr=float(params.get("lr", 1e-3 if plan.strategy != "head" else 3e-3)),
+        seed=plan.seed,
+        log_every=int(params.get("log_every", 10)),
+        balance_synthetic=bool(params.get("balance_synthetic", False)),
+    )
+    return TrainConfig(
+        task=plan.task,
+        data="store:review-queue",
+        arch=plan.arch,
+        strategy=plan.strategy,
+        init=plan.init,
+        folds=0,
+        img_size=plan.size,
+        final=True,
+        test_fraction=0.0,
+        val_fraction=float(params.get("val_fraction", 0.15 if n_groups >= 10 else 0.0)),
+        n_boot=plan.n_boot,
+        fit=fit,
+    )
+
+
+def _n_epochs(cfg, spec) -> int:
+    """Epochs of the whole fine-tuning (block-wise: `epochs` per stage)."""
+    n_stages = (len(spec.blocks) + 1) if cfg.strategy == "blockwise" else 1
+    if cfg.strategy == "blockwise" and cfg.max_blocks is not None:
         n_stages = cfg.max_blocks + 1
-    total = max(1, epochs * n_stages)
-    history: list[dict] = []
+    return max(1, cfg.fit.epochs * n_stages)
 
-    def progress(row: dict) -> None:
-        cancel()
-        if "val" in row:                 # an epoch ended
+
+class _Progress:
+    """train_model's progress callback: honours cancel requests, keeps the per-epoch history, logs
+    each epoch and reports the job's progress (0.05 .. 0.9 over `total` epochs)."""
+
+    def __init__(
+        self,
+        total: int,
+        cancel: Callable[[], None],
+        say: Callable[[str], None],
+        on_progress: Callable[[float, dict], None] | None,
+    ):
+        self.total, self.cancel, self.say, self.on_progress = total, cancel, say, on_progress
+        self.history: list[dict] = []
+
+    def __call__(self, row: dict) -> None:
+        self.cancel()
+        if "val" in row:  # an epoch ended
             keep = {k: v for k, v in row.items() if k != "val" and isinstance(v, (int, float, str))}
-            history.append(keep)
-            say(f"{row.get('stage', '')} epoch {row.get('epoch')}: loss {row.get('loss', float('nan')):.4f}"
-                + "".join(f", val {k} {v:.3f}" for k, v in (row.get("val") or {}).items()
-                          if isinstance(v, (int, float))))
-            if on_progress:
-                on_progress(min(0.9, 0.05 + 0.85 * len(history) / total), {"history": history, "phase": "training"})
-        elif on_progress:
-            on_progress(min(0.9, 0.05 + 0.85 * len(history) / total),
-                        {"history": history, "phase": "training", "step": row.get("step"), "steps": row.get("steps")})
+            self.history.append(keep)
+            self.say(
+                f"{row.get('stage', '')} epoch {row.get('epoch')}: loss {row.get('loss', float('nan')):.4f}"
+                + "".join(
+                    f", val {k} {v:.3f}" for k, v in (row.get("val") or {}).items() if isinstance(v, (int, float))
+                )
+            )
+            if self.on_progress:
+                self.on_progress(self._fraction(), {"history": self.history, "phase": "training"})
+        elif self.on_progress:
+            self.on_progress(
+                self._fraction(),
+                {"history": self.history, "phase": "training", "step": row.get("step"), "steps": row.get("steps")},
+            )
 
-    if on_progress:
-        on_progress(0.05, {"history": [], "phase": "training", "n_train": int(len(pool)), "n_test": int(len(test_idx))})
-    model, info = train_model(cfg, ds, pool, seed=seed, on_progress=progress, device=device, label="retrain")
-    cancel()
+    def _fraction(self) -> float:
+        return min(0.9, 0.05 + 0.85 * len(self.history) / self.total)
 
-    # ---- evaluate on the held-out split
-    if on_progress:
-        on_progress(0.92, {"history": history, "phase": "evaluating"})
-    test = evaluate(model, spec, info["temperature"], test_ds, test_idx, n_boot, device)
-    test.update(fingerprint=fingerprint, split=split_name)
-    if own is None and champion:
-        champ = load_checkpoint(f"{task}@{champion}")
-        cds = test_ds if champ.spec.input_size == size else StoreLabels(repo=repo).load(task, champ.spec.input_size)
-        if champ.classes == list(ds.classes):
-            cm = evaluate(champ.model, champ.spec, champ.temperature, cds, test_idx, n_boot, device)
-            record_evaluation(task, champion, fingerprint, {**cm, "fingerprint": fingerprint, "split": split_name},
-                              split_name, repo=repo, actor=f"job:{job_id}" if job_id else "system")
-            say(f"champion {task}@{champion} scored on the same hold-out")
-    cancel()
 
-    # ---- write the challenger (never made active here)
-    version = params.get("version") or (f"{base}.rq{job_id}" if base else f"rq{job_id or int(t0)}")
-    card = {
-        "task": task, "classes": list(ds.classes), "architecture": arch,
-        "input": {"size": size, "channels": spec.in_channels, "mean": list(spec.mean), "std": list(spec.std),
-                  "sequences": list(ds.sequences)},
-        "temperature": info["temperature"],
-        "training_data": ds.summary(),
-        "recipe": {**cfg.to_dict(), "source": "retraining on confirmed review labels", "job_id": job_id,
-                   "split": {"held_out": split_name, "fingerprint": fingerprint, "n_train": int(len(pool)),
-                             "n_test": int(len(test_idx)),
-                             # confirmed labels per class (training + held out): core.promotion.MINIMUMS
-                             "labels_per_class": {c: int((ds.labels == k).sum()) for k, c in enumerate(ds.classes)}},
-                   "final_train": info, "torch": torch.__version__},
-        "command": f"python -m core train-job {job_id}" if job_id else "core.training.job.retrain",
-        "metrics": {"cv": None, "test": test},
-        "intended_use": base_card.get("intended_use", ""),
-        "limitations": list(base_card.get("limitations") or []) + [
-            f"Fine-tuned on {len(pool)} review-queue labels; judged on {split_name}."],
-        "training_time_s": round(time.time() - t0, 1),
-        "parent": base,
-    }
+def _actor(job_id: int | None) -> str:
+    return f"job:{job_id}" if job_id else "system"
+
+
+def _score_champion(
+    plan: _Plan, held: _HeldOut, classes: list[str], *, repo, job_id: int | None, device, say: Callable[[str], None]
+) -> None:
+    """Score the champion on the review-label hold-out too and record it (same classes only)."""
+    from core.promotion import record_evaluation
+    from core.training.store_labels import StoreLabels
+    from core.zoo import load_checkpoint
+
+    task, champion = plan.task, plan.champion
+    champ = load_checkpoint(f"{task}@{champion}")
+    cds = held.ds if champ.spec.input_size == plan.size else StoreLabels(repo=repo).load(task, champ.spec.input_size)
+    if champ.classes == classes:
+        cm = evaluate(champ.model, champ.spec, champ.temperature, cds, held.idx, plan.n_boot, device)
+        record_evaluation(
+            task,
+            champion,
+            held.fingerprint,
+            {**cm, "fingerprint": held.fingerprint, "split": held.name},
+            held.name,
+            repo=repo,
+            actor=_actor(job_id),
+        )
+        say(f"champion {task}@{champion} scored on the same hold-out")
+
+
+def _challenger_card(
+    plan: _Plan, cfg, ds, held: _HeldOut, info: dict, test: dict, *, job_id: int | None, t0: float
+) -> ModelCard:
+    import torch
+
+    spec = plan.spec
+    return ModelCard.new(
+        {
+            "task": plan.task,
+            "classes": list(ds.classes),
+            "architecture": plan.arch,
+            "input": {
+                "size": plan.size,
+                "channels": spec.in_channels,
+                "mean": list(spec.mean),
+                "std": list(spec.std),
+                "sequences": list(ds.sequences),
+            },
+            "temperature": info["temperature"],
+            "training_data": ds.summary(),
+            "recipe": {
+                **cfg.to_dict(),
+                "source": "retraining on confirmed review labels",
+                "job_id": job_id,
+                "split": {
+                    "held_out": held.name,
+                    "fingerprint": held.fingerprint,
+                    "n_train": int(len(held.pool)),
+                    "n_test": int(len(held.idx)),
+                    # confirmed labels per class (training + held out): core.promotion.MINIMUMS
+                    "labels_per_class": {c: int((ds.labels == k).sum()) for k, c in enumerate(ds.classes)},
+                },
+                "final_train": info,
+                "torch": torch.__version__,
+            },
+            "command": f"python -m core train-job {job_id}" if job_id else "core.training.job.retrain",
+            "metrics": {"cv": None, "test": test},
+            "intended_use": plan.base_card.intended_use or "",
+            "limitations": list(plan.base_card.limitations)
+            + [f"Fine-tuned on {len(held.pool)} review-queue labels; judged on {held.name}."],
+            "training_time_s": round(time.time() - t0, 1),
+            "parent": plan.base,
+        }
+    )
+
+
+def _save_and_register(
+    model,
+    card: ModelCard,
+    plan: _Plan,
+    version: str,
+    held: _HeldOut,
+    test: dict,
+    *,
+    repo,
+    job_id: int | None,
+    say: Callable[[str], None],
+):
+    """Save the challenger as a new version (the champion stays active), register it and its
+    held-out evaluation, and compare it with the champion (None without one)."""
+    from core.promotion import compare, record_evaluation
+    from core.zoo import active_version, model_card, save_checkpoint, set_active
+    from model_zoo import headline_metrics
+
+    task, champion = plan.task, plan.champion
     folder = save_checkpoint(model, card, task, version)
-    if champion and active_version(task) != champion:      # the zoo's "newest" fallback: keep the champion
+    if champion and active_version(task) != champion:  # the zoo's "newest" fallback: keep the champion
         set_active(task, champion)
-    saved = dict(resolve_ref(f"{task}@{version}").card)
-    repo.register_model_version(task, version, metrics={"headline": headline_metrics(saved)},
-                                actor=f"job:{job_id}" if job_id else "system")
-    record_evaluation(task, version, fingerprint, test, split_name, repo=repo,
-                      actor=f"job:{job_id}" if job_id else "system")
+    saved = model_card(f"{task}@{version}")
+    repo.models.register(task, version, metrics={"headline": headline_metrics(saved)}, actor=_actor(job_id))
+    record_evaluation(task, version, held.fingerprint, test, held.name, repo=repo, actor=_actor(job_id))
     comparison = compare(task, version, champion, repo=repo) if champion else None
     say(f"saved {task}@{version} in {folder}")
     if comparison is not None:
-        say(("beats the champion: " if comparison.beats else "does not beat the champion: "
-             if comparison.comparable else "not compared with the champion: ") + comparison.reason)
-    return {"phase": "done", "history": history, "version": version, "challenger": f"{task}@{version}",
-            "champion": champion, "fingerprint": fingerprint, "split": split_name,
-            "test": {k: test.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1", "auc")},
-            "beats": bool(comparison.beats) if comparison else None,
-            "comparison_reason": comparison.reason if comparison else None}
+        say(
+            (
+                "beats the champion: "
+                if comparison.beats
+                else "does not beat the champion: "
+                if comparison.comparable
+                else "not compared with the champion: "
+            )
+            + comparison.reason
+        )
+    return comparison
 
 
 def run_training_job(job_id: int, repo=None) -> int:
     """Worker entry: run job `job_id` (kind "train") and record its outcome; returns the exit status."""
-    from core.store import Repository
+    from core.store import Store
     from core.store.jobs import run_job
 
-    repo = repo or Repository.open()
-    params = dict(repo.get_job(job_id).params or {})
+    repo = repo or Store.open()
+    params = dict(repo.jobs.get(job_id).params or {})
 
     def work(reporter):
-        return retrain(params, job_id=job_id, repo=repo,
-                       on_progress=lambda fraction, metrics: reporter.progress(fraction, metrics=metrics),
-                       log=reporter.log, check_cancel=reporter.check_cancel)
+        return retrain(
+            params,
+            job_id=job_id,
+            repo=repo,
+            on_progress=lambda fraction, metrics: reporter.progress(fraction, metrics=metrics),
+            log=reporter.log,
+            check_cancel=reporter.check_cancel,
+        )
 
     return run_job(job_id, work, repo)
 
@@ -275,7 +492,7 @@ def create_training_job(repo, params: Mapping[str, Any], actor) -> int:
     if int(p.get("epochs", 1)) < 1:
         raise ValueError("epochs must be at least 1")
     p["actor"] = actor
-    return repo.create_job("train", params=p, actor=actor)
+    return repo.jobs.create("train", params=p, actor=actor)
 
 
 def launch_training_job(job_id: int, repo=None):

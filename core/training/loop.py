@@ -4,14 +4,15 @@ CPU speed: channels_last, bf16 autocast only where the CPU has AMX (without it b
 fp32 on this kind of machine), a fixed learning-rate schedule (one-cycle or cosine) so no epoch is
 chosen on a test fold; optional early stopping / best-epoch on the VALIDATION split only.
 """
+
 from __future__ import annotations
 
 import copy
 import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -28,19 +29,19 @@ class FitConfig:
     lr: float = 3e-3
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
-    schedule: str = "onecycle"           # onecycle | cosine | constant
+    schedule: str = "onecycle"  # onecycle | cosine | constant
     class_weights: bool = True
     augment: bool = True
     augment_cfg: AugmentConfig = field(default_factory=AugmentConfig)
-    bf16: str = "auto"                    # auto | on | off
+    bf16: str = "auto"  # auto | on | off
     channels_last: bool = True
-    patience: int = 0                     # early stopping on validation (0: off, fixed schedule)
-    keep: str = "last"                    # last | best (best epoch on VALIDATION)
-    select_metric: str = "accuracy"       # accuracy | auc | nll, on validation
+    patience: int = 0  # early stopping on validation (0: off, fixed schedule)
+    keep: str = "last"  # last | best (best epoch on VALIDATION)
+    select_metric: str = "accuracy"  # accuracy | auc | nll, on validation
     seed: int = 0
-    log_every: int = 20                   # steps between progress calls
-    balance_synthetic: bool = False       # head stage: top up minority classes of the TRAINING
-                                          # features with feature-ACGAN samples (core.research.acgan)
+    log_every: int = 20  # steps between progress calls
+    balance_synthetic: bool = False  # head stage: top up minority classes of the TRAINING
+    # features with feature-ACGAN samples (core.research.acgan)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -71,8 +72,9 @@ def use_bf16(setting: str, device: torch.device) -> bool:
     return setting == "on" or (setting == "auto" and bf16_fast())
 
 
-def to_model_input(pixels_u8: np.ndarray, spec, device, augment: AugmentConfig | None,
-              gen: torch.Generator | None, channels_last: bool) -> torch.Tensor:
+def to_model_input(
+    pixels_u8: np.ndarray, spec, device, augment: AugmentConfig | None, gen: torch.Generator | None, channels_last: bool
+) -> torch.Tensor:
     from core.preprocess import model_input
 
     x = torch.from_numpy(pixels_u8).float().div_(255.0)
@@ -87,15 +89,25 @@ def to_model_input(pixels_u8: np.ndarray, spec, device, augment: AugmentConfig |
 def rotated(x: torch.Tensor, degrees: float) -> torch.Tensor:
     """`x` (N, C, H, W) rotated about its centre; edge pixels fill the corners (MRI background)."""
     a = math.radians(degrees)
-    theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]],
-                         dtype=x.dtype, device=x.device).expand(x.shape[0], 2, 3)
+    theta = torch.tensor(
+        [[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype, device=x.device
+    ).expand(x.shape[0], 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="border")
 
 
-def predict_logits(model: torch.nn.Module, spec, images_u8: np.ndarray, *, batch_size: int = 128,
-                   tta_flip: bool = True, rotations: tuple[float, ...] = (), device: torch.device | str = "cpu",
-                   bf16: str = "auto", channels_last: bool = True) -> np.ndarray:
+def predict_logits(
+    model: torch.nn.Module,
+    spec,
+    images_u8: np.ndarray,
+    *,
+    batch_size: int = 128,
+    tta_flip: bool = True,
+    rotations: tuple[float, ...] = (),
+    device: torch.device | str = "cpu",
+    bf16: str = "auto",
+    channels_last: bool = True,
+) -> np.ndarray:
     """Logits (N, K) float64 for uint8 slices; with `tta_flip` the mean of the logits of the slice
     and its left-right mirror; `rotations` (degrees) add rotated copies of each of those views."""
     device = torch.device(device)
@@ -103,7 +115,7 @@ def predict_logits(model: torch.nn.Module, spec, images_u8: np.ndarray, *, batch
     out = []
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(bf16, device)):
         for i in range(0, len(images_u8), batch_size):
-            x = to_model_input(images_u8[i:i + batch_size], spec, device, None, None, channels_last)
+            x = to_model_input(images_u8[i : i + batch_size], spec, device, None, None, channels_last)
             views = [x] + [rotated(x, r) for r in rotations]
             if tta_flip:
                 views += [torch.flip(v, dims=[3]) for v in views]
@@ -138,9 +150,10 @@ def _scheduler(opt, cfg: FitConfig, steps_per_epoch: int):
     """Per-step LR. onecycle: torch's OneCycleLR (25% warm-up); for fewer than 8 steps in all (where
     OneCycleLR is undefined) a linear warm-up from 1/25 then cosine to ~0; cosine; constant."""
     total = max(1, cfg.epochs * steps_per_epoch)
-    if cfg.schedule == "onecycle" and total >= 8:   # torch's OneCycleLR (what the shipped models used)
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
-                                                   total_steps=total, pct_start=0.25)
+    if cfg.schedule == "onecycle" and total >= 8:  # torch's OneCycleLR (what the shipped models used)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=0.25
+        )
     warm = max(1, int(0.25 * total)) if cfg.schedule == "onecycle" else 0
 
     def factor(step: int) -> float:
@@ -154,11 +167,22 @@ def _scheduler(opt, cfg: FitConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def fit(model: torch.nn.Module, spec, train_x: np.ndarray, train_y: np.ndarray, n_classes: int,
-        cfg: FitConfig, *, val: tuple[np.ndarray, np.ndarray] | None = None,
-        params: list | None = None, train_mode: Callable | None = None,
-        on_progress: Callable[[dict], None] | None = None, stage: str = "full",
-        device: torch.device | str = "cpu", dist: DistInfo = DistInfo()) -> list[dict]:
+def fit(
+    model: torch.nn.Module,
+    spec,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    n_classes: int,
+    cfg: FitConfig,
+    *,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    params: list | None = None,
+    train_mode: Callable | None = None,
+    on_progress: Callable[[dict], None] | None = None,
+    stage: str = "full",
+    device: torch.device | str = "cpu",
+    dist: DistInfo = DistInfo(),
+) -> list[dict]:
     """Train `model` in place on (train_x uint8, train_y); returns one history row per epoch
     {epoch, loss, val_<metric>, seconds}. `params`: the trainable parameters (default: all that
     require grad). `train_mode(model)` puts the model in training mode (default model.train();
@@ -189,7 +213,7 @@ def fit(model: torch.nn.Module, spec, train_x: np.ndarray, train_y: np.ndarray, 
         order = epoch_indices(n, epoch, cfg.seed, dist)
         losses = []
         for step in range(steps):
-            idx = np.sort(np.asarray(order[step * bs:(step + 1) * bs]))
+            idx = np.sort(np.asarray(order[step * bs : (step + 1) * bs]))
             x = to_model_input(train_x[idx], spec, device, aug, gen, cfg.channels_last)
             y = torch.from_numpy(train_y[idx]).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -201,12 +225,20 @@ def fit(model: torch.nn.Module, spec, train_x: np.ndarray, train_y: np.ndarray, 
             sched.step()
             losses.append(float(loss.detach()))
             if on_progress and (step + 1) % cfg.log_every == 0:
-                on_progress({"stage": stage, "epoch": epoch, "step": step + 1, "steps": steps,
-                             "loss": float(np.mean(losses[-cfg.log_every:]))})
+                on_progress(
+                    {
+                        "stage": stage,
+                        "epoch": epoch,
+                        "step": step + 1,
+                        "steps": steps,
+                        "loss": float(np.mean(losses[-cfg.log_every :])),
+                    }
+                )
         row = {"stage": stage, "epoch": epoch, "loss": float(np.mean(losses)), "lr": float(opt.param_groups[0]["lr"])}
         if val is not None and len(val[1]):
-            vz = predict_logits(model, spec, val[0], tta_flip=False, device=device, bf16=cfg.bf16,
-                                channels_last=cfg.channels_last)
+            vz = predict_logits(
+                model, spec, val[0], tta_flip=False, device=device, bf16=cfg.bf16, channels_last=cfg.channels_last
+            )
             row["val_loss"] = float(F.cross_entropy(torch.from_numpy(vz), torch.from_numpy(val[1])))
             row["val_accuracy"] = float((vz.argmax(1) == val[1]).mean())
             score = _val_score(vz, val[1], cfg.select_metric)
@@ -220,8 +252,14 @@ def fit(model: torch.nn.Module, spec, train_x: np.ndarray, train_y: np.ndarray, 
         row["seconds"] = round(time.time() - t0, 2)
         history.append(row)
         if on_progress:
-            on_progress({**row, "step": steps, "steps": steps,
-                         "val": {k[4:]: v for k, v in row.items() if k.startswith("val_")}})
+            on_progress(
+                {
+                    **row,
+                    "step": steps,
+                    "steps": steps,
+                    "val": {k[4:]: v for k, v in row.items() if k.startswith("val_")},
+                }
+            )
         if cfg.patience and val is not None and bad >= cfg.patience:
             break
     if best_state is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+
 import numpy as np
 
 ECE_BINS = 15
@@ -310,8 +311,9 @@ def _safe(metric_fn: Callable, y, p) -> float | None:
     return _f(v)
 
 
-def bootstrap_ci(metric_fn: Callable, y_true, probs, groups=None, n_boot: int = 1000,
-                 alpha: float = 0.05, seed: int = 0) -> tuple[float | None, float | None, float | None]:
+def bootstrap_ci(
+    metric_fn: Callable, y_true, probs, groups=None, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float | None, float | None, float | None]:
     """Percentile bootstrap CI of ``metric_fn(y_true_subset, probs_subset)`` resampling GROUPS.
 
     ``groups`` (e.g. patient ids, one per sample) are drawn with replacement and all their samples
@@ -334,9 +336,18 @@ def bootstrap_ci(metric_fn: Callable, y_true, probs, groups=None, n_boot: int = 
 DEFAULT_CI_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "auc")
 
 
-def metrics_with_ci(y_true, probs, classes: Sequence, groups=None, keys: Sequence[str] = DEFAULT_CI_KEYS,
-                    n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, patient_level: bool = False,
-                    weights=None) -> dict:
+def metrics_with_ci(
+    y_true,
+    probs,
+    classes: Sequence,
+    groups=None,
+    keys: Sequence[str] = DEFAULT_CI_KEYS,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    patient_level: bool = False,
+    weights=None,
+) -> dict:
     """``classification_metrics`` plus ``"ci95": {key: [lo, hi]}`` from a patient bootstrap.
 
     Slice level (default): metrics over slices; the bootstrap resamples ``groups`` (patients) so the

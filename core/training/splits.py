@@ -65,8 +65,9 @@ def grouped_kfold(groups, y, k: int, seed: int = 0) -> list[tuple[np.ndarray, np
     if k < 2 or k > n_groups:
         raise ValueError(f"k must be in 2..{n_groups} (number of groups), got {k}")
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    folds = [(np.asarray(tr, dtype=np.int64), np.asarray(te, dtype=np.int64))
-             for tr, te in cv.split(np.zeros(g.size), yy, g)]
+    folds = [
+        (np.asarray(tr, dtype=np.int64), np.asarray(te, dtype=np.int64)) for tr, te in cv.split(np.zeros(g.size), yy, g)
+    ]
     for tr, te in folds:
         assert_disjoint(g, tr, te)
     return folds
@@ -114,8 +115,7 @@ def _stratified_group_pick(groups, y, fraction: float, seed: int) -> tuple[np.nd
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
-def grouped_train_val_split(groups, y, val_fraction: float = 0.15, seed: int = 0
-                            ) -> tuple[np.ndarray, np.ndarray]:
+def grouped_train_val_split(groups, y, val_fraction: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(train_idx, val_idx): about ``val_fraction`` of the groups of each label go to validation."""
     tr, va = _stratified_group_pick(groups, y, val_fraction, seed)
     assert_disjoint(groups, tr, va)

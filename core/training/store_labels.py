@@ -17,6 +17,7 @@ Groups: the store's patient grouping key (a pseudonymous patient id where the im
 else the case), so splits never put one patient on both sides. Labels that are not classes of
 the task are left out and counted in the summary.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,13 +51,13 @@ class StoreLabels:
     @property
     def repo(self):
         if self._repo is None:
-            from core.store import Repository
+            from core.store import Store
 
-            self._repo = Repository.open(self.db_url)
+            self._repo = Store.open(self.db_url)
         return self._repo
 
     def rows(self, task: str) -> list[dict]:
-        rows = self.repo.confirmed_labels(task)
+        rows = self.repo.queue.confirmed_labels(task)
         if self.item_ids is not None:
             rows = [r for r in rows if r["item_id"] in self.item_ids]
         return rows
@@ -69,31 +70,44 @@ class StoreLabels:
         rows = [r for r in all_rows if r["value"] in classes]
         skipped = len(all_rows) - len(rows)
         if not rows:
-            raise ValueError(f"no confirmed review labels for {task} "
-                             f"({skipped} labels outside the classes {classes})" if skipped else
-                             f"no confirmed review labels for {task} yet")
-        images = self.repo.item_images([r["item_id"] for r in rows])
+            raise ValueError(
+                f"no confirmed review labels for {task} ({skipped} labels outside the classes {classes})"
+                if skipped
+                else f"no confirmed review labels for {task} yet"
+            )
+        images = self.repo.cases.images([r["item_id"] for r in rows])
         multi = task in MULTI_CHANNEL_TASKS
         stack = np.stack([self._pixels(images[r["item_id"]], multi) for r in rows])
-        if len({a.shape for a in stack}) > 1:   # pragma: no cover - np.stack already refuses
+        if len({a.shape for a in stack}) > 1:  # pragma: no cover - np.stack already refuses
             raise ValueError("items of different sizes")
         return SliceSet(
-            name="review-queue", path=_safe_url(self.db_url or str(self.repo.engine.url)),
-            classes=list(classes), images=_resize(stack, size),
+            name="review-queue",
+            path=_safe_url(self.db_url or str(self.repo.engine.url)),
+            classes=list(classes),
+            images=_resize(stack, size),
             labels=np.array([classes.index(r["value"]) for r in rows], dtype=np.int64),
             groups=np.array([str(r["group"]) for r in rows], dtype=object),
             manifest_sha256=self.fingerprint(rows),
             sequences=MULTI_CHANNEL_TASKS.get(task, ("grey",)),
-            parts=[{"name": "review-queue", "path": "store: confirmed labels", "sha256": self.fingerprint(rows),
-                    "n_images": len(rows), "n_patients": len({r["group"] for r in rows}),
+            parts=[
+                {
+                    "name": "review-queue",
+                    "path": "store: confirmed labels",
+                    "sha256": self.fingerprint(rows),
+                    "n_images": len(rows),
+                    "n_patients": len({r["group"] for r in rows}),
                     "n_labels_outside_classes": skipped,
-                    "reviewers": sorted({r["reviewer"] for r in rows})}])
+                    "reviewers": sorted({r["reviewer"] for r in rows}),
+                }
+            ],
+        )
 
     @staticmethod
     def fingerprint(rows: list[dict]) -> str:
         """sha256 of (item id, label version, value): what defines this training set."""
-        text = "\n".join(f"{r['item_id']}\t{r['version']}\t{r['value']}"
-                         for r in sorted(rows, key=lambda r: r["item_id"]))
+        text = "\n".join(
+            f"{r['item_id']}\t{r['version']}\t{r['value']}" for r in sorted(rows, key=lambda r: r["item_id"])
+        )
         return hashlib.sha256(text.encode()).hexdigest()
 
     @staticmethod
@@ -107,7 +121,7 @@ class StoreLabels:
             else:
                 a = np.moveaxis(a, -1, 0)
             return np.ascontiguousarray(a)
-        if a.ndim == 3:   # luminance, as core.io does for a colour picture
+        if a.ndim == 3:  # luminance, as core.io does for a colour picture
             a = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
         return a
 

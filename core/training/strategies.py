@@ -7,6 +7,9 @@
   every stage is scored on the VALIDATION split (never the test fold), every stage is reported and
   the best stage's weights are kept.
 - `full`: every parameter trains from the first step.
+- `top`: the top `max_blocks` blocks and the head train together from the first step, one stage;
+  the blocks below stay frozen (their BatchNorms in eval). Cheaper than `full` (no backward pass
+  through the frozen blocks) and keeps the low-level pretrained filters.
 
 "Balance with synthetic features" (`FitConfig.balance_synthetic`, the head stage only): a feature
 ACGAN (`core.research.acgan`) is trained on the cached TRAINING features of this model (one fold's
@@ -15,22 +18,24 @@ class to the largest class count before the head trains; the report records what
 
 Each strategy is `fn(model, spec, data, cfg, ...) -> report` and trains `model` in place.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 import torch
 
-import model_zoo.registry as zoo
+import model_zoo as zoo
 from core.training.loop import FitConfig, _val_score, fit, predict_logits
 
 
 @dataclass
 class Data:
     """What a strategy trains on: uint8 slices and labels, and the validation split."""
+
     train_x: np.ndarray
     train_y: np.ndarray
     val_x: np.ndarray
@@ -49,13 +54,14 @@ def _features(model, spec, images_u8: np.ndarray, device, batch_size: int = 128)
     out = []
     with torch.no_grad():
         for i in range(0, len(images_u8), batch_size):
-            x = to_model_input(images_u8[i:i + batch_size], spec, device, None, None, False)
+            x = to_model_input(images_u8[i : i + batch_size], spec, device, None, None, False)
             out.append(zoo.backbone_features(model, spec, x).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def train_head(model, spec, data: Data, cfg: FitConfig, *, on_progress=None, device="cpu", dist=None,
-               epochs: int | None = None) -> dict:
+def train_head(
+    model, spec, data: Data, cfg: FitConfig, *, on_progress=None, device="cpu", dist=None, epochs: int | None = None
+) -> dict:
     """Frozen backbone; the head trains on features extracted once."""
     device = torch.device(device)
     zoo.freeze_all_but(model, spec, 0)
@@ -68,11 +74,15 @@ def train_head(model, spec, data: Data, cfg: FitConfig, *, on_progress=None, dev
         ftr, train_y, synthetic = balance_training_features(ftr, train_y, data.n_classes, cfg.seed)
     ytr = torch.from_numpy(train_y)
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     counts = np.bincount(train_y, minlength=data.n_classes).astype(np.float64)
-    weight = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / data.n_classes, 0.0),
-                          dtype=torch.float32) if cfg.class_weights else None
+    weight = (
+        torch.tensor(
+            np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / data.n_classes, 0.0), dtype=torch.float32
+        )
+        if cfg.class_weights
+        else None
+    )
     history = []
     g = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(1, (epochs or cfg.epochs) + 1):
@@ -80,9 +90,10 @@ def train_head(model, spec, data: Data, cfg: FitConfig, *, on_progress=None, dev
         perm = torch.randperm(len(ytr), generator=g)
         losses = []
         for i in range(0, len(perm), cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            loss = torch.nn.functional.cross_entropy(head(ftr[idx].to(device)), ytr[idx].to(device),
-                                                     weight=weight, label_smoothing=cfg.label_smoothing)
+            idx = perm[i : i + cfg.batch_size]
+            loss = torch.nn.functional.cross_entropy(
+                head(ftr[idx].to(device)), ytr[idx].to(device), weight=weight, label_smoothing=cfg.label_smoothing
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -106,34 +117,98 @@ def train_head(model, spec, data: Data, cfg: FitConfig, *, on_progress=None, dev
 SYNTHETIC_GAN_EPOCHS = 200
 
 
-def balance_training_features(ftr: torch.Tensor, train_y: np.ndarray, n_classes: int, seed: int,
-                              epochs: int | None = None) -> tuple[torch.Tensor, np.ndarray, dict]:
+def balance_training_features(
+    ftr: torch.Tensor, train_y: np.ndarray, n_classes: int, seed: int, epochs: int | None = None
+) -> tuple[torch.Tensor, np.ndarray, dict]:
     """TRAINING features topped up with feature-ACGAN rows of the minority classes (a GAN trained
     on these rows only). Returns (features, labels, summary for the report)."""
     from core.research.acgan import balance_with_synthetic
 
     epochs = int(epochs or SYNTHETIC_GAN_EPOCHS)
     real_counts = np.bincount(train_y, minlength=n_classes)
-    feats, labels, is_syn = balance_with_synthetic(ftr.numpy(), train_y, "max", n_classes=n_classes,
-                                                   epochs=epochs, seed=int(seed))
+    feats, labels, is_syn = balance_with_synthetic(
+        ftr.numpy(), train_y, "max", n_classes=n_classes, epochs=epochs, seed=int(seed)
+    )
     added = np.bincount(labels[is_syn], minlength=n_classes)
-    summary = {"method": "feature ACGAN (core.research.acgan), trained on this model's training split only",
-               "target": "largest class count", "gan_epochs": int(epochs), "n_real": int(len(train_y)),
-               "n_synthetic": int(is_syn.sum()), "real_per_class": real_counts.tolist(),
-               "synthetic_per_class": added.tolist()}
+    summary = {
+        "method": "feature ACGAN (core.research.acgan), trained on this model's training split only",
+        "target": "largest class count",
+        "gan_epochs": int(epochs),
+        "n_real": int(len(train_y)),
+        "n_synthetic": int(is_syn.sum()),
+        "real_per_class": real_counts.tolist(),
+        "synthetic_per_class": added.tolist(),
+    }
     return torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)), labels.astype(np.int64), summary
 
 
 def train_full(model, spec, data: Data, cfg: FitConfig, *, on_progress=None, device="cpu", dist=None) -> dict:
     zoo.freeze_all_but(model, spec, len(spec.blocks))
     kw = {"dist": dist} if dist is not None else {}
-    history = fit(model, spec, data.train_x, data.train_y, data.n_classes, cfg, val=data.val,
-                  on_progress=on_progress, stage="full", device=device, **kw)
+    history = fit(
+        model,
+        spec,
+        data.train_x,
+        data.train_y,
+        data.n_classes,
+        cfg,
+        val=data.val,
+        on_progress=on_progress,
+        stage="full",
+        device=device,
+        **kw,
+    )
     return {"strategy": "full", "history": history}
 
 
-def train_blockwise(model, spec, data: Data, cfg: FitConfig, *, on_progress=None, device="cpu", dist=None,
-                    max_blocks: int | None = None, lr_decay: float = 0.5, head_epochs: int | None = None) -> dict:
+def train_top(
+    model,
+    spec,
+    data: Data,
+    cfg: FitConfig,
+    *,
+    on_progress=None,
+    device="cpu",
+    dist=None,
+    max_blocks: int | None = None,
+    **_,
+) -> dict:
+    """The top `max_blocks` blocks (default 2) + head, trained jointly in one stage."""
+    kw = {"dist": dist} if dist is not None else {}
+    k = min(2 if max_blocks is None else int(max_blocks), len(spec.blocks))
+    trainable = zoo.freeze_all_but(model, spec, k)
+    history = fit(
+        model,
+        spec,
+        data.train_x,
+        data.train_y,
+        data.n_classes,
+        cfg,
+        val=data.val,
+        params=[p for _, p in trainable],
+        train_mode=zoo.train_mode,
+        on_progress=on_progress,
+        stage=f"top{k}",
+        device=device,
+        **kw,
+    )
+    zoo.freeze_all_but(model, spec, len(spec.blocks))
+    return {"strategy": "top", "trainable_blocks": k, "history": history}
+
+
+def train_blockwise(
+    model,
+    spec,
+    data: Data,
+    cfg: FitConfig,
+    *,
+    on_progress=None,
+    device="cpu",
+    dist=None,
+    max_blocks: int | None = None,
+    lr_decay: float = 0.5,
+    head_epochs: int | None = None,
+) -> dict:
     """Stage 0: head; stage k: top k blocks + head at lr * lr_decay**k. Keeps the best stage on
     validation (the last stage when there is no validation split)."""
     kw = {"dist": dist} if dist is not None else {}
@@ -142,31 +217,59 @@ def train_blockwise(model, spec, data: Data, cfg: FitConfig, *, on_progress=None
     for k in range(0, n_blocks + 1):
         name = "head" if k == 0 else f"block{len(spec.blocks) - k + 1}"
         if k == 0:
-            rep = train_head(model, spec, data, cfg, on_progress=on_progress, device=device,
-                             epochs=head_epochs or cfg.epochs)
+            rep = train_head(
+                model, spec, data, cfg, on_progress=on_progress, device=device, epochs=head_epochs or cfg.epochs
+            )
             history = rep["history"]
         else:
             trainable = zoo.freeze_all_but(model, spec, k)
-            stage_cfg = replace(cfg, lr=cfg.lr * lr_decay ** k, seed=cfg.seed + k)
-            history = fit(model, spec, data.train_x, data.train_y, data.n_classes, stage_cfg, val=data.val,
-                          params=[p for _, p in trainable], train_mode=zoo.train_mode,
-                          on_progress=on_progress, stage=name, device=device, **kw)
+            stage_cfg = replace(cfg, lr=cfg.lr * lr_decay**k, seed=cfg.seed + k)
+            history = fit(
+                model,
+                spec,
+                data.train_x,
+                data.train_y,
+                data.n_classes,
+                stage_cfg,
+                val=data.val,
+                params=[p for _, p in trainable],
+                train_mode=zoo.train_mode,
+                on_progress=on_progress,
+                stage=name,
+                device=device,
+                **kw,
+            )
         score = None
         if data.val is not None:
             vz = predict_logits(model, spec, data.val_x, tta_flip=False, device=device, bf16=cfg.bf16)
             score = _val_score(vz, data.val_y, cfg.select_metric)
-        stages.append({"stage": name, "trainable_blocks": k,
-                       "lr": cfg.lr * (lr_decay ** k if k else 1.0),
-                       f"val_{cfg.select_metric}": score, "history": history})
+        stages.append(
+            {
+                "stage": name,
+                "trainable_blocks": k,
+                "lr": cfg.lr * (lr_decay**k if k else 1.0),
+                f"val_{cfg.select_metric}": score,
+                "history": history,
+            }
+        )
         if score is None or score > best[0]:
             best = (score if score is not None else np.inf, copy.deepcopy(model.state_dict()), k)
     model.load_state_dict(best[1])
     zoo.freeze_all_but(model, spec, len(spec.blocks))
-    return {"strategy": "blockwise", "stages": stages, "kept_stage": stages[best[2]]["stage"],
-            "selected_on": f"validation {cfg.select_metric}"}
+    return {
+        "strategy": "blockwise",
+        "stages": stages,
+        "kept_stage": stages[best[2]]["stage"],
+        "selected_on": f"validation {cfg.select_metric}",
+    }
 
 
-STRATEGIES: dict[str, Callable] = {"head": train_head, "blockwise": train_blockwise, "full": train_full}
+STRATEGIES: dict[str, Callable] = {
+    "head": train_head,
+    "blockwise": train_blockwise,
+    "full": train_full,
+    "top": train_top,
+}
 
 
 def run_strategy(name: str, model, spec, data: Data, cfg: FitConfig, **kw) -> dict:

@@ -1,4 +1,5 @@
 """Tiny models and stub models whose outputs the tests control."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,16 +19,22 @@ TINY = 32  # px: vgg19_slim runs at any size >= 32
 
 def tiny_loaded(task: str, classes: list[str], sequences=None, size: int = TINY, seed: int = 0, arch="vgg19_slim"):
     """A LoadedModel built in memory (random weights, small input size)."""
-    from model_zoo.checkpoints import LoadedModel
-    from model_zoo.registry import create, get_spec
+    from model_zoo import LoadedModel, create, get_spec
 
     torch.manual_seed(seed)
     spec = dataclasses.replace(get_spec(arch), input_size=size)
     model = create(arch, len(classes)).eval()
-    card = {"task": task, "version": "t1", "classes": classes, "architecture": arch,
-            "input": {"size": size, "channels": 3, "sequences": sequences}, "temperature": 1.0}
-    return LoadedModel(model=model, spec=spec, card=card, classes=list(classes), temperature=1.0,
-                       task=task, version="t1")
+    card = {
+        "task": task,
+        "version": "t1",
+        "classes": classes,
+        "architecture": arch,
+        "input": {"size": size, "channels": 3, "sequences": sequences},
+        "temperature": 1.0,
+    }
+    return LoadedModel(
+        model=model, spec=spec, card=card, classes=list(classes), temperature=1.0, task=task, version="t1"
+    )
 
 
 class Stub(torch.nn.Module):
@@ -48,15 +55,34 @@ class Stub(torch.nn.Module):
 
 
 def stub_loaded(task: str, classes: list[str], base, slope, sequences=None):
-    from model_zoo.checkpoints import LoadedModel
-    from model_zoo.registry import ModelSpec
+    from model_zoo import LoadedModel, ModelSpec
 
-    spec = ModelSpec(name="stub", builder=lambda *a: None, input_size=8, in_channels=3,
-                     mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), cam_layer="conv")
-    card = {"task": task, "version": "stub", "classes": classes, "architecture": "stub",
-            "input": {"size": 8, "channels": 3, "sequences": sequences}, "temperature": 1.0}
-    return LoadedModel(model=Stub(base, slope).eval(), spec=spec, card=card, classes=list(classes),
-                       temperature=1.0, task=task, version="stub")
+    spec = ModelSpec(
+        name="stub",
+        builder=lambda *a: None,
+        input_size=8,
+        in_channels=3,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        cam_layer="conv",
+    )
+    card = {
+        "task": task,
+        "version": "stub",
+        "classes": classes,
+        "architecture": "stub",
+        "input": {"size": 8, "channels": 3, "sequences": sequences},
+        "temperature": 1.0,
+    }
+    return LoadedModel(
+        model=Stub(base, slope).eval(),
+        spec=spec,
+        card=card,
+        classes=list(classes),
+        temperature=1.0,
+        task=task,
+        version="stub",
+    )
 
 
 def phantom(n: int = 6, h: int = 48, w: int = 40, bright: tuple[int, ...] = (), seed: int = 0) -> np.ndarray:
@@ -80,25 +106,26 @@ def volume_of(slices01: np.ndarray, channels: dict | None = None, modality="MR")
     if channels:
         chans = {k: np.ascontiguousarray(v[:, ::-1, ::-1]).astype(np.float32) for k, v in channels.items()}
         first = next(iter(chans))
-        vol = Volume(array=chans[first], spacing=(1.0, 1.0, 1.0), affine=np.eye(4), channels=chans,
-                     modality=modality)
+        vol = Volume(array=chans[first], spacing=(1.0, 1.0, 1.0), affine=np.eye(4), channels=chans, modality=modality)
     return vol
-
-
 
 
 def save_biased(task: str, version: str, classes: list[str], bias, sequences=None, **card):
     """A 32 px vgg19_slim whose head bias makes it confident of one class, saved as a user version
     (card: extra card keys, e.g. metrics); returns its folder."""
-    from model_zoo.checkpoints import save_checkpoint
-    from model_zoo.registry import create
+    from core.zoo import save_checkpoint
+    from model_zoo import create
 
     torch.manual_seed(len(classes))
     model = create("vgg19_slim", len(classes))
     with torch.no_grad():
         model.head.fc.bias.copy_(torch.tensor(bias, dtype=torch.float32))
-    return save_checkpoint(model, {"architecture": "vgg19_slim", "classes": list(classes),
-                                   "input": {"size": 32, "sequences": sequences}, **card}, task, version)
+    return save_checkpoint(
+        model,
+        {"architecture": "vgg19_slim", "classes": list(classes), "input": {"size": 32, "sequences": sequences}, **card},
+        task,
+        version,
+    )
 
 
 def auc_card(lo: float, hi: float, task: str = "grade") -> dict:

@@ -2,27 +2,38 @@
 downstream "cannot assess"; a task whose model's card does not beat chance is "not validated"; a
 no-tumour verdict has no contradicting rows; the JSON, the PDF and the CLI say the same thing.
 (The scan page: tests/pages/test_scan_page.py.)"""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
+from inference_helpers import (
+    GRADE_CLASSES,
+    PRESENCE_CLASSES,
+    TYPE_CLASSES,
+    auc_card,
+    phantom,
+    save_biased,
+    stub_loaded,
+    volume_of,
+)
 from PIL import Image
 
 from core import report
 from core.cli import main
 from core.inference import Predictor
+from core.inference.validity import model_validity
+from core.inference.verdict import STATUS_TITLES, headline, task_rows
 from core.tasks import TASKS
-from core.validity import model_validity
-from core.verdict import STATUS_TITLES, headline, task_rows
-from inference_helpers import (GRADE_CLASSES, PRESENCE_CLASSES, TYPE_CLASSES, auc_card, phantom, save_biased,
-                               stub_loaded, volume_of)
 
 GRADE_SEQ = ["t1pre", "flair", "t1post"]
-BIASES = {"presence": (PRESENCE_CLASSES, [-4.0, 4.0], None),
-          "tumor_type": (TYPE_CLASSES, [6.0, 0.0, 0.0], None),
-          "grade": (GRADE_CLASSES, [4.0, 0.0], GRADE_SEQ)}
+BIASES = {
+    "presence": (PRESENCE_CLASSES, [-4.0, 4.0], None),
+    "tumor_type": (TYPE_CLASSES, [6.0, 0.0, 0.0], None),
+    "grade": (GRADE_CLASSES, [4.0, 0.0], GRADE_SEQ),
+}
 CLI_OPTS = ["--precision", "fp32", "--device", "cpu"]
 
 
@@ -61,8 +72,7 @@ def _same_everywhere(pred, pdf_text) -> dict:
     for row in task_rows(pred):
         assert data["tasks"][row.task]["status"] == row.status
         assert row.title in pdf and row.result in pdf
-    return {"headline": text, "statuses": {t: d["status"] for t, d in data["tasks"].items()}, "pdf": pdf,
-            "json": data}
+    return {"headline": text, "statuses": {t: d["status"] for t, d in data["tasks"].items()}, "pdf": pdf, "json": data}
 
 
 # ------------------------------------------------------------------------------- fail closed
@@ -76,12 +86,12 @@ def test_a_tampered_presence_model_makes_the_whole_cascade_cannot_assess(tampere
     assert "checksum" in pred.tasks["presence"].note
     assert "tumour presence" in pred.tasks["tumor_type"].note and "tumour presence" in pred.tasks["grade"].note
     assert pred.status == "cannot_assess" and pred.verdict == "cannot assess" and pred.refer
-    assert pred.key_slices == [] and all("tumor_type" not in s for s in pred.slices)   # nothing ran
+    assert pred.key_slices == [] and all("tumor_type" not in s for s in pred.slices)  # nothing ran
     seen = same_everywhere(pred)
     assert seen["headline"] == "Cannot assess"
     assert "failed verification" in seen["json"]["headline_reason"]
-    assert seen["pdf"].count("Cannot assess") >= 4                 # the verdict and the three tasks
-    assert "probability" not in seen["pdf"]                        # no probability table anywhere
+    assert seen["pdf"].count("Cannot assess") >= 4  # the verdict and the three tasks
+    assert "probability" not in seen["pdf"]  # no probability table anywhere
 
 
 def test_predict_exits_3_when_a_task_cannot_be_assessed_unless_allowed(tmp_path, tampered_presence, capsys):
@@ -109,21 +119,25 @@ def test_predict_help_documents_the_exit_status_and_slice_numbers(capsys):
 
 # ---------------------------------------------------------------------------- validity gate
 def test_model_validity_reads_the_held_out_auc_interval(shared_grade_card):
-    ok, why = model_validity(shared_grade_card)                   # the shipped grade 1.0.0
+    ok, why = model_validity(shared_grade_card)  # the shipped grade 1.0.0
     assert not ok and "AUC 0.46" in why and "includes chance (0.5)" in why
     assert model_validity({"task": "grade", **auc_card(0.62, 0.81)}) == (True, "")
     assert not model_validity({"task": "grade", **auc_card(0.45, 0.81)})[0]
     assert "below chance" in model_validity({"task": "presence", **auc_card(0.2, 0.45, "presence")})[1]
     assert not model_validity({"informative": False, **auc_card(0.9, 0.95)})[0]
-    test_only = {"task": "grade", "metrics": {"test": {"auc": 0.9, "ci95": {"auc": [0.8, 0.95]},
-                                                       "patient": {"auc": 0.6, "ci95": {"auc": [0.3, 0.9]}}}}}
-    assert "locked test patient-level AUC 0.60" in model_validity(test_only)[1]   # grade: patient level
-    assert model_validity({"task": "grade"}) == (True, "")         # no interval: nothing shows chance
+    test_only = {
+        "task": "grade",
+        "metrics": {
+            "test": {"auc": 0.9, "ci95": {"auc": [0.8, 0.95]}, "patient": {"auc": 0.6, "ci95": {"auc": [0.3, 0.9]}}}
+        },
+    }
+    assert "locked test patient-level AUC 0.60" in model_validity(test_only)[1]  # grade: patient level
+    assert model_validity({"task": "grade"}) == (True, "")  # no interval: nothing shows chance
 
 
 @pytest.fixture
 def shared_grade_card():
-    from model_zoo.checkpoints import SHIPPED_ROOT
+    from model_zoo.versions import SHIPPED_ROOT
 
     path = SHIPPED_ROOT / "grade" / "1.0.0" / "card.json"
     if not path.is_file():
@@ -136,16 +150,22 @@ def test_the_shipped_grade_model_is_not_validated(shared_grade_card):
     pred = predictor.predict_volume(_rgb_volume(), tasks=["grade"])
     grade = pred.tasks["grade"]
     assert grade.status == "not_validated" and grade.probabilities == [] and grade.label == ""
-    assert all("grade" not in s for s in pred.slices)             # the model did not even run
+    assert all("grade" not in s for s in pred.slices)  # the model did not even run
     assert json.loads(pred.to_json())["tasks"]["grade"]["status"] == "not_validated"
 
 
 def _grade_predictor(grade_card: dict) -> Predictor:
     grade = stub_loaded("grade", GRADE_CLASSES, [3.0, 0.0], [0.0, 0.0], sequences=GRADE_SEQ)
     grade.card = {**grade.card, **grade_card}
-    return Predictor({"presence": stub_loaded("presence", PRESENCE_CLASSES, [-6.0, 6.0], [0.0, 0.0]),
-                      "tumor_type": stub_loaded("tumor_type", TYPE_CLASSES, [6.0, 0.0, 0.0], [0.0, 0.0, 0.0]),
-                      "grade": grade}, device="cpu", precision="fp32")
+    return Predictor(
+        {
+            "presence": stub_loaded("presence", PRESENCE_CLASSES, [-6.0, 6.0], [0.0, 0.0]),
+            "tumor_type": stub_loaded("tumor_type", TYPE_CLASSES, [6.0, 0.0, 0.0], [0.0, 0.0, 0.0]),
+            "grade": grade,
+        },
+        device="cpu",
+        precision="fp32",
+    )
 
 
 def test_a_grade_model_at_chance_gives_no_grade_in_json_or_pdf(same_everywhere):
@@ -167,23 +187,28 @@ def test_a_grade_model_whose_card_clears_the_gate_answers_again():
 
 
 def test_promoting_a_validated_grade_version_brings_the_grade_back(shared_grade_card):
-    from model_zoo.checkpoints import set_active
+    from core.zoo import set_active
 
     before = Predictor.from_active(tasks=["grade"], device="cpu", precision="fp32")
-    assert before.withheld()["grade"][0] == "not_validated"       # the shipped 1.0.0 is active
+    assert before.withheld()["grade"][0] == "not_validated"  # the shipped 1.0.0 is active
     save_biased("grade", "2.0.0", *BIASES["grade"], **auc_card(0.62, 0.81))
-    set_active("grade", "2.0.0")                                  # what a promotion writes
+    set_active("grade", "2.0.0")  # what a promotion writes
     after = Predictor.from_active(tasks=["grade"], device="cpu", precision="fp32")
     assert after.model_versions == {"grade": "grade@2.0.0"} and "grade" not in after.withheld()
 
 
 # ------------------------------------------------------------------- the verdict and its rows
 def test_no_tumour_headline_has_no_contradicting_rows(same_everywhere):
-    predictor = Predictor({"presence": stub_loaded("presence", PRESENCE_CLASSES, [6.0, -6.0], [0.0, 0.0]),
-                           "tumor_type": stub_loaded("tumor_type", TYPE_CLASSES, [0.0, 0.0, 6.0], [0.0, 0.0, 0.0])},
-                          device="cpu", precision="fp32")
+    predictor = Predictor(
+        {
+            "presence": stub_loaded("presence", PRESENCE_CLASSES, [6.0, -6.0], [0.0, 0.0]),
+            "tumor_type": stub_loaded("tumor_type", TYPE_CLASSES, [0.0, 0.0, 6.0], [0.0, 0.0, 0.0]),
+        },
+        device="cpu",
+        precision="fp32",
+    )
     default = predictor.predict_volume(volume_of(phantom(4)))
-    assert same_everywhere(default)["statuses"] == {"presence": "ok"}   # the cascade stops at no tumour
+    assert same_everywhere(default)["statuses"] == {"presence": "ok"}  # the cascade stops at no tumour
     forced = predictor.predict_volume(volume_of(phantom(4)), tasks=["presence", "tumor_type"])
     seen = same_everywhere(forced)
     assert seen["headline"] == "No tumour detected"
@@ -193,16 +218,21 @@ def test_no_tumour_headline_has_no_contradicting_rows(same_everywhere):
 
 
 def test_pdf_and_cli_use_class_titles_and_one_slice_numbering(pdf_text):
-    predictor = Predictor({"presence": stub_loaded("presence", PRESENCE_CLASSES, [-6.0, 6.0], [0.0, 0.0]),
-                           "tumor_type": stub_loaded("tumor_type", TYPE_CLASSES, [0.0, 0.0, 6.0], [0.0, 0.0, 0.0])},
-                          device="cpu", precision="fp32")
+    predictor = Predictor(
+        {
+            "presence": stub_loaded("presence", PRESENCE_CLASSES, [-6.0, 6.0], [0.0, 0.0]),
+            "tumor_type": stub_loaded("tumor_type", TYPE_CLASSES, [0.0, 0.0, 6.0], [0.0, 0.0, 0.0]),
+        },
+        device="cpu",
+        precision="fp32",
+    )
     vol = volume_of(phantom(5, bright=(2,)))
     pred = predictor.predict_volume(vol)
     from core.preprocess import slices
 
     pdf = pdf_text(report.build_pdf(pred, slices(vol), compress=False))
     assert "Verdict: Pituitary tumour" in pdf and "Glioma" in pdf and "Meningioma" in pdf
-    assert "pituitary" not in pdf and "no_tumor" not in pdf     # raw class names never shown
+    assert "pituitary" not in pdf and "no_tumor" not in pdf  # raw class names never shown
     assert all(f"slice {k + 1} of 5" in pdf for k in pred.key_slices)
     data = report.build_json(pred)
     assert [s["number"] for s in data["slices"]] == [1, 2, 3, 4, 5]

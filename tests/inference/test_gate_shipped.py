@@ -1,14 +1,15 @@
 """The input gate and the calibrated referral rule with the shipped presence and tumor_type models."""
+
 import shutil
 
 import numpy as np
 import pytest
 
 from core.inference import Predictor
+from core.inference.verdict import headline
 from core.io import load_volume
 from core.research.ood_sets import generated
 from core.tasks import class_title
-from core.verdict import headline
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +61,12 @@ def test_unfamiliar_type_input_is_referred(shipped, fixtures_dir):
     pred = shipped.predict_volume(vol)
     res = pred.tasks["tumor_type"]
     assert res.refer and any("less familiar" in why for why in res.refer_reasons)
-    text, _task, probability = headline(pred)          # no tumour type in large letters
+    text, _task, probability = headline(pred)  # no tumour type in large letters
     assert "uncertain" in text and probability is None and class_title(res.label) not in text
 
 
 def test_an_altered_referral_density_makes_the_task_cannot_assess(tmp_path, monkeypatch):
-    import model_zoo.checkpoints as ck
+    import model_zoo.versions as ck
 
     root = tmp_path / "shipped"
     shutil.copytree(ck.SHIPPED_ROOT / "presence", root / "presence")
@@ -82,9 +83,13 @@ def test_an_altered_referral_density_makes_the_task_cannot_assess(tmp_path, monk
 def _field_map_series():
     from tests.io import dicom_factory as f
 
-    return f.with_header(f.series_from_image(f.reference_image(shape=(64, 64, 12))),
-                         ImageType=["ORIGINAL", "PRIMARY", "M", "ND", "NORM"], SequenceName="*fm2d2r",
-                         ScanningSequence="GR", SeriesDescription="gre_field_mapping")
+    return f.with_header(
+        f.series_from_image(f.reference_image(shape=(64, 64, 12))),
+        ImageType=["ORIGINAL", "PRIMARY", "M", "ND", "NORM"],
+        SequenceName="*fm2d2r",
+        ScanningSequence="GR",
+        SeriesDescription="gre_field_mapping",
+    )
 
 
 def test_a_gre_field_map_series_is_not_assessed(shipped, tmp_path):
@@ -100,8 +105,9 @@ def test_a_gre_field_map_series_is_not_assessed(shipped, tmp_path):
 def test_an_enhanced_phantom_field_map_is_not_assessed(shipped):
     from tests.io import dicom_factory as f
 
-    ds = f.with_frame_type(f.enhanced_from_image(f.reference_image(shape=(64, 64, 8))),
-                           ["DERIVED", "PRIMARY", "FIELD_MAP", "NONE"])
+    ds = f.with_frame_type(
+        f.enhanced_from_image(f.reference_image(shape=(64, 64, 8))), ["DERIVED", "PRIMARY", "FIELD_MAP", "NONE"]
+    )
     pred = shipped.predict_volume(load_volume(f.to_bytes(ds)))
     assert pred.status == "cannot_assess" and any("field map" in why for why in pred.ood["reasons"])
 
@@ -119,8 +125,8 @@ def test_predict_cli_refuses_a_field_map_and_exits_non_zero(tmp_path, capsys):
 
 
 def test_each_view_says_which_sequence_each_task_read(shipped, fixtures_dir, pdf_text):
+    from core.inference.verdict import task_rows
     from core.report import build_pdf
-    from core.verdict import task_rows
 
     vol = load_volume(fixtures_dir / "tcga_lgg_CS_4941_013.jpg", sequences=["t1pre", "flair", "t1post"])
     pred = shipped.predict_volume(vol)

@@ -1,4 +1,5 @@
 """int8 inference: calibration (`python -m core quantize`), the int8 Predictor path and its guards."""
+
 from __future__ import annotations
 
 import json
@@ -6,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from inference_helpers import TYPE_CLASSES, phantom, tiny_loaded
 from PIL import Image
 
 from core import explain, quantize
 from core.cli import main
-from core.inference import Predictor, TaskModel
-from inference_helpers import TYPE_CLASSES, phantom, tiny_loaded
+from core.inference import Predictor, TaskModel, runtime
 
 pytestmark = pytest.mark.skipif(not quantize.available(), reason="no x86 int8 kernels in this torch build")
 
@@ -35,8 +36,8 @@ def test_int8_model_follows_fp32_on_the_images_it_was_calibrated_for():
 @pytest.fixture
 def calibrated(tmp_path):
     """A saved tumor_type version whose recipe data is a generated image folder, quantized."""
-    from model_zoo.checkpoints import save_checkpoint
-    from model_zoo.registry import create
+    from core.zoo import save_checkpoint
+    from model_zoo import create
 
     data = tmp_path / "images"
     for k, cls in enumerate(TYPE_CLASSES):
@@ -44,9 +45,17 @@ def calibrated(tmp_path):
         for i, img in enumerate(phantom(6, 48, 48, bright=(1, 4), seed=10 * k)):
             Image.fromarray((img * 255).astype(np.uint8)).save(data / cls / f"{i}.png")
     torch.manual_seed(0)
-    folder = save_checkpoint(create("vgg19_slim", 3), {"architecture": "vgg19_slim", "classes": TYPE_CLASSES,
-                                                       "input": {"size": 32}, "recipe": {"data": str(data), "tta": True}},
-                             "tumor_type", "q1")
+    folder = save_checkpoint(
+        create("vgg19_slim", 3),
+        {
+            "architecture": "vgg19_slim",
+            "classes": TYPE_CLASSES,
+            "input": {"size": 32},
+            "recipe": {"data": str(data), "tta": True},
+        },
+        "tumor_type",
+        "q1",
+    )
     assert main(["quantize", "tumor_type@q1", "--images", "10", "--check", "8"]) == 0
     return folder
 
@@ -64,13 +73,14 @@ def test_quantize_command_records_the_calibration_and_the_predictor_runs_int8(ca
     sl = phantom(3, bright=(1,))
     probs = p.predict_slices("tumor_type", sl)
     assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
-    res = explain.cam(p, sl[1], "gradcam", 0, use_cache=False)     # CAM runs on the fp32 twin
+    res = explain.cam(p, sl[1], "gradcam", 0, use_cache=False)  # CAM runs on the fp32 twin
     assert res.heatmap.shape == sl[1].shape and explain.hook_count(tm.fp32) == 0
 
 
-def test_int8_guards_altered_calibration_and_low_agreement(calibrated):
-    from model_zoo.checkpoints import write_card
+def test_int8_guards_altered_calibration_and_low_agreement(calibrated, monkeypatch):
+    from model_zoo import write_card
 
+    monkeypatch.setattr(runtime, "_bf16_cpu_ok", lambda: False)  # without int8, "auto" is fp32 (no AMX)
     card = json.loads((calibrated / "card.json").read_text())
     auto = Predictor.from_refs({"tumor_type": "tumor_type@q1"}, device="cpu", precision="auto").model("tumor_type")
     measured = card["int8"]["agreement_with_fp32"]["identical_labels"]
@@ -82,4 +92,4 @@ def test_int8_guards_altered_calibration_and_low_agreement(calibrated):
 
     (calibrated / card["int8"]["file"]).write_bytes(b"tampered")
     with pytest.raises(ValueError, match="sha256"):
-        TaskModel(__import__("model_zoo").checkpoints.load_checkpoint("tumor_type@q1"), "cpu", precision="int8")
+        TaskModel(__import__("core.zoo").zoo.load_checkpoint("tumor_type@q1"), "cpu", precision="int8")

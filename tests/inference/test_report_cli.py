@@ -1,15 +1,16 @@
 """PDF/JSON report and `python -m core predict`."""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
+from inference_helpers import GRADE_CLASSES, PRESENCE_CLASSES, TYPE_CLASSES, phantom, volume_of
 from PIL import Image
 
 from core import explain, report
 from core.cli import main
-from inference_helpers import GRADE_CLASSES, PRESENCE_CLASSES, TYPE_CLASSES, phantom, volume_of
 
 
 def test_pdf_contains_verdict_refer_and_disclaimer(tiny_predictor):
@@ -19,13 +20,15 @@ def test_pdf_contains_verdict_refer_and_disclaimer(tiny_predictor):
 
     sl = slices(vol)
     cams = {i: explain.cam(tiny_predictor, sl[i], "gradcam", pred.class_index("tumor_type")) for i in pred.key_slices}
-    cards = {t: dict(m.card, version="t1", intended_use="research", limitations=["tiny test model"])
-             for t, m in tiny_predictor.models.items()}
+    cards = {
+        t: dict(m.card, version="t1", intended_use="research", limitations=["tiny test model"])
+        for t, m in tiny_predictor.models.items()
+    }
     pdf = report.build_pdf(pred, sl, cams, cards, meta={"PatientName": "Doe^Jane", "Modality": "MR"}, compress=False)
     assert pdf.startswith(b"%PDF")
-    from core.verdict import headline
+    from core.inference.verdict import headline
 
-    text, _task, _prob = headline(pred)                      # the same words as the scan page
+    text, _task, _prob = headline(pred)  # the same words as the scan page
     assert f"Verdict: {text}".encode() in pdf
     assert b"Refer to a human reader when the normalised entropy exceeds" in pdf
     assert b"Research use only" in pdf and b"not a medical device" in pdf
@@ -46,15 +49,21 @@ def test_json_export_is_deidentified(tiny_predictor):
 
 @pytest.fixture
 def saved_models():
-    from model_zoo.checkpoints import save_checkpoint
-    from model_zoo.registry import create
+    from core.zoo import save_checkpoint
+    from model_zoo import create
 
     refs = []
-    for task, classes, seq in (("presence", PRESENCE_CLASSES, None), ("tumor_type", TYPE_CLASSES, None),
-                               ("grade", GRADE_CLASSES, ["t1pre", "flair", "t1post"])):
-        save_checkpoint(create("vgg19_slim", len(classes)),
-                        {"architecture": "vgg19_slim", "classes": classes, "input": {"size": 32, "sequences": seq}},
-                        task, "cli1")
+    for task, classes, seq in (
+        ("presence", PRESENCE_CLASSES, None),
+        ("tumor_type", TYPE_CLASSES, None),
+        ("grade", GRADE_CLASSES, ["t1pre", "flair", "t1post"]),
+    ):
+        save_checkpoint(
+            create("vgg19_slim", len(classes)),
+            {"architecture": "vgg19_slim", "classes": classes, "input": {"size": 32, "sequences": seq}},
+            task,
+            "cli1",
+        )
         refs += ["--model", f"{task}@cli1"]
     return refs + ["--precision", "fp32", "--device", "cpu"]
 
@@ -74,8 +83,9 @@ def test_predict_each_with_one_bad_file(tmp_path, saved_models, capsys):
     (folder / "broken.png").write_bytes(b"not a png at all")
     single = tmp_path / "c.png"
     _png(single, phantom(1, 64, 64, seed=5)[0])
-    rc = main(["predict", str(folder), str(single), "--each", "--json", "--tasks", "presence,tumor_type",
-               *saved_models])
+    rc = main(
+        ["predict", str(folder), str(single), "--each", "--json", "--tasks", "presence,tumor_type", *saved_models]
+    )
     out, err = capsys.readouterr()
     assert rc == 2
     lines = [json.loads(x) for x in out.strip().splitlines()]
@@ -96,8 +106,18 @@ def test_predict_tasks_and_sequences(tmp_path, saved_models, capsys):
     rgb = np.stack([phantom(1, 64, 64, seed=s)[0] for s in (1, 2, 3)], -1)
     path = tmp_path / "lgg.png"
     Image.fromarray((rgb * 255).astype(np.uint8)).save(path)
-    rc = main(["predict", str(path), "--json", "--tasks", "grade,tumor_type",
-               "--sequences", "t1pre,flair,t1post", *saved_models])
+    rc = main(
+        [
+            "predict",
+            str(path),
+            "--json",
+            "--tasks",
+            "grade,tumor_type",
+            "--sequences",
+            "t1pre,flair,t1post",
+            *saved_models,
+        ]
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     d = json.loads(out)

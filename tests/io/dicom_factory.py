@@ -4,6 +4,7 @@ The geometry comes from a nibabel image: voxel (i, j, k) -> RAS affine. Each k p
 DICOM slice whose ImageOrientationPatient / ImagePositionPatient / PixelSpacing are derived from
 that affine (converted to LPS), so any orientation (axial LPS, sagittal, oblique) can be written.
 """
+
 from __future__ import annotations
 
 import io
@@ -16,8 +17,7 @@ from pydicom import config
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
-from pydicom.uid import (EnhancedMRImageStorage, ExplicitVRLittleEndian, MRImageStorage,
-                         CTImageStorage, generate_uid)
+from pydicom.uid import CTImageStorage, EnhancedMRImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -50,7 +50,14 @@ PHI = {
 }
 # strings that must not appear anywhere in the loader's output (sex "F" is too short to search)
 PHI_STRINGS = [v for k, v in PHI.items() if k != "PatientSex"] + [
-    "Zebrowski", "Quentin", "Xylophone", "Drquack", "Plimsoll", "Quarrington", "PRIVATEPHI"]
+    "Zebrowski",
+    "Quentin",
+    "Xylophone",
+    "Drquack",
+    "Plimsoll",
+    "Quarrington",
+    "PRIVATEPHI",
+]
 
 
 def reference_image(shape=(8, 10, 6), zooms=(1.0, 1.5, 3.0), seed=0) -> nib.Nifti1Image:
@@ -119,9 +126,18 @@ def _common(ds: Dataset, *, series_uid, study_uid, modality, description, phi, s
         block.add_new(0x01, "LO", "PRIVATEPHI Zebrowski")
 
 
-def series_from_image(img: nib.Nifti1Image, *, modality="MR", description="T1 AX",
-                      phi=False, series_number=1, seed="s", slope=1.0, intercept=0.0,
-                      instance_numbers=None) -> list[Dataset]:
+def series_from_image(
+    img: nib.Nifti1Image,
+    *,
+    modality="MR",
+    description="T1 AX",
+    phi=False,
+    series_number=1,
+    seed="s",
+    slope=1.0,
+    intercept=0.0,
+    instance_numbers=None,
+) -> list[Dataset]:
     """One classic single-frame DICOM dataset per k plane of `img`."""
     data = np.asanyarray(img.dataobj)
     aff = LPS @ img.affine
@@ -138,14 +154,21 @@ def series_from_image(img: nib.Nifti1Image, *, modality="MR", description="T1 AX
         ds.file_meta = _file_meta(sop_class, sop_uid)
         ds.SOPClassUID = sop_class
         ds.SOPInstanceUID = sop_uid
-        _common(ds, series_uid=series_uid, study_uid=study_uid, modality=modality,
-                description=description, phi=phi, series_number=series_number)
-        ds.InstanceNumber = (instance_numbers[k] if instance_numbers is not None else k + 1)
+        _common(
+            ds,
+            series_uid=series_uid,
+            study_uid=study_uid,
+            modality=modality,
+            description=description,
+            phi=phi,
+            series_number=series_number,
+        )
+        ds.InstanceNumber = instance_numbers[k] if instance_numbers is not None else k + 1
         ds.ImageOrientationPatient = [round(float(v), 8) for v in iop]
         ds.ImagePositionPatient = [round(float(v), 6) for v in (aff @ [0, 0, k, 1])[:3]]
         ds.PixelSpacing = [round(row_sp, 6), round(col_sp, 6)]
         ds.SliceThickness = round(float(np.linalg.norm(aff[:3, 2])), 6)
-        plane = np.ascontiguousarray(data[:, :, k].T)          # (rows=j, cols=i)
+        plane = np.ascontiguousarray(data[:, :, k].T)  # (rows=j, cols=i)
         stored = np.round((plane - intercept) / slope).astype(np.int16)
         ds.set_pixel_data(stored, "MONOCHROME2", 16)
         if slope != 1.0 or intercept != 0.0:
@@ -169,8 +192,15 @@ def enhanced_from_image(img: nib.Nifti1Image, *, seed="enh", slope=0.5, intercep
     ds.file_meta = _file_meta(EnhancedMRImageStorage, sop_uid)
     ds.SOPClassUID = EnhancedMRImageStorage
     ds.SOPInstanceUID = sop_uid
-    _common(ds, series_uid=_uid("series", seed), study_uid=_uid("study", seed), modality="MR",
-            description="ENHANCED T1", phi=False, series_number=3)
+    _common(
+        ds,
+        series_uid=_uid("series", seed),
+        study_uid=_uid("study", seed),
+        modality="MR",
+        description="ENHANCED T1",
+        phi=False,
+        series_number=3,
+    )
     n = data.shape[2]
     shared = Dataset()
     measures = Dataset()
@@ -182,7 +212,7 @@ def enhanced_from_image(img: nib.Nifti1Image, *, seed="enh", slope=0.5, intercep
     shared.PlaneOrientationSequence = Sequence([orient_item])
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
     frames = []
-    order = list(range(n))[::-1]   # frames stored in reverse slice order
+    order = list(range(n))[::-1]  # frames stored in reverse slice order
     for k in order:
         fg = Dataset()
         pos = Dataset()
@@ -204,7 +234,7 @@ def enhanced_from_image(img: nib.Nifti1Image, *, seed="enh", slope=0.5, intercep
 def to_bytes(ds: Dataset) -> bytes:
     buf = io.BytesIO()
     keep = config.replace_un_with_known_vr
-    config.replace_un_with_known_vr = False     # `with_undecodable` elements are written as they are
+    config.replace_un_with_known_vr = False  # `with_undecodable` elements are written as they are
     try:
         ds.save_as(buf, enforce_file_format=True)
     finally:

@@ -1,4 +1,5 @@
 """Bad input of every kind ends in VolumeLoadError with a useful message, and nothing else."""
+
 import gzip
 import io
 import os
@@ -11,8 +12,8 @@ from nibabel.testing import data_path
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-import dicom_factory as f
 from core.io import VolumeLoadError, load_volume
+from tests.io import dicom_factory as f
 
 
 def test_empty_bytes_and_file(tmp_path):
@@ -101,7 +102,7 @@ def test_zip_directory_lying_about_size(monkeypatch):
     data = bytearray(_zip({"a.dcm": b"\0" * (3 * 2**20)}))
     # patch the uncompressed size in the central directory (and local header) to 10 bytes
     cd = data.rfind(b"PK\x01\x02")
-    data[cd + 24:cd + 28] = struct.pack("<I", 10)
+    data[cd + 24 : cd + 28] = struct.pack("<I", 10)
     data[22:26] = struct.pack("<I", 10)
     with pytest.raises(VolumeLoadError, match="zip"):
         load_volume(bytes(data))

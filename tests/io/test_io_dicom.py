@@ -1,4 +1,5 @@
 """DICOM loading: bundled pydicom files and series written here with pydicom."""
+
 import json
 import os
 import random
@@ -9,14 +10,20 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import RLELossless
 
-import dicom_factory as f
 from core.io import VolumeLoadError, load_volume
 from core.io.dicom import series_key
+from tests.io import dicom_factory as f
 
 # Only names bundled in the pydicom wheel (others would trigger a download).
-MR_SMALL_VARIANTS = ["MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
-                     "MR_small_jpeg_ls_lossless.dcm", "MR_small_implicit.dcm",
-                     "MR_small_bigendian.dcm", "MR_small_expb.dcm"]
+MR_SMALL_VARIANTS = [
+    "MR_small.dcm",
+    "MR_small_RLE.dcm",
+    "MR_small_jp2klossless.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "MR_small_implicit.dcm",
+    "MR_small_bigendian.dcm",
+    "MR_small_expb.dcm",
+]
 
 
 def ref_array(img):
@@ -55,16 +62,19 @@ def test_ct_refused_unless_allowed():
         load_volume(get_testdata_file("CT_small.dcm"))
     v = load_volume(get_testdata_file("CT_small.dcm"), allow_ct=True)
     assert v.modality == "CT" and any("CT" in w for w in v.warnings)
-    assert v.array.min() < -500   # rescale intercept (Hounsfield units) applied
+    assert v.array.min() < -500  # rescale intercept (Hounsfield units) applied
 
 
-@pytest.mark.parametrize("name,fragment", [
-    ("test-SR.dcm", "no images.*structured report"),
-    ("rtstruct.dcm", "no images.*structure set"),
-    ("rtplan.dcm", "no images"),
-    ("liver_1frame.dcm", "segmentation"),
-    ("rtdose_1frame.dcm", "dose"),
-])
+@pytest.mark.parametrize(
+    "name,fragment",
+    [
+        ("test-SR.dcm", "no images.*structured report"),
+        ("rtstruct.dcm", "no images.*structure set"),
+        ("rtplan.dcm", "no images"),
+        ("liver_1frame.dcm", "segmentation"),
+        ("rtdose_1frame.dcm", "dose"),
+    ],
+)
 def test_non_image_and_non_mr_objects(name, fragment):
     with pytest.raises(VolumeLoadError, match=fragment):
         load_volume(get_testdata_file(name))
@@ -93,11 +103,16 @@ def test_series_shuffled_files_and_instance_numbers(ref, tmp_path):
     order = list(range(len(blobs)))
     random.Random(1).shuffle(order)
     # file names sort in the wrong order too
-    paths = f.write_series([datasets[i] for i in order], tmp_path / "series",
-                           names=[f"z{9 - n}.dcm" for n in range(len(order))])
+    paths = f.write_series(
+        [datasets[i] for i in order], tmp_path / "series", names=[f"z{9 - n}.dcm" for n in range(len(order))]
+    )
     expected = ref_array(ref)
-    for source in ([blobs[i] for i in order], tmp_path / "series", [str(p) for p in paths],
-                   f.zip_bytes({f"a/{n}.dcm": blobs[i] for n, i in enumerate(order)})):
+    for source in (
+        [blobs[i] for i in order],
+        tmp_path / "series",
+        [str(p) for p in paths],
+        f.zip_bytes({f"a/{n}.dcm": blobs[i] for n, i in enumerate(order)}),
+    ):
         v = load_volume(source)
         np.testing.assert_array_equal(v.array, expected)
         assert v.spacing == pytest.approx((3.0, 1.5, 1.0))
@@ -124,6 +139,7 @@ def test_oblique_dicom(codes, deg, axis, ref):
 def _perm(img, v):
     """Matrix mapping canonical voxel axes to the source's (signed permutation)."""
     from nibabel.orientations import inv_ornt_aff, io_orientation
+
     ornt = io_orientation(img.affine)
     return inv_ornt_aff(ornt, img.shape)[:3, :3]
 
@@ -146,14 +162,14 @@ def test_enhanced_multiframe(ref):
     img = f.rotated(f.reoriented(ref, "PSR"), 10, 1)
     v = load_volume(f.to_bytes(f.enhanced_from_image(img)))
     assert v.source_format == "dicom-enhanced"
-    np.testing.assert_array_equal(v.array, ref_array(ref))   # per-frame rescale applied
+    np.testing.assert_array_equal(v.array, ref_array(ref))  # per-frame rescale applied
     assert v.spacing == pytest.approx((3.0, 1.5, 1.0), abs=1e-4)
     assert v.series[0]["n_slices"] == img.shape[2]
 
 
 def test_missing_slice_loads_with_warning_naming_gap(ref):
     datasets = f.series_from_image(f.reoriented(ref, "LPS"))
-    del datasets[3]                                # positions 10,13,16,[19],22,25 mm
+    del datasets[3]  # positions 10,13,16,[19],22,25 mm
     v = load_volume([f.to_bytes(d) for d in datasets])
     assert v.shape[0] == ref.shape[2] - 1
     gap = [w for w in v.warnings if "Missing slice" in w]
@@ -182,10 +198,8 @@ def test_duplicate_positions_become_channels_or_are_dropped(ref):
 
 
 def _two_series_zip(ref):
-    small = f.series_from_image(f.reoriented(ref, "LPS"), seed="a", description="T1 AX",
-                                series_number=1)[:4]
-    big = f.series_from_image(f.reoriented(ref, "PSR"), seed="b", description="FLAIR SAG",
-                              series_number=2)
+    small = f.series_from_image(f.reoriented(ref, "LPS"), seed="a", description="T1 AX", series_number=1)[:4]
+    big = f.series_from_image(f.reoriented(ref, "PSR"), seed="b", description="FLAIR SAG", series_number=2)
     ct = f.series_from_image(ref, seed="c", modality="CT", series_number=3, description="CT HEAD")
     members = {}
     for prefix, items in (("s1", small), ("s2", big), ("s3", ct)):
@@ -221,8 +235,7 @@ def test_several_series_default_largest_mr_and_choice(ref):
 
 
 def test_phi_never_leaves_the_loader(ref, tmp_path, capsys):
-    datasets = f.series_from_image(f.reoriented(ref, "LPS"), phi=True,
-                                   description="T1 Zebrowski")
+    datasets = f.series_from_image(f.reoriented(ref, "LPS"), phi=True, description="T1 Zebrowski")
     blobs = [f.to_bytes(d) for d in datasets]
     assert all(b"Zebrowski" in b for b in blobs)
     v = load_volume(blobs)
@@ -263,7 +276,8 @@ def test_real_multi_series_folder_from_pydicom_wheel():
     assert len(v.series) == 13 and v.modality == "MR"
     chosen = [s for s in v.series if s["selected"]][0]
     assert chosen["modality"] == "MR" and chosen["n_slices"] == max(
-        s["n_slices"] for s in v.series if s["modality"] == "MR")
+        s["n_slices"] for s in v.series if s["modality"] == "MR"
+    )
     assert {s["modality"] for s in v.series} == {"MR", "CT", "CR"}
     assert any("different orientation" in w for w in v.warnings)
     assert any("could not be read" in w for w in v.warnings)
@@ -281,7 +295,7 @@ def test_phi_not_in_logs_or_python_warnings(ref, caplog, recwarn):
     datasets = f.series_from_image(ref, phi=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for ds in datasets:   # invalid values make pydicom warn/log, quoting them
+        for ds in datasets:  # invalid values make pydicom warn/log, quoting them
             ds.PatientAge = "78 years Zebrowski"
             ds.PatientBirthDate = "not a date Quentin"
         blobs = [f.to_bytes(d) for d in datasets]

@@ -1,4 +1,5 @@
 """2D images: real Figshare / TCGA-LGG fixtures and Pillow-written variants."""
+
 import io
 
 import numpy as np
@@ -52,13 +53,13 @@ def test_tcga_mask_png(fixtures_dir):
 
 def test_orientation_convention():
     img = np.zeros((4, 6), np.uint8)
-    img[0, 0] = 200   # top-left as displayed
+    img[0, 0] = 200  # top-left as displayed
     v = load_volume(_png(Image.fromarray(img)))
     assert v.array[0, -1, -1] == 200 and displayed(v)[0, 0] == 200
 
 
 def test_16bit_grey_png():
-    arr = (np.arange(20 * 30, dtype=np.uint16).reshape(20, 30) * 100)
+    arr = np.arange(20 * 30, dtype=np.uint16).reshape(20, 30) * 100
     v = load_volume(_png(Image.fromarray(arr)))
     np.testing.assert_array_equal(displayed(v), arr.astype(np.float32))
     assert v.meta["bits"] == 16
@@ -137,9 +138,14 @@ def test_one_sequence_copied_into_all_channels_loads_with_a_warning(fixtures_dir
     v = load_volume(path, sequences=["t1pre", "flair", "t1post"])
     assert list(v.channels) == ["t1pre", "flair", "t1post"]
     assert v.meta["identical_channels"] == ["t1pre", "flair", "t1post"]
-    assert sum("the three sequences look identical (one sequence copied into all channels?)"
-               in w.lower() for w in v.warnings) == 1
+    assert (
+        sum(
+            "the three sequences look identical (one sequence copied into all channels?)" in w.lower()
+            for w in v.warnings
+        )
+        == 1
+    )
     np.testing.assert_allclose(v.channels["flair"][0][::-1, ::-1], flair, atol=3)
     real = load_volume(fixtures_dir / "tcga_lgg_CS_4941_013.jpg", sequences=["t1pre", "flair", "t1post"])
     assert "identical_channels" not in real.meta and not any("identical" in w for w in real.warnings)
-    assert list(load_volume(path).channels) == ["grey"]               # unnamed: one grey picture
+    assert list(load_volume(path).channels) == ["grey"]  # unnamed: one grey picture

@@ -1,4 +1,5 @@
 """`python -m core inspect`: JSON keys, text output, exit status 2 on bad input."""
+
 import json
 import os
 import subprocess
@@ -7,12 +8,23 @@ import sys
 from nibabel.testing import data_path
 from pydicom.data import get_testdata_file
 
-import dicom_factory as f
 from core.cli import main
 from core.config import REPO_ROOT
+from tests.io import dicom_factory as f
 
-KEYS = {"shape", "spacing", "orientation", "source_orientation", "modality", "source_format",
-        "channels", "active_channel", "series", "warnings", "meta"}
+KEYS = {
+    "shape",
+    "spacing",
+    "orientation",
+    "source_orientation",
+    "modality",
+    "source_format",
+    "channels",
+    "active_channel",
+    "series",
+    "warnings",
+    "meta",
+}
 
 
 def test_json_nifti_4d(capsys):
@@ -27,8 +39,7 @@ def test_json_nifti_4d(capsys):
 def test_json_dicom_folder_with_two_series(tmp_path, capsys):
     ref = f.reference_image()
     f.write_series(f.series_from_image(ref, seed="a", series_number=1), tmp_path / "d" / "a")
-    f.write_series(f.series_from_image(f.reoriented(ref, "LPS"), seed="b", series_number=2)[:3],
-                   tmp_path / "d" / "b")
+    f.write_series(f.series_from_image(f.reoriented(ref, "LPS"), seed="b", series_number=2)[:3], tmp_path / "d" / "b")
     assert main(["inspect", str(tmp_path / "d"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert len(info["series"]) == 2 and info["series"][0]["selected"]
@@ -56,9 +67,14 @@ def test_ct_flag(capsys):
 def test_bad_input_exit_2_no_traceback(tmp_path):
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(b"\x00garbage" * 50)
-    proc = subprocess.run([sys.executable, "-m", "core", "inspect", str(bad)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "core", "inspect", str(bad)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert proc.returncode == 2
     assert "not a recognised scan format" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""

@@ -1,5 +1,7 @@
 """NIfTI loading: real files from nibabel's wheel and the TCIA fixture, scaling, 4D, orientation."""
+
 import gzip
+import io
 import os
 
 import nibabel as nib
@@ -7,8 +9,8 @@ import numpy as np
 import pytest
 from nibabel.testing import data_path
 
-import dicom_factory as f
 from core.io import Volume, VolumeLoadError, load_volume
+from tests.io import dicom_factory as f
 
 
 def ref_array(img):
@@ -128,15 +130,14 @@ def test_huge_header_refused_before_reading():
     hdr = nib.Nifti1Header()
     hdr.set_data_shape((4000, 4000, 4000))
     hdr.set_data_dtype(np.float32)
-    raw = hdr.binaryblock + b"\0" * 4 + b"\0" * 1000   # header, extension flag, a little data
+    raw = hdr.binaryblock + b"\0" * 4 + b"\0" * 1000  # header, extension flag, a little data
     with pytest.raises(VolumeLoadError, match="not read"):
         load_volume(raw)
     with pytest.raises(VolumeLoadError, match="not read"):
         load_volume(gzip.compress(raw))
 
 
-@pytest.mark.parametrize("dims", [[3, 10, -4, 5, 1, 1, 1, 1], [3, 10, 0, 5, 1, 1, 1, 1],
-                                  [9, 10, 10, 5, 1, 1, 1, 1]])
+@pytest.mark.parametrize("dims", [[3, 10, -4, 5, 1, 1, 1, 1], [3, 10, 0, 5, 1, 1, 1, 1], [9, 10, 10, 5, 1, 1, 1, 1]])
 def test_absurd_dimensions(dims):
     raw = bytearray(f.reference_image().to_bytes())
     hdr = nib.Nifti1Header.from_fileobj(__import__("io").BytesIO(bytes(raw[:348])), check=False)
@@ -182,7 +183,23 @@ def test_degenerate_affine_refused():
     hdr = nib.Nifti1Header.from_fileobj(__import__("io").BytesIO(bytes(raw[:348])), check=False)
     hdr["qform_code"] = 0
     hdr["sform_code"] = 2
-    hdr["srow_y"] = [0.0, 0.0, 0.0, 0.0]     # a zero voxel axis
+    hdr["srow_y"] = [0.0, 0.0, 0.0, 0.0]  # a zero voxel axis
     raw[:348] = hdr.binaryblock
     with pytest.raises(VolumeLoadError, match="geometry"):
         load_volume(bytes(raw))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_header_extensions_are_skipped_not_refused(gz):
+    """Valid files with header extensions (IXI T1: data at byte 2912) load; the extensions (free
+    text, DICOM headers: possibly identifying) are neither parsed nor kept."""
+    data = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    img = nib.Nifti1Image(data, np.diag([1.0, 2.0, 3.0, 1.0]))
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(6, b"Patient Zebrowski " * 140))
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(2, b"\x08\x00\x05\x00junk"))  # broken DICOM
+    raw = img.to_bytes()
+    assert nib.Nifti1Header.from_fileobj(io.BytesIO(raw))["vox_offset"] > 2800
+    v = load_volume(gzip.compress(raw) if gz else raw)
+    assert v.shape == (6, 5, 4) and v.spacing == (3.0, 2.0, 1.0)
+    np.testing.assert_array_equal(v.array, data.transpose(2, 1, 0).astype(np.float32))
+    assert "Zebrowski" not in repr(v.meta) + repr(v.warnings)

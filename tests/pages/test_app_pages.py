@@ -1,5 +1,6 @@
 """app.py in AppTest: the navigation, the sidebar and every page render without an exception
 (signed in as an administrator, who sees every page; tests/pages/test_auth_pages.py: the others)."""
+
 from pathlib import Path
 
 import pytest
@@ -8,8 +9,7 @@ from streamlit.testing.v1 import AppTest
 from tests.auth_helpers import sign_in
 
 REPO = Path(__file__).resolve().parents[2]
-PAGES = ["pages/scan.py", "pages/review.py", "pages/train.py", "pages/models.py", "pages/research.py",
-         "pages/users.py"]
+PAGES = ["pages/scan.py", "pages/review.py", "pages/train.py", "pages/models.py", "pages/research.py", "pages/users.py"]
 
 
 def _app() -> AppTest:
@@ -44,7 +44,7 @@ def test_signed_in_user_survives_page_switch(monkeypatch):
     at.switch_page("pages/review.py").run()
     assert not at.exception
     assert at.session_state["auth_user"]["name"] == "Dr Ada"
-    assert at.title[0].value == "Review queue"          # (AppTest drops the sidebar after switch_page)
+    assert at.title[0].value == "Review queue"  # (AppTest drops the sidebar after switch_page)
 
 
 def test_bad_device_setting_does_not_break_the_app(monkeypatch):

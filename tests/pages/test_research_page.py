@@ -1,4 +1,5 @@
 """Research page in AppTest, on small synthetic result files (tests/fixtures/research/)."""
+
 import shutil
 from pathlib import Path
 
@@ -28,8 +29,12 @@ def test_each_study_shows_chart_table_and_command(committed):
     at = _page().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Research"
-    assert [t.label for t in at.tabs] == ["Active learning", "Transferability", "ACGAN class balancing",
-                                          "Grade signal check"]
+    assert [t.label for t in at.tabs] == [
+        "Active learning",
+        "Transferability",
+        "ACGAN class balancing",
+        "Grade signal check",
+    ]
     codes = [c.value for c in at.code]
     assert any(c.startswith("python -m core al-simulate --task grade") for c in codes)
     assert any(c.startswith("python -m core transferability") for c in codes)
@@ -39,8 +44,13 @@ def test_each_study_shows_chart_table_and_command(committed):
     assert len(at.get("plotly_chart")) == 3
     assert len(at.dataframe) == 5
     grade = at.dataframe[4].value
-    assert list(grade["predictor"][:5]) == ["log_volume", "t1pre_ratio", "flair_ratio", "t1post_ratio",
-                                            "t1post_ratio_p90"]
+    assert list(grade["predictor"][:5]) == [
+        "log_volume",
+        "t1pre_ratio",
+        "flair_ratio",
+        "t1post_ratio",
+        "t1post_ratio_p90",
+    ]
     assert grade["AUC"].iloc[5] == 0.55 and grade["± sd"].iloc[5] == 0.04
     assert "age" in grade["predictor"].iloc[6]
     md = " ".join(m.value for m in at.markdown)
@@ -49,7 +59,7 @@ def test_each_study_shows_chart_table_and_command(committed):
     cands = at.dataframe[2].value
     row = cands[cands["candidate"] == "imagenet:vgg19"].iloc[0]
     assert row["status"] == "unavailable"
-    assert row["LogME"] is None or row["LogME"] != row["LogME"]     # None (or NaN in the frame)
+    assert row["LogME"] is None or row["LogME"] != row["LogME"]  # None (or NaN in the frame)
     # slice level switch redraws without error
     at.radio(key="al_level").set_value("slice_auc").run()
     assert not at.exception
@@ -79,16 +89,16 @@ def test_rerun_button_launches_a_background_job(committed, monkeypatch):
     at.tabs[2]  # ACGAN tab exists
     buttons = [b for b in at.button if b.label == "Start"]
     assert len(buttons) == 4
-    buttons[2].click().run()      # the ACGAN form
+    buttons[2].click().run()  # the ACGAN form
     assert not at.exception, [e.value for e in at.exception]
     assert launched, "no job launched"
     job_id, argv = launched[0]
     assert argv[:3] == ["-m", "core", "imbalance-ablation"]
     assert argv[-2:] == ["--job", str(job_id)]
     assert "--minority" in argv and "meningioma" in argv
-    from core.store import Repository
+    from core.store import Store
 
-    job = Repository.open().get_job(job_id)
+    job = Store.open().jobs.get(job_id)
     assert job.kind == "research" and job.params["study"] == "acgan"
     assert job.params["output"].endswith("research/acgan_tumor_type.json")
     assert any("started" in s.value for s in at.success)
@@ -104,7 +114,7 @@ def test_a_clinician_sees_the_results_but_cannot_start_a_study(committed, monkey
     from core import auth
     from core.research import studies
 
-    with pytest.raises(auth.PermissionDenied):          # and the core call refuses it too
+    with pytest.raises(auth.PermissionDenied):  # and the core call refuses it too
         studies.launch_study("acgan", {"task": "tumor_type"}, actor=auth.Identity("Dr Ada", "clinician"))
     assert not launched
 
@@ -121,4 +131,4 @@ def test_grade_check_rerun_runs_the_grade_baseline_command(committed, monkeypatc
     # the command it will run parses
     from core.cli import build_parser
 
-    build_parser().parse_args(argv[2:argv.index("--job")])
+    build_parser().parse_args(argv[2 : argv.index("--job")])

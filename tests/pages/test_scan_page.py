@@ -4,10 +4,11 @@ Tests marked "stub" replace core.io.load_volume with a function returning constr
 (the page looks the loader up on every run, so monkeypatching core.io works); the others go
 through the real loader with files written here by nibabel, pydicom and PIL.
 
-Viewer tests run with no model (model_zoo.checkpoints.active_version patched to None, whatever
+Viewer tests run with no model (core.zoo.active_version patched to None, whatever
 ships); the verdict tests (v2) save tiny vgg19_slim models with biased heads into the test's
 NEUROGRADE_HOME and make them active, so the verdict is known in advance.
 """
+
 import io
 import re
 import zipfile
@@ -46,9 +47,9 @@ def _volume(shape=(6, 8, 10), spacing=(2.0, 1.0, 1.0), **kw) -> Volume:
 @pytest.fixture
 def no_models(monkeypatch):
     """The zoo looks empty (whatever model_zoo/checkpoints ships): viewer-only page."""
-    import model_zoo.checkpoints
+    import core.zoo
 
-    monkeypatch.setattr(model_zoo.checkpoints, "active_version", lambda task, root=None: None)
+    monkeypatch.setattr(core.zoo, "active_version", lambda task, root=None: None)
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_stub_volume_without_models_shows_three_planes_metadata_and_says_so(stub
     assert "6 × 8 × 10" in md and "2 × 1 × 1" in md
     assert "Spacing is nominal" in at.warning[0].value
     assert [s.max for s in at.slider if s.key.startswith("pos_")] == [6, 8, 10]  # 1-based slices
-    assert [s.value for s in at.slider if s.key.startswith("pos_")] == [4, 5, 6]   # middle slices
+    assert [s.value for s in at.slider if s.key.startswith("pos_")] == [4, 5, 6]  # middle slices
     assert [h.value for h in at.subheader] == ["Verdict", "Viewer"]
     assert "No model is installed yet" in at.info[0].value
     assert len(calls) == 1
@@ -101,7 +102,7 @@ def test_reruns_do_not_reload_and_sliders_move(stub_loader):
     assert "slice 2 of 6" in _texts(at.caption)
     at.selectbox(key="win_preset").set_value("contrast").run()
     assert at.slider(key="win_center").value == pytest.approx(0.6)
-    assert len(calls) == 1                          # widget reruns reuse the loaded volume
+    assert len(calls) == 1  # widget reruns reuse the loaded volume
 
 
 def test_multichannel_volume_has_channel_picker(stub_loader):
@@ -120,16 +121,19 @@ def test_single_slice_image_shows_axial_only(stub_loader):
     at = _upload(_page().run(), ("slice.png", b"abc", "image/png"))
     assert not at.exception
     md = _texts(at.markdown)
-    assert "**Image as given (plane unknown)**" in md       # a 2D picture records no plane
+    assert "**Image as given (plane unknown)**" in md  # a 2D picture records no plane
     assert "Axial" not in md and "**Coronal**" not in md
     assert not [s for s in at.slider if s.key.startswith("pos_")]
 
 
 def test_several_series_offer_a_choice(stub_loader):
-    series = [{"uid": "1.2.3", "description": "T1", "modality": "MR", "n_images": 6},
-              {"uid": "4.5.6", "description": "FLAIR", "modality": "MR", "n_images": 4}]
-    calls = stub_loader(lambda opts: _volume(shape=(4, 8, 8) if opts.get("series") == "4.5.6" else (6, 8, 10),
-                                              series=series))
+    series = [
+        {"uid": "1.2.3", "description": "T1", "modality": "MR", "n_images": 6},
+        {"uid": "4.5.6", "description": "FLAIR", "modality": "MR", "n_images": 4},
+    ]
+    calls = stub_loader(
+        lambda opts: _volume(shape=(4, 8, 8) if opts.get("series") == "4.5.6" else (6, 8, 10), series=series)
+    )
     at = _upload(_page().run(), ("a.dcm", b"1", "application/dicom"), ("b.dcm", b"2", "application/dicom"))
     box = [s for s in at.selectbox if s.key.startswith("scan_series")][0]
     assert len(box.options) == 3 and "FLAIR" in box.options[2]
@@ -218,7 +222,7 @@ def test_real_nifti_upload(real_loader):
     assert not at.exception and not at.error, _texts(at.error)
     md = _texts(at.markdown)
     assert "**Axial**" in md and "**Sagittal**" in md
-    assert "8 × 12 × 10" in md                      # (z, y, x) of an (x, y, z) = (10, 12, 8) file
+    assert "8 × 12 × 10" in md  # (z, y, x) of an (x, y, z) = (10, 12, 8) file
 
 
 def test_real_dicom_zip_upload(real_loader):
@@ -244,13 +248,14 @@ def test_corrupt_file_shows_error_not_exception(real_loader):
     assert not at.slider
 
 
-
 # --------------------------------------------------------------------- v2: verdict, Grad-CAM, report
 FIXTURES = REPO / "tests" / "fixtures"
 GRADE_SEQUENCES = ["t1pre", "flair", "t1post"]
-MODELS = {"presence": (["no_tumor", "tumor"], [-4.0, 4.0], None),
-          "tumor_type": (["glioma", "meningioma", "pituitary"], [6.0, 0.0, 0.0], None),
-          "grade": (["G2", "G3"], [4.0, 0.0], GRADE_SEQUENCES)}
+MODELS = {
+    "presence": (["no_tumor", "tumor"], [-4.0, 4.0], None),
+    "tumor_type": (["glioma", "meningioma", "pituitary"], [6.0, 0.0, 0.0], None),
+    "grade": (["G2", "G3"], [4.0, 0.0], GRADE_SEQUENCES),
+}
 
 
 def save_tiny(task, version, classes, bias, sequences=None, activate=True, **card):
@@ -259,16 +264,25 @@ def save_tiny(task, version, classes, bias, sequences=None, activate=True, **car
     card keys, e.g. metrics). Returns the version folder."""
     import torch
 
-    from model_zoo.checkpoints import save_checkpoint, set_active
-    from model_zoo.registry import create
+    from core.zoo import save_checkpoint, set_active
+    from model_zoo import create
 
     torch.manual_seed(len(classes))
     model = create("vgg19_slim", len(classes))
     with torch.no_grad():
         model.head.fc.bias.copy_(torch.tensor(bias))
-    folder = save_checkpoint(model, {"architecture": "vgg19_slim", "classes": classes,
-                                     "input": {"size": 32, "sequences": sequences},
-                                     "intended_use": "tests only", **card}, task, version)
+    folder = save_checkpoint(
+        model,
+        {
+            "architecture": "vgg19_slim",
+            "classes": classes,
+            "input": {"size": 32, "sequences": sequences},
+            "intended_use": "tests only",
+            **card,
+        },
+        task,
+        version,
+    )
     if activate:
         set_active(task, version)
     return folder
@@ -288,9 +302,9 @@ def _brain_nifti(n=6) -> bytes:
 
     yy, xx = np.mgrid[0:48, 0:40]
     head = ((((yy - 24) / 20.0) ** 2 + ((xx - 20) / 16.0) ** 2) < 1).astype(np.float32)
-    data = np.stack([head * (100 + 5 * k) for k in range(n)], -1)        # (y, x, z)
+    data = np.stack([head * (100 + 5 * k) for k in range(n)], -1)  # (y, x, z)
     data[20:28, 12:20, n // 2] += 150
-    data = np.ascontiguousarray(data.transpose(1, 0, 2))                  # (x, y, z)
+    data = np.ascontiguousarray(data.transpose(1, 0, 2))  # (x, y, z)
     return nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0])).to_bytes()
 
 
@@ -304,8 +318,11 @@ def _noise_png() -> bytes:
 
 
 def _axial_caption(at) -> str:
-    return next(c.value for c in at.caption if c.value.startswith("slice ") and "Grad-CAM" in c.value
-                or c.value.startswith("slice ") and "CAM" in c.value)
+    return next(
+        c.value
+        for c in at.caption
+        if c.value.startswith("slice ") and "Grad-CAM" in c.value or c.value.startswith("slice ") and "CAM" in c.value
+    )
 
 
 def _refer_banner(at) -> str | None:
@@ -327,21 +344,24 @@ def test_nifti_upload_shows_verdict_card_heat_maps_and_downloads(active_models, 
     assert [h.value for h in at.subheader] == ["Verdict", "Viewer"]
     verdict = _verdict(at)
     assert verdict.startswith("## Glioma") and "Within the confidence thresholds" in verdict
-    assert _refer_banner(at) is None                         # confident and brain-like: no refer banner
+    assert _refer_banner(at) is None  # confident and brain-like: no refer banner
     assert at.metric[0].label == "Probability" and float(at.metric[0].value.rstrip("%")) > 90
     captions = _texts(at.caption)
     assert "`presence@t1`" in captions and "`tumor_type@t1`" in captions
     assert f"exceeds {ENTROPY_REFER:g}" in captions and f"below {MARGIN_REFER:g}" in captions
     assert "Research use only — not a medical device" in captions
     assert "grade: not run" in captions or "grade needs sequences" in captions  # one channel: no grade
-    assert at.get("plotly_chart")                             # bars, strip, three planes
+    assert at.get("plotly_chart")  # bars, strip, three planes
     # Grad-CAM on the axial slice on screen (default: the verdict class) and the key-slice gallery
     assert "Grad-CAM for Glioma" in _axial_caption(at)
-    assert at.selectbox(key=next(s.key for s in at.selectbox if s.key.startswith("cam_class_tumor_type"))).value == "glioma"
+    assert (
+        at.selectbox(key=next(s.key for s in at.selectbox if s.key.startswith("cam_class_tumor_type"))).value
+        == "glioma"
+    )
     images = at.get("image")
-    assert len(images) == 3                                   # three key slices with heat maps
+    assert len(images) == 3  # three key slices with heat maps
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["PDF case report", "JSON export"]
+    assert labels == ["PDF case report", "JSON export", "DICOM SR + key images"]
     # reruns reuse the prediction of the case
     at.slider(key=next(s.key for s in at.slider if s.key.startswith("pos_axial"))).set_value(2).run()
     assert not at.exception and "slice 2 of 6" in _axial_caption(at)
@@ -351,17 +371,17 @@ def test_nifti_upload_shows_verdict_card_heat_maps_and_downloads(active_models, 
 def test_ood_image_is_refused_with_its_reason(active_models):
     at = _upload(_page().run(), ("noise.png", _noise_png(), "image/png"))
     assert not at.exception
-    assert "noise-like texture" in _texts(at.error)           # the input gate's reason, shown
+    assert "noise-like texture" in _texts(at.error)  # the input gate's reason, shown
     assert "Cannot assess" in _verdict(at)
-    assert not at.get("image")                                # no key slices, no heat maps
+    assert not at.get("image")  # no key slices, no heat maps
 
 
 def test_rgb_slice_channels_can_be_named_for_the_grade_model(active_models):
     data = (FIXTURES / "tcga_lgg_CS_4941_013.jpg").read_bytes()
     at = _upload(_page().run(), ("tcga.jpg", data, "image/jpeg"))
     assert not at.exception
-    assert "colour image" in _texts(at.error)                 # unnamed colour channels: refused
-    assert "·" not in _verdict(at).splitlines()[0]          # no grade without its sequences
+    assert "colour image" in _texts(at.error)  # unnamed colour channels: refused
+    assert "·" not in _verdict(at).splitlines()[0]  # no grade without its sequences
     picker = next(s for s in at.selectbox if s.key.startswith("scan_seq_"))
     assert picker.options[0].startswith("Not MR sequences") and "t1pre, flair, t1post" in picker.options
     picker.set_value("t1pre, flair, t1post").run()
@@ -396,7 +416,7 @@ def test_gallery_button_moves_the_viewer_and_cam_controls_apply(active_models):
 def test_promotion_is_picked_up_without_a_restart(active_models):
     at = _upload(_page().run(), ("brain.nii.gz", _brain_nifti(), "application/gzip"))
     assert _verdict(at).startswith("## Glioma")
-    save_tiny("tumor_type", "t2", MODELS["tumor_type"][0], [0.0, 6.0, 0.0])   # promoted: now active
+    save_tiny("tumor_type", "t2", MODELS["tumor_type"][0], [0.0, 6.0, 0.0])  # promoted: now active
     at.run()
     assert not at.exception and not at.error
     assert _verdict(at).startswith("## Meningioma")
@@ -413,7 +433,7 @@ def test_prediction_error_is_a_message_not_a_traceback(active_models, monkeypatc
     at = _upload(_page().run(), ("brain.nii.gz", _brain_nifti(), "application/gzip"))
     assert not at.exception
     assert at.error[0].value == "The prediction failed: out of memory on the device"
-    assert "**Axial**" in _texts(at.markdown)                # the viewer still works
+    assert "**Axial**" in _texts(at.markdown)  # the viewer still works
     assert any("prediction failed" in r.message for r in caplog.records)
 
 
@@ -421,15 +441,14 @@ def test_slice_strip_figure_and_selection():
     from core import viz
 
     rows = [{"index": i, "presence": p, "tumor_type": [0.6, 0.3, 0.1]} for i, p in enumerate([0.1, 0.7, 0.9])]
-    fig = viz.slice_strip(rows, classes=["glioma", "meningioma", "pituitary"], current=1, key_slices=[2],
-                          threshold=0.5)
+    fig = viz.slice_strip(rows, classes=["glioma", "meningioma", "pituitary"], current=1, key_slices=[2], threshold=0.5)
     names = [t.name for t in fig.data]
     assert names == ["slice", "P(tumour)", "glioma", "meningioma", "pituitary", "key slice"]
     bars = fig.data[1]
     assert list(bars.y) == [0.1, 0.7, 0.9] and list(bars.x) == [1, 2, 3]
-    assert bars.marker.color[0] != bars.marker.color[1] == bars.marker.color[2]   # threshold colouring
+    assert bars.marker.color[0] != bars.marker.color[1] == bars.marker.color[2]  # threshold colouring
     assert list(fig.data[0].customdata) == [0, 1, 2]
-    assert any(sh.x0 == 2 for sh in fig.layout.shapes)     # the viewer's slice (1-based) is marked
+    assert any(sh.x0 == 2 for sh in fig.layout.shapes)  # the viewer's slice (1-based) is marked
     assert viz.selected_slice({"selection": {"points": [{"x": 3, "customdata": 2}]}}, 3) == 2
     assert viz.selected_slice({"selection": {"points": [{"x": 2}]}}, 3) == 1
     assert viz.selected_slice({"selection": {"points": []}}, 3) is None
@@ -439,31 +458,33 @@ def test_slice_strip_figure_and_selection():
 def test_slice_strip_leaves_gaps_where_the_type_model_did_not_read():
     from core import viz
 
-    rows = [{"index": 0, "presence": 0.1, "tumor_type": None},
-            {"index": 1, "presence": 0.8, "tumor_type": [0.6, 0.3, 0.1]}]
+    rows = [
+        {"index": 0, "presence": 0.1, "tumor_type": None},
+        {"index": 1, "presence": 0.8, "tumor_type": [0.6, 0.3, 0.1]},
+    ]
     fig = viz.slice_strip(rows, task="tumor_type", classes=["glioma", "meningioma", "pituitary"])
     glioma = next(t for t in fig.data if t.name == "glioma")
     assert np.isnan(glioma.y[0]) and glioma.y[1] == 0.6
 
 
 def test_send_to_review_stores_the_deidentified_case_and_its_predictions(active_models, sign_in):
-    from core.store import Repository
+    from core.store import Store
 
     at = _upload(_page().run(), ("brain.nii.gz", _brain_nifti(), "application/gzip"))
     button = at.button(key="send_to_review")
-    assert button.disabled                                   # nobody signed in: nobody to record
-    sign_in(at, "Dr Test", "clinician")                      # a clinician may send to review
+    assert button.disabled  # nobody signed in: nobody to record
+    sign_in(at, "Dr Test", "clinician")  # a clinician may send to review
     at.run()
     at.button(key="send_to_review").click().run()
     assert not at.exception and not at.error, _texts(at.error)
     assert "Sent to the review queue as case" in _texts(at.success)
-    repo = Repository.open()
-    (case,) = repo.list_cases()
+    repo = Store.open()
+    (case,) = repo.cases.recent()
     assert case.source == "scan page upload (nifti)" and "brain" not in repr(case)
-    items = repo.case_items(case.id)
+    items = repo.cases.items(case.id)
     assert [i.slice_index for i in items] == list(range(6))
-    preds = repo.latest_predictions("tumor_type", item_ids=[i.id for i in items])
-    # the type model reads only the slices that vote (core.slice_votes), so not every item has one
+    preds = repo.cases.latest_predictions("tumor_type", item_ids=[i.id for i in items])
+    # the type model reads only the slices that vote (core.inference.slice_votes), so not every item has one
     assert 0 < len(preds) <= 6 and all(p.model_version == "t1" for p in preds.values())
     assert all(abs(sum(p.probabilities) - 1) < 1e-5 for p in preds.values())
 
@@ -474,14 +495,14 @@ def _task_table(at) -> str:
 
 
 def _pdf_of_the_case(at, pdf_text) -> str:
-    return pdf_text(at.session_state["_scan_pdf"]["pdf"])
+    return pdf_text(at.session_state["_scan_case"]["case"].report_pdf())  # the page's, cached
 
 
 def test_a_tampered_presence_model_means_cannot_assess_on_the_page_and_in_the_pdf(
-        active_models, tamper, pdf_text, monkeypatch):
-    from model_zoo.checkpoints import resolve_ref
-
+    active_models, tamper, pdf_text, monkeypatch
+):
     import core.report
+    from core.zoo import resolve_ref
 
     monkeypatch.setattr(core.report, "build_pdf", _uncompressed(core.report.build_pdf))
     tamper(resolve_ref("presence@t1").path)
@@ -493,7 +514,7 @@ def test_a_tampered_presence_model_means_cannot_assess_on_the_page_and_in_the_pd
     for title in ("Tumour presence", "Tumour type", "Glioma grade"):
         assert f"| {title} | Cannot assess | — | — | — | — | :red[cannot assess] |" in table
     assert "cannot assess this scan" in _refer_banner(at)
-    assert not at.metric and not at.get("image")                 # no probability, no key slices
+    assert not at.metric and not at.get("image")  # no probability, no key slices
     pdf = _pdf_of_the_case(at, pdf_text)
     assert "Verdict: Cannot assess" in pdf and pdf.count("Cannot assess") >= 4
     assert "probability" not in pdf
@@ -508,16 +529,25 @@ def test_a_grade_model_at_chance_shows_no_validated_model_and_no_grade(active_mo
 
     monkeypatch.setattr(core.report, "build_pdf", _uncompressed(core.report.build_pdf))
     classes, bias, seq = MODELS["grade"]
-    save_tiny("grade", "t2", classes, bias, seq,
-              metrics={"cv": {"mean": {"patient_auc": 0.46}, "ci95": {"patient_auc": [0.24, 0.67]}}, "test": None})
+    save_tiny(
+        "grade",
+        "t2",
+        classes,
+        bias,
+        seq,
+        metrics={"cv": {"mean": {"patient_auc": 0.46}, "ci95": {"patient_auc": [0.24, 0.67]}}, "test": None},
+    )
     at = _upload(_page().run(), ("tcga.jpg", (FIXTURES / "tcga_lgg_CS_4941_013.jpg").read_bytes(), "image/jpeg"))
     next(s for s in at.selectbox if s.key.startswith("scan_seq_")).set_value("t1pre, flair, t1post").run()
     assert not at.exception and not at.error, _texts(at.error)
-    assert _verdict(at).splitlines()[0] == "## Glioma"              # no grade in the headline
+    assert _verdict(at).splitlines()[0] == "## Glioma"  # no grade in the headline
     info = next(i.value for i in at.info if "No validated model" in i.value)
     assert info.startswith("**No validated model for Glioma grade.**")
     assert "includes chance (0.5)" in info and "model card of grade@t2 on the Models page" in info
-    assert "| Glioma grade | No validated model for Glioma grade | — | — | — | — | :gray[not validated] |" in _task_table(at)
+    assert (
+        "| Glioma grade | No validated model for Glioma grade | — | — | — | — | :gray[not validated] |"
+        in _task_table(at)
+    )
     assert "WHO grade" not in _texts(at.markdown) + _texts(at.caption)
     pdf = _pdf_of_the_case(at, pdf_text)
     assert "No validated model for Glioma grade" in pdf and "WHO grade" not in pdf
@@ -533,3 +563,18 @@ def test_no_tumour_verdict_shows_no_type_or_grade_row(monkeypatch):
     table = _task_table(at)
     assert "Tumour presence" in table and "Tumour type" not in table and "Glioma" not in table
     assert not [s for s in at.selectbox if s.key.startswith("cam_class_tumor_type")]
+
+
+def test_the_scan_is_normalised_once_for_the_viewer_and_the_models(active_models, monkeypatch):
+    """The page's Case normalises the scan once for the viewer, the models (the cascade reads the
+    Case's slices), the heat maps, the report and the queue. Reruns normalise nothing."""
+    from core import preprocess
+
+    calls = []
+    original = preprocess.normalize_intensity
+    monkeypatch.setattr(preprocess, "normalize_intensity", lambda *a, **k: calls.append(1) or original(*a, **k))
+    at = _upload(_page().run(), ("brain.nii.gz", _brain_nifti(), "application/gzip"))
+    assert not at.exception and not at.error, _texts(at.error)
+    assert at.get("image") and len(calls) == 1
+    at.slider(key=next(s.key for s in at.slider if s.key.startswith("pos_axial"))).set_value(2).run()
+    assert not at.exception and len(calls) == 1

@@ -1,4 +1,5 @@
 """core.research.grade_baseline: the mask-based grade signal check, on generated TCGA-like data."""
+
 import csv
 import json
 
@@ -12,9 +13,9 @@ from core.research.grade_baseline import FEATURES, run_grade_baseline, slice_fea
 
 def test_slice_features_by_hand():
     img = np.zeros((4, 4, 3), np.uint8)
-    img[:, :] = (50, 100, 40)          # brain
-    img[0, 0] = (50, 200, 120)         # tumour: flair twice, t1post three times the brain
-    img[3, 3] = 0                      # background, not brain
+    img[:, :] = (50, 100, 40)  # brain
+    img[0, 0] = (50, 200, 120)  # tumour: flair twice, t1post three times the brain
+    img[3, 3] = 0  # background, not brain
     mask = np.zeros((4, 4), np.uint8)
     mask[0, 0] = 255
     f = slice_features(img, mask)
@@ -38,15 +39,25 @@ def _enhancing_g3(root, n_patients=24, seed=0):
             img = np.zeros((32, 32, 3), np.uint8)
             img[4:28, 4:28] = (60, 80, 70)
             mask = np.zeros((32, 32), np.uint8)
-            mask[10:10 + side, 10:10 + side] = 255
+            mask[10 : 10 + side, 10 : 10 + side] = 255
             t1post = 70 * (1.6 if g3 else 1.0) + rng.normal(0, 3)
             img[mask > 0] = (60, 150, int(np.clip(t1post, 0, 255)))
             Image.fromarray(img).save(root / case / f"{s:03d}.png")
             Image.fromarray(mask).save(root / case / f"{s:03d}_mask.png")
-            rows.append({"image": f"{case}/{s:03d}.png", "mask": f"{case}/{s:03d}_mask.png",
-                         "patient": case[:12], "case": case, "slice": s, "tumor_pixels": side * side,
-                         "grade": "G3" if g3 else "G2", "age": 40 + p, "gender": 1})
-    rows.append({**rows[0], "slice": 9, "tumor_pixels": 0})     # a tumour-free slice: not read
+            rows.append(
+                {
+                    "image": f"{case}/{s:03d}.png",
+                    "mask": f"{case}/{s:03d}_mask.png",
+                    "patient": case[:12],
+                    "case": case,
+                    "slice": s,
+                    "tumor_pixels": side * side,
+                    "grade": "G3" if g3 else "G2",
+                    "age": 40 + p,
+                    "gender": 1,
+                }
+            )
+    rows.append({**rows[0], "slice": 9, "tumor_pixels": 0})  # a tumour-free slice: not read
     with open(root / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()
@@ -56,14 +67,18 @@ def _enhancing_g3(root, n_patients=24, seed=0):
 
 def test_finds_contrast_enhancement_and_not_size(tmp_path):
     calls = []
-    res = run_grade_baseline(str(_enhancing_g3(tmp_path / "lgg")), folds=3, seeds=3,
-                             on_progress=lambda done, total, msg: calls.append((done, total)))
+    res = run_grade_baseline(
+        str(_enhancing_g3(tmp_path / "lgg")),
+        folds=3,
+        seeds=3,
+        on_progress=lambda done, total, msg: calls.append((done, total)),
+    )
     assert calls[-1] == (72, 72) and len(calls) <= 11
     assert res["n_patients"] == 24 and res["n_g3"] == 12
     auc = res["single_feature_auc"]
     assert set(auc) == set(FEATURES)
     assert auc["t1post_ratio"] == 1.0 and auc["t1post_ratio_p90"] == 1.0
-    assert auc["flair_ratio"] < 0.8                     # same flair in both grades
+    assert auc["flair_ratio"] < 0.8  # same flair in both grades
     assert res["logistic_regression"]["auc_mean"] > 0.9
     assert len(res["logistic_regression"]["per_seed"]) == 3
     assert res["age_auc_reference"] is not None
@@ -84,8 +99,11 @@ def test_committed_result_reproduces_on_the_real_data(shared_data):
     from pathlib import Path
 
     committed = json.loads((Path(__file__).resolve().parents[2] / "research/results/baseline_grade.json").read_text())
-    res = run_grade_baseline(str(shared_data / "tcga-lgg"), folds=committed["logistic_regression"]["folds"],
-                             seeds=committed["logistic_regression"]["seeds"])
+    res = run_grade_baseline(
+        str(shared_data / "tcga-lgg"),
+        folds=committed["logistic_regression"]["folds"],
+        seeds=committed["logistic_regression"]["seeds"],
+    )
     assert res["n_patients"] == committed["n_patients"]
     for name, auc in committed["single_feature_auc"].items():
         assert res["single_feature_auc"][name] == pytest.approx(auc, abs=1e-5)

@@ -31,8 +31,8 @@ def test_cut_class_by_rows_and_by_groups():
     kg = cut_class(y, 1, 0.1, seed=0, groups=groups)
     kept_min = kg[y[kg] == 1]
     assert kept_min.size == 4 and len(set(groups[kept_min])) == 1
-    assert np.all(np.isin(np.flatnonzero(y != 1), kg))          # other classes all kept
-    assert cut_class(y, 1, 0.001, seed=0).size == 21             # at least one row survives
+    assert np.all(np.isin(np.flatnonzero(y != 1), kg))  # other classes all kept
+    assert cut_class(y, 1, 0.001, seed=0).size == 21  # at least one row survives
     with pytest.raises(ValueError):
         cut_class(y, 1, 0.0, seed=0)
 
@@ -51,12 +51,24 @@ def test_ablation_bookkeeping(monkeypatch):
 
     monkeypatch.setattr(imb, "train_feature_acgan", spy)
     progress = []
-    r = run_imbalance_ablation(xtr, ytr_names, xte, yte, CLASSES, "pituitary", 0.25, [0, 1],
-                               train_groups=gtr, test_groups=gte, head_epochs=5, gan_epochs=3,
-                               on_progress=lambda d, t, m: progress.append((d, t)))
-    json.dumps(r)                                                # JSON-ready
+    r = run_imbalance_ablation(
+        xtr,
+        ytr_names,
+        xte,
+        yte,
+        CLASSES,
+        "pituitary",
+        0.25,
+        [0, 1],
+        train_groups=gtr,
+        test_groups=gte,
+        head_epochs=5,
+        gan_epochs=3,
+        on_progress=lambda d, t, m: progress.append((d, t)),
+    )
+    json.dumps(r)  # JSON-ready
     for a, b in zip(snapshot, (xtr, xte, yte)):
-        np.testing.assert_array_equal(a, b)                      # inputs untouched
+        np.testing.assert_array_equal(a, b)  # inputs untouched
     assert r["test_counts"] == {"glioma": 20, "meningioma": 20, "pituitary": 20}
     assert r["config"]["minority"] == "pituitary" and r["config"]["cut_by"] == "group"
     assert progress[-1] == (8, 8) and len(progress) == 8
@@ -68,18 +80,18 @@ def test_ablation_bookkeeping(monkeypatch):
         assert info["n_synthetic"] == 30
     assert set(r["treatments"]) == set(TREATMENTS)
     n_train = {t: [row["n_train"] for row in v["per_seed"]] for t, v in r["treatments"].items()}
-    assert n_train == {"real": [90, 90], "class_weighted": [90, 90],
-                       "oversample": [120, 120], "acgan": [120, 120]}
-    for t, v in r["treatments"].items():
+    assert n_train == {"real": [90, 90], "class_weighted": [90, 90], "oversample": [120, 120], "acgan": [120, 120]}
+    for _t, v in r["treatments"].items():
         assert len(v["per_seed"]) == 2
         for row in v["per_seed"]:
-            assert np.sum(row["confusion"]) == 60                # evaluated on the whole test split
+            assert np.sum(row["confusion"]) == 60  # evaluated on the whole test split
             assert set(row["sensitivity"]) == set(CLASSES)
             assert 0 <= row["balanced_accuracy"] <= 1 and 0 <= row["patient_balanced_accuracy"] <= 1
         s = v["summary"]
         assert s["balanced_accuracy"]["n"] == 2
         assert s["balanced_accuracy"]["mean"] == pytest.approx(
-            np.mean([row["balanced_accuracy"] for row in v["per_seed"]]))
+            np.mean([row["balanced_accuracy"] for row in v["per_seed"]])
+        )
         assert set(s["sensitivity"]) == set(CLASSES)
     # the GAN saw only the cut training rows of each seed, never a test row
     assert len(seen) == 2
@@ -94,12 +106,13 @@ def test_ablation_bookkeeping(monkeypatch):
 def test_ablation_row_cut_and_validation():
     xtr, ytr, _ = _split(60, 2)
     xte, yte, _ = _split(30, 3)
-    r = run_imbalance_ablation(xtr, ytr, xte, yte, CLASSES, 0, 0.1, [7], head="mlp",
-                               head_epochs=2, treatments=("real", "oversample"))
+    r = run_imbalance_ablation(
+        xtr, ytr, xte, yte, CLASSES, 0, 0.1, [7], head="mlp", head_epochs=2, treatments=("real", "oversample")
+    )
     assert r["config"]["cut_by"] == "row" and "kept_minority_groups" not in r["seeds"][0]
     assert r["seeds"][0]["train_counts_after"] == {"glioma": 2, "meningioma": 20, "pituitary": 20}
     assert set(r["treatments"]) == {"real", "oversample"}
-    assert r["treatments"]["real"]["summary"]["balanced_accuracy"]["std"] is None   # one seed
+    assert r["treatments"]["real"]["summary"]["balanced_accuracy"]["std"] is None  # one seed
     with pytest.raises(ValueError):
         run_imbalance_ablation(xtr, ytr, xte, yte, CLASSES, 0, 0.1, [0], treatments=("smote",))
     with pytest.raises(ValueError):

@@ -1,4 +1,5 @@
 """`python -m core transferability` on a tiny synthetic image folder, and the advisor."""
+
 import json
 
 import pytest
@@ -9,33 +10,61 @@ def user_checkpoint():
     """A small vgg19_slim 'presence' model in the user's model folder (NEUROGRADE_HOME)."""
     import torch
 
-    import model_zoo.registry as zoo
-    from model_zoo.checkpoints import save_checkpoint
+    import model_zoo as zoo
+    from core.zoo import save_checkpoint
 
     torch.manual_seed(1)
     model = zoo.create("vgg19_slim", 2)
-    save_checkpoint(model, {"architecture": "vgg19_slim", "classes": ["no_tumor", "tumor"], "input": {"size": 32},
-                            "training_data": [{"name": "elsewhere", "n_images": 10, "n_patients": 2}]},
-                    "presence", "t1")
+    save_checkpoint(
+        model,
+        {
+            "architecture": "vgg19_slim",
+            "classes": ["no_tumor", "tumor"],
+            "input": {"size": 32},
+            "training_data": [{"name": "elsewhere", "n_images": 10, "n_patients": 2}],
+        },
+        "presence",
+        "t1",
+    )
     return "presence@t1"
 
 
 def test_transferability_cli_ranks_and_validates(tiny_folder, user_checkpoint, tmp_path):
     from core.cli import main
-    from model_zoo.registry import imagenet_available
+    from model_zoo import imagenet_available
 
     out = tmp_path / "tr.json"
-    cands = ["random:vgg19_slim", "random:vgg19_slim#block2", "random:vgg19_slim#block3",
-             f"{user_checkpoint}", f"{user_checkpoint}#block3"]
+    cands = [
+        "random:vgg19_slim",
+        "random:vgg19_slim#block2",
+        "random:vgg19_slim#block3",
+        f"{user_checkpoint}",
+        f"{user_checkpoint}#block3",
+    ]
     if not imagenet_available("vgg19"):
         cands.append("imagenet:vgg19")
-    code = main(["transferability", "--task", "grade", "--data", str(tiny_folder), "--candidates", ",".join(cands),
-                 "--folds", "3", "--size", "32", "--json", str(out)])
+    code = main(
+        [
+            "transferability",
+            "--task",
+            "grade",
+            "--data",
+            str(tiny_folder),
+            "--candidates",
+            ",".join(cands),
+            "--folds",
+            "3",
+            "--size",
+            "32",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     res = json.loads(out.read_text())
     by = {r["candidate"]: r for r in res["candidates"]}
     assert set(by) == set(cands)
-    if "imagenet:vgg19" in by:   # reported, not faked
+    if "imagenet:vgg19" in by:  # reported, not faked
         assert by["imagenet:vgg19"]["status"] == "unavailable"
         assert "ImageNet" in by["imagenet:vgg19"]["reason"]
     ok = [r for r in res["candidates"] if r["status"] == "ok"]
@@ -59,8 +88,9 @@ def test_transferability_cli_ranks_and_validates(tiny_folder, user_checkpoint, t
 def test_advise_base_model_ranks_by_logme(tiny_folder, user_checkpoint):
     from core.research.transfer_study import advise_base_model
 
-    ranked = advise_base_model("grade", str(tiny_folder), ["random:vgg19_slim", user_checkpoint,
-                                                           f"{user_checkpoint}#block2"], max_slices=None)
+    ranked = advise_base_model(
+        "grade", str(tiny_folder), ["random:vgg19_slim", user_checkpoint, f"{user_checkpoint}#block2"], max_slices=None
+    )
     assert [r["rank"] for r in ranked] == [1, 2, 3]
     assert ranked[0]["score"] >= ranked[1]["score"] >= ranked[2]["score"]
     assert {r["init"] for r in ranked} == {"random", user_checkpoint}
@@ -72,14 +102,22 @@ def test_advise_base_model_ranks_by_logme(tiny_folder, user_checkpoint):
 def test_a_model_trained_on_the_target_labels_is_excluded(tiny_folder):
     import torch
 
-    import model_zoo.registry as zoo
+    import model_zoo as zoo
     from core.research.transfer_study import run_transferability
-    from model_zoo.checkpoints import save_checkpoint
+    from core.zoo import save_checkpoint
 
     torch.manual_seed(0)
-    save_checkpoint(zoo.create("vgg19_slim", 2), {"architecture": "vgg19_slim", "classes": ["G2", "G3"],
-                                                  "input": {"size": 32}, "training_data": [{"name": "tiny"}]},
-                    "grade", "own")
+    save_checkpoint(
+        zoo.create("vgg19_slim", 2),
+        {
+            "architecture": "vgg19_slim",
+            "classes": ["G2", "G3"],
+            "input": {"size": 32},
+            "training_data": [{"name": "tiny"}],
+        },
+        "grade",
+        "own",
+    )
     res = run_transferability("grade", str(tiny_folder), ["grade@own", "random:vgg19_slim"], folds=3, size=32)
     by = {r["candidate"]: r for r in res["candidates"]}
     assert by["grade@own"]["status"] == "excluded" and by["grade@own"]["trained_on_target_labels"]

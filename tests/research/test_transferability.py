@@ -76,8 +76,7 @@ def test_leep_properties():
     theta = np.eye(3)[[0, 1, 2, 2, 1]]
     assert leep(theta, [0, 1, 1, 1, 1]) == pytest.approx(0.0, abs=1e-12)
     # uninformative source (uniform theta): LEEP = -H(Y) of the empirical label distribution
-    assert leep(np.full((4, 3), 1 / 3), [0, 1, 1, 1]) == pytest.approx(
-        0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert leep(np.full((4, 3), 1 / 3), [0, 1, 1, 1]) == pytest.approx(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
     with pytest.raises(ValueError):
         leep(np.array([[0.5, 0.6]]), [0])
 
@@ -85,7 +84,7 @@ def test_leep_properties():
 # ----------------------------------------------------------------------------- LogME
 def test_logme_matches_direct_evidence_and_is_maximised():
     rng = np.random.default_rng(0)
-    for n, d in [(40, 5), (12, 20)]:          # n > d and n < d (rank-deficient F^T F)
+    for n, d in [(40, 5), (12, 20)]:  # n > d and n < d (rank-deficient F^T F)
         f = rng.normal(size=(n, d))
         y = rng.integers(0, 3, size=n)
         score, det = logme(f, y, return_details=True)
@@ -93,7 +92,7 @@ def test_logme_matches_direct_evidence_and_is_maximised():
         for k in range(3):
             t = (y == k).astype(float)
             a, b = det["alpha"][k], det["beta"][k]
-            e = logme_evidence(f, t, a, b) / n     # O(n^3) marginal-likelihood formula
+            e = logme_evidence(f, t, a, b) / n  # O(n^3) marginal-likelihood formula
             assert det["per_class"][k] == pytest.approx(e, rel=1e-8, abs=1e-10)
             for ma, mb in [(1.2, 1), (0.8, 1), (1, 1.2), (1, 0.8)]:
                 assert logme_evidence(f, t, a * ma, b * mb) / n <= e + 1e-6
@@ -127,9 +126,9 @@ def test_h_score_properties():
     sep[np.arange(120), y] += 4.0
     hs, hn = h_score(sep, y), h_score(noise, y)
     assert hs > hn + 0.5
-    assert 0 <= hn and hs <= 2 + 1e-9                        # at most K - 1 = 2
-    assert h_score(sep * 37.0, y) == pytest.approx(hs, rel=1e-9)     # scale invariant
-    a = rng.normal(size=(6, 6)) + 3 * np.eye(6)             # invertible linear map
+    assert 0 <= hn and hs <= 2 + 1e-9  # at most K - 1 = 2
+    assert h_score(sep * 37.0, y) == pytest.approx(hs, rel=1e-9)  # scale invariant
+    a = rng.normal(size=(6, 6)) + 3 * np.eye(6)  # invertible linear map
     assert h_score(sep @ a, y, ridge=0.0) == pytest.approx(h_score(sep, y, ridge=0.0), rel=1e-6)
 
 

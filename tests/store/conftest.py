@@ -5,6 +5,7 @@ cluster started here with Debian's initdb/pg_ctl (as the `postgres` user when ru
 else the PostgreSQL variants are skipped with the reason (they fail instead when
 NEUROGRADE_REQUIRE_PG=1, so CI cannot pass by silently skipping them).
 """
+
 from __future__ import annotations
 
 import glob
@@ -59,13 +60,14 @@ def _start_local_cluster():
     def run(*cmd):
         return subprocess.run([*prefix, *map(str, cmd)], capture_output=True, text=True, timeout=60)
 
-    r = run(bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync",
-            "-E", "UTF8", "--locale=C")
+    r = run(bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C")
     if r.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         return None, f"initdb failed: {r.stderr.strip()[-300:]}"
-    opts = (f"-p {port} -k {root} -c listen_addresses=localhost -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off")
+    opts = (
+        f"-p {port} -k {root} -c listen_addresses=localhost -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off"
+    )
     r = run(bindir / "pg_ctl", "-D", data, "-l", root / "log", "-w", "-t", "60", "-o", opts, "start")
     if r.returncode != 0:
         log = (root / "log").read_text() if (root / "log").exists() else ""
@@ -150,6 +152,6 @@ def db_url(request, tmp_path, monkeypatch):
 
 @pytest.fixture
 def repo(db_url):
-    from core.store import Repository
+    from core.store import Store
 
-    return Repository.open(db_url)
+    return Store.open(db_url)

@@ -1,4 +1,5 @@
 """Jobs: a worker that raises, one that dies without a word, one that is cancelled."""
+
 import subprocess
 import sys
 import textwrap
@@ -8,7 +9,7 @@ from core.store.jobs import launch, run_job, wait_and_reap
 
 
 def test_exception_marks_job_failed_with_traceback(repo):
-    job = repo.create_job("train", {"task": "grade"})
+    job = repo.jobs.create("train", {"task": "grade"})
 
     def work(j):
         j.progress(0.25, {"loss": [1.2]})
@@ -16,21 +17,21 @@ def test_exception_marks_job_failed_with_traceback(repo):
         raise RuntimeError("CUDA out of memory (simulated)")
 
     assert run_job(job, work, repo) == 1
-    view = repo.get_job(job)
+    view = repo.jobs.get(job)
     assert view.status == "failed" and view.finished_at is not None
     assert "Traceback" in view.log_tail and "CUDA out of memory (simulated)" in view.log_tail
     assert "epoch 1 done" in view.log_tail and view.progress == 0.25
     assert view.metrics["error"].startswith("RuntimeError")
-    assert [a.after["status"] for a in repo.audit_log(entity="job", action="status")] == ["running", "failed"]
+    assert [a.after["status"] for a in repo.audit.entries(entity="job", action="status")] == ["running", "failed"]
 
 
 def test_success_and_cancel(repo):
-    ok = repo.create_job("import")
+    ok = repo.jobs.create("import")
     assert run_job(ok, lambda j: {"cases": 3}, repo) == 0
-    assert repo.get_job(ok).status == "succeeded" and repo.get_job(ok).metrics == {"cases": 3}
-    assert repo.get_job(ok).progress == 1.0
+    assert repo.jobs.get(ok).status == "succeeded" and repo.jobs.get(ok).metrics == {"cases": 3}
+    assert repo.jobs.get(ok).progress == 1.0
 
-    stop = repo.create_job("train")
+    stop = repo.jobs.create("train")
     seen = []
 
     def work(j):
@@ -38,32 +39,32 @@ def test_success_and_cancel(repo):
             j.check_cancel()
             seen.append(epoch)
             if epoch == 2:
-                repo.request_cancel(stop, actor="ann")     # the user presses cancel
+                repo.jobs.request_cancel(stop, actor="ann")  # the user presses cancel
         return {"done": True}
 
     assert run_job(stop, work, repo) == 130
-    assert seen == [0, 1, 2] and repo.get_job(stop).status == "cancelled"
+    assert seen == [0, 1, 2] and repo.jobs.get(stop).status == "cancelled"
 
 
 CRASHER = textwrap.dedent("""
     import os, signal, sys
-    from core.store import Repository
+    from core.store import Store
     from core.store.jobs import run_job
-    repo = Repository.open()
+    repo = Store.open()
     def work(job):
         job.progress(0.5, {"loss": [0.9]})
         print("about to crash", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)      # no chance to report: like a segfault / OOM kill
-        repo.promote("grade", "v2")               # never reached
+        repo.models.promote("grade", "v2")               # never reached
     run_job(int(sys.argv[1]), work, repo)
 """)
 
 
 def _crash(repo, tmp_path):
-    repo.register_model_version("grade", "v1")
-    repo.register_model_version("grade", "v2")
-    repo.promote("grade", "v1")
-    job = repo.create_job("train", {"task": "grade"})
+    repo.models.register("grade", "v1")
+    repo.models.register("grade", "v2")
+    repo.models.promote("grade", "v1")
+    job = repo.jobs.create("train", {"task": "grade"})
     script = tmp_path / "crasher.py"
     script.write_text(CRASHER)
     proc = launch(job, [str(script), str(job)], env={"PYTHONPATH": str(REPO_ROOT)}, repo=repo)
@@ -73,19 +74,24 @@ def _crash(repo, tmp_path):
 def test_crashed_worker_marked_failed_champion_untouched(repo, tmp_path):
     job, proc = _crash(repo, tmp_path)
     assert wait_and_reap(job, proc, repo, timeout=120) == -9
-    view = repo.get_job(job)
+    view = repo.jobs.get(job)
     assert view.status == "failed"
     assert "about to crash" in view.log_tail and "status -9" in view.log_tail
-    assert repo.champion("grade").version == "v1"
+    assert repo.models.champion("grade").version == "v1"
 
 
 def test_reap_dead_jobs_finds_vanished_worker(repo, tmp_path):
     job, proc = _crash(repo, tmp_path)
-    proc.wait(120)                                   # the launcher itself went away: nobody reaped
-    assert repo.get_job(job).status == "running"
-    assert repo.reap_dead_jobs() == [job]
-    assert repo.get_job(job).status == "failed" and "crashed or killed" in repo.get_job(job).log_tail
-    assert repo.reap_dead_jobs() == []
-    out = subprocess.run([sys.executable, "-m", "core", "jobs", "list", "--json"], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=120)
+    proc.wait(120)  # the launcher itself went away: nobody reaped
+    assert repo.jobs.get(job).status == "running"
+    assert repo.jobs.reap_dead() == [job]
+    assert repo.jobs.get(job).status == "failed" and "crashed or killed" in repo.jobs.get(job).log_tail
+    assert repo.jobs.reap_dead() == []
+    out = subprocess.run(
+        [sys.executable, "-m", "core", "jobs", "list", "--json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0 and '"status": "failed"' in out.stdout

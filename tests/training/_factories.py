@@ -1,4 +1,5 @@
 """Tiny generated training data for the training tests (no real data needed)."""
+
 from __future__ import annotations
 
 import csv
@@ -19,8 +20,14 @@ def blob_image(cls: int, rng: np.random.Generator, side: int = 48) -> np.ndarray
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def image_folder(root: Path, classes=("glioma", "meningioma", "pituitary"), per_class: int = 12,
-                 per_patient: int = 3, seed: int = 0, patients_csv: bool = True) -> Path:
+def image_folder(
+    root: Path,
+    classes=("glioma", "meningioma", "pituitary"),
+    per_class: int = 12,
+    per_patient: int = 3,
+    seed: int = 0,
+    patients_csv: bool = True,
+) -> Path:
     rng = np.random.default_rng(seed)
     rows = []
     for c, name in enumerate(classes):
@@ -45,9 +52,20 @@ def figshare_like(root: Path, n_per_class: int = 4) -> Path:
             k += 1
             Image.fromarray(blob_image(c, rng, 64)).save(root / "images" / f"{k}.jpg")
             fam = f"{name[:2]}{i // 2}"
-            rows.append({"image": f"images/{k}.jpg", "label": name, "pid": fam + "B", "pid_family": fam,
-                         "figshare_index": k, "bbox_cx": 0.5, "bbox_cy": 0.5, "bbox_w": 0.1, "bbox_h": 0.1,
-                         "fold": 1 + (i // 2) % 2})
+            rows.append(
+                {
+                    "image": f"images/{k}.jpg",
+                    "label": name,
+                    "pid": fam + "B",
+                    "pid_family": fam,
+                    "figshare_index": k,
+                    "bbox_cx": 0.5,
+                    "bbox_cy": 0.5,
+                    "bbox_w": 0.1,
+                    "bbox_h": 0.1,
+                    "fold": 1 + (i // 2) % 2,
+                }
+            )
     with open(root / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()
@@ -72,9 +90,20 @@ def tcga_like(root: Path) -> Path:
                 mask[12:16, 12:16] = 255
             Image.fromarray(img).save(root / case / f"{s:03d}.jpg", quality=100)
             Image.fromarray(mask).save(root / case / f"{s:03d}_mask.png")
-            rows.append({"image": f"{case}/{s:03d}.jpg", "mask": f"{case}/{s:03d}_mask.png", "patient": p,
-                         "case": case, "slice": s, "tumor_pixels": int(tumour) * 16, "grade": grade,
-                         "histological_type": 1, "age": 50, "gender": 1})
+            rows.append(
+                {
+                    "image": f"{case}/{s:03d}.jpg",
+                    "mask": f"{case}/{s:03d}_mask.png",
+                    "patient": p,
+                    "case": case,
+                    "slice": s,
+                    "tumor_pixels": int(tumour) * 16,
+                    "grade": grade,
+                    "histological_type": 1,
+                    "age": 50,
+                    "gender": 1,
+                }
+            )
     with open(root / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()
@@ -105,13 +134,32 @@ def brats_like(root: Path) -> Path:
     return root
 
 
-NORMAL_FIELDS = ["image", "source", "subject", "sequence", "slice", "n_slices", "orig_shape", "orig_spacing",
-                 "licence", "skull_stripped", "set"]
+NORMAL_FIELDS = [
+    "image",
+    "source",
+    "subject",
+    "sequence",
+    "slice",
+    "n_slices",
+    "orig_shape",
+    "orig_spacing",
+    "licence",
+    "skull_stripped",
+    "set",
+]
 
 
-def normal_like(root: Path, volumes=(("srcA", "ann", "T1"), ("srcB", "ann", "PD"), ("srcA", "bob", "T2"),
-                                     ("srcC", "cid", "T1"), ("srcC", "dan", "T1")),
-                n_slices: int = 3) -> Path:
+def normal_like(
+    root: Path,
+    volumes=(
+        ("srcA", "ann", "T1"),
+        ("srcB", "ann", "PD"),
+        ("srcA", "bob", "T2"),
+        ("srcC", "cid", "T1"),
+        ("srcC", "dan", "T1"),
+    ),
+    n_slices: int = 3,
+) -> Path:
     """normal/-style folder: images/<source>/<subject>_<sequence>/NNN.png (one volume per folder,
     slice k brighter than slice k-1: per-volume normalisation keeps them apart) + one templates/
     volume + manifest.csv. The same subject may appear under several sources."""
@@ -125,10 +173,21 @@ def normal_like(root: Path, volumes=(("srcA", "ann", "T1"), ("srcB", "ann", "PD"
                 img[4:20, 4:16] = 40 * (k + 1)
                 img[8:12, 8:12] = 40 * (k + 1) + 100
                 Image.fromarray(img).save(root / folder / f"{2 * k:03d}.png")
-                rows.append({"image": f"{folder}/{2 * k:03d}.png", "source": source, "subject": subject,
-                             "sequence": seq, "slice": 2 * k, "n_slices": 2 * n_slices,
-                             "orig_shape": f"20x24x{2 * n_slices}", "orig_spacing": "1x1x1",
-                             "licence": "BSD, as stated", "skull_stripped": "no", "set": kind})
+                rows.append(
+                    {
+                        "image": f"{folder}/{2 * k:03d}.png",
+                        "source": source,
+                        "subject": subject,
+                        "sequence": seq,
+                        "slice": 2 * k,
+                        "n_slices": 2 * n_slices,
+                        "orig_shape": f"20x24x{2 * n_slices}",
+                        "orig_spacing": "1x1x1",
+                        "licence": "BSD, as stated",
+                        "skull_stripped": "no",
+                        "set": kind,
+                    }
+                )
     with open(root / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, NORMAL_FIELDS)
         w.writeheader()
@@ -148,8 +207,16 @@ def br35h_like(root: Path, n_tumor: int = 3, n_none: int = 2) -> Path:
             img = blob_image(1 if label == "tumor" else 0, rng, side=30)
             path = root / "images" / sub / f"{i:04d}.jpg"
             Image.fromarray(img).save(path, quality=95)
-            rows.append({"image": f"images/{sub}/{i:04d}.jpg", "label": label, "source_file": f"x/{sub}{i}.jpg",
-                         "width": 30, "height": 30, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+            rows.append(
+                {
+                    "image": f"images/{sub}/{i:04d}.jpg",
+                    "label": label,
+                    "source_file": f"x/{sub}{i}.jpg",
+                    "width": 30,
+                    "height": 30,
+                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                }
+            )
     with open(root / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()

@@ -1,5 +1,6 @@
 """'Balance with synthetic features': feature-ACGAN rows of the minority classes enter the head's
 TRAINING set only (never validation or test), and the option reaches the model card."""
+
 import json
 from pathlib import Path
 
@@ -7,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import model_zoo.registry as zoo
 import core.research.acgan as acgan
+import model_zoo as zoo
 from core.training.experiment import model_spec
 from core.training.loop import FitConfig
 from core.training.strategies import Data, train_head
-
 from tests.training._factories import blob_image, image_folder
 
 SPEC = model_spec("vgg19_slim", 32)
@@ -23,9 +23,20 @@ def _imbalanced(seed=0):
     rng = np.random.default_rng(seed)
 
     def imgs(labels):
-        return np.stack([np.asarray(torch.nn.functional.interpolate(
-            torch.from_numpy(blob_image(c, rng)).float()[None, None], size=32, mode="bilinear")[0, 0])
-            for c in labels]).clip(0, 255).astype(np.uint8)
+        return (
+            np.stack(
+                [
+                    np.asarray(
+                        torch.nn.functional.interpolate(
+                            torch.from_numpy(blob_image(c, rng)).float()[None, None], size=32, mode="bilinear"
+                        )[0, 0]
+                    )
+                    for c in labels
+                ]
+            )
+            .clip(0, 255)
+            .astype(np.uint8)
+        )
 
     ytr = np.array([0] * 12 + [1] * 3)
     yva = np.array([0] * 4 + [1] * 2)
@@ -38,7 +49,7 @@ def spy_balance(monkeypatch):
     real = acgan.balance_with_synthetic
 
     def spy(features, labels, *a, **kw):
-        kw["epochs"] = 5                      # a tiny GAN: the test checks bookkeeping, not quality
+        kw["epochs"] = 5  # a tiny GAN: the test checks bookkeeping, not quality
         out = real(features, labels, *a, **kw)
         calls.append({"n_in": len(labels), "labels_in": np.asarray(labels).copy(), "out": out})
         return out
@@ -72,15 +83,15 @@ def test_head_training_set_grows_with_minority_rows_only(spy_balance):
 
     assert len(spy_balance) == 1
     call = spy_balance[0]
-    assert call["n_in"] == 15 and call["labels_in"].tolist() == data.train_y.tolist()   # training rows only
+    assert call["n_in"] == 15 and call["labels_in"].tolist() == data.train_y.tolist()  # training rows only
     feats, labels, is_syn = call["out"]
-    assert is_syn.sum() == 9 and set(labels[is_syn].tolist()) == {1}                     # minority class only
-    assert labels[~is_syn].tolist() == data.train_y.tolist()                              # real rows unchanged
+    assert is_syn.sum() == 9 and set(labels[is_syn].tolist()) == {1}  # minority class only
+    assert labels[~is_syn].tolist() == data.train_y.tolist()  # real rows unchanged
     syn = rep["synthetic"]
     assert syn["n_real"] == 15 and syn["n_synthetic"] == 9
     assert syn["real_per_class"] == [12, 3] and syn["synthetic_per_class"] == [0, 9]
-    assert seen["train"] == 24                                   # one epoch over 15 real + 9 synthetic rows
-    assert seen["eval"] == [6]                                   # validation: the 6 real rows, untouched
+    assert seen["train"] == 24  # one epoch over 15 real + 9 synthetic rows
+    assert seen["eval"] == [6]  # validation: the 6 real rows, untouched
     assert len(data.train_y) == 15 and len(data.val_y) == 6
 
 
@@ -97,14 +108,40 @@ def test_cli_flag_reaches_the_card_and_test_folds_stay_real(tmp_path, monkeypatc
     from core.cli import main
 
     data = image_folder(tmp_path / "blobs", ("a", "b"), per_class=12, per_patient=2)
-    for i in range(4, 12):                                    # class b cut to 4 images (2 patients)
+    for i in range(4, 12):  # class b cut to 4 images (2 patients)
         (data / "b" / f"{i:03d}.png").unlink()
     home = tmp_path / "home"
     monkeypatch.setenv("NEUROGRADE_HOME", str(home))
-    args = ["train", "--task", "presence", "--data", str(data), "--arch", "vgg19_slim", "--strategy", "head",
-            "--init", "random", "--folds", "0", "--epochs", "1", "--img-size", "32", "--version", "0.0.1",
-            "--seed", "1", "--n-boot", "10", "--test-fraction", "0.25", "--val-fraction", "0",
-            "--balance-synthetic"]
+    args = [
+        "train",
+        "--task",
+        "presence",
+        "--data",
+        str(data),
+        "--arch",
+        "vgg19_slim",
+        "--strategy",
+        "head",
+        "--init",
+        "random",
+        "--folds",
+        "0",
+        "--epochs",
+        "1",
+        "--img-size",
+        "32",
+        "--version",
+        "0.0.1",
+        "--seed",
+        "1",
+        "--n-boot",
+        "10",
+        "--test-fraction",
+        "0.25",
+        "--val-fraction",
+        "0",
+        "--balance-synthetic",
+    ]
     assert main(args) == 0
     card = json.loads((home / "models" / "presence" / "0.0.1" / "card.json").read_text())
     recipe = card["recipe"]
@@ -113,8 +150,8 @@ def test_cli_flag_reaches_the_card_and_test_folds_stay_real(tmp_path, monkeypatc
     syn = recipe["final_train"]["strategy"]["synthetic"]
     n_train = recipe["final_train"]["n_train"]
     assert syn["n_real"] == n_train and syn["synthetic_per_class"][0] == 0 and syn["synthetic_per_class"][1] > 0
-    assert len(spy_balance) == 1 and spy_balance[0]["n_in"] == n_train     # never the locked test rows
-    assert card["metrics"]["test"]["n"] == 16 - n_train                   # the test split: real rows only
+    assert len(spy_balance) == 1 and spy_balance[0]["n_in"] == n_train  # never the locked test rows
+    assert card["metrics"]["test"]["n"] == 16 - n_train  # the test split: real rows only
 
 
 def test_job_param_reaches_fit_config(monkeypatch, no_shipped_models):
@@ -135,16 +172,18 @@ def test_job_param_reaches_fit_config(monkeypatch, no_shipped_models):
     monkeypatch.setattr(experiment, "train_model", fake_train_model)
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "queue_ui"))
     from queue_ui_helpers import TYPE_CLASSES, held_out_metrics, label_all, make_version, seed_store
-    from core.store import Repository
+
+    from core.store import Store
     from core.training.job import retrain
-    from model_zoo import set_active
+    from core.zoo import set_active
 
     make_version("tumor_type", "1.0.0", TYPE_CLASSES, held_out_metrics(0.5), "fp-A")
     set_active("tumor_type", "1.0.0")
-    repo = Repository.open()
+    repo = Store.open()
     label_all(repo, seed_store(repo, n_cases=8), "tumor_type", TYPE_CLASSES)
-    job_id = create_training_job(repo, {"task": "tumor_type", "strategy": "head", "epochs": 1,
-                                        "balance_synthetic": True}, "Dr Ada")
+    job_id = create_training_job(
+        repo, {"task": "tumor_type", "strategy": "head", "epochs": 1, "balance_synthetic": True}, "Dr Ada"
+    )
     with pytest.raises(Stop):
-        retrain(repo.get_job(job_id).params, job_id=job_id, repo=repo)
+        retrain(repo.jobs.get(job_id).params, job_id=job_id, repo=repo)
     assert isinstance(params["fit"], FC) and params["fit"].balance_synthetic is True

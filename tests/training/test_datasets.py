@@ -1,4 +1,5 @@
 """Training data sets on tiny generated folders: labels, patient groups, pixels, cache, hashes."""
+
 import shutil
 
 import numpy as np
@@ -6,8 +7,7 @@ import pytest
 
 from core.training import datasets
 from core.training.datasets import StoreLabels, load_dataset
-
-from tests.training._factories import brats_like, br35h_like, figshare_like, image_folder, normal_like, tcga_like
+from tests.training._factories import br35h_like, brats_like, figshare_like, image_folder, normal_like, tcga_like
 
 
 def test_image_folder_labels_groups_pixels(tmp_path):
@@ -16,15 +16,14 @@ def test_image_folder_labels_groups_pixels(tmp_path):
     assert ds.classes == ["glioma", "meningioma", "pituitary"]
     assert len(ds) == 18 and ds.images.shape == (18, 32, 32) and ds.images.dtype == np.uint8
     assert np.bincount(ds.labels).tolist() == [6, 6, 6]
-    assert len(set(ds.groups.tolist())) == 6          # from patients.csv, 3 images per patient
+    assert len(set(ds.groups.tolist())) == 6  # from patients.csv, 3 images per patient
     px = ds.pixels([0, 1])
     assert px.dtype == np.float32 and 0.0 <= px.min() and px.max() <= 1.0 and px.max() > 0.9
     assert ds.summary()[0]["n_patients"] == 6 and len(ds.summary()[0]["sha256"]) == 64
 
 
 def test_image_folder_without_csv_makes_each_image_a_patient(tmp_path):
-    ds = load_dataset(image_folder(tmp_path / "b", ("cats", "dogs"), per_class=3, patients_csv=False),
-                      None, 32)
+    ds = load_dataset(image_folder(tmp_path / "b", ("cats", "dogs"), per_class=3, patients_csv=False), None, 32)
     assert ds.classes == ["cats", "dogs"] and len(set(ds.groups.tolist())) == 6
 
 
@@ -39,7 +38,7 @@ def test_cache_is_reused_and_keyed_by_content(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "_read_grey", boom)
     again = load_dataset(root, "tumor_type", 32)
     assert np.array_equal(first.images, again.images)
-    (root / "glioma" / "000.png").unlink()               # the listing changes -> new hash, no stale cache
+    (root / "glioma" / "000.png").unlink()  # the listing changes -> new hash, no stale cache
     with pytest.raises(AssertionError, match="decoded again"):
         load_dataset(root, "tumor_type", 32)
 
@@ -47,7 +46,7 @@ def test_cache_is_reused_and_keyed_by_content(tmp_path, monkeypatch):
 def test_figshare_manifest_folds_and_groups(tmp_path):
     ds = load_dataset(figshare_like(tmp_path / "fig"), "tumor_type", 32)
     assert len(ds) == 12 and set(ds.folds.tolist()) == {1, 2}
-    for fam in set(ds.groups.tolist()):               # a pid_family never crosses folds
+    for fam in set(ds.groups.tolist()):  # a pid_family never crosses folds
         assert len(set(ds.folds[ds.groups == fam].tolist())) == 1
     pres = load_dataset(tmp_path / "fig", "presence", 32)
     assert pres.classes == ["no_tumor", "tumor"] and set(pres.labels.tolist()) == {1}
@@ -60,7 +59,7 @@ def test_tcga_presence_uses_flair_and_grade_keeps_known_tumour_slices(tmp_path):
     assert pres.labels.tolist() == [0, 1, 1, 0] * 3
     grade = load_dataset(root, "grade", 16)
     assert grade.images.shape == (4, 3, 16, 16) and grade.sequences == ("t1pre", "flair", "t1post")
-    assert grade.labels.tolist() == [0, 0, 1, 1]       # unknown grade and tumour-free slices left out
+    assert grade.labels.tolist() == [0, 0, 1, 1]  # unknown grade and tumour-free slices left out
     assert set(grade.groups.tolist()) == {"TCGA_AA_0001", "TCGA_AA_0002"}
     with pytest.raises(ValueError):
         load_dataset(root, "tumor_type", 16)
@@ -80,7 +79,7 @@ def test_tcia_volumes_follow_the_inference_orientation(tmp_path, fixtures_dir):
     keep = [k for k in range(pix.shape[0]) if pix[k].max() > 0]
     assert len(ds) == len(keep)
     assert ds.labels.tolist() == [int(mask[k].any()) for k in keep]
-    k = int(np.argmax(ds.labels))                       # a tumour slice: same picture, resized
+    k = int(np.argmax(ds.labels))  # a tumour slice: same picture, resized
     ref = datasets._resize(pix[keep[k]][None], 64)[0].astype(float)
     assert np.abs(ds.images[k].astype(float) - ref).max() <= 1
 
@@ -98,9 +97,9 @@ def test_combined_sources_and_per_source_cap(tmp_path):
     tcga = tcga_like(tmp_path / "tcga")
     ds = load_dataset(f"{tcga},{fig}:4", "presence", 16)
     assert [p["name"] for p in ds.summary()] == ["tcga-lgg", "figshare-cemri"]
-    assert ds.sequences == ("grey",)                      # flair + grey slices: any one sequence
+    assert ds.sequences == ("grey",)  # flair + grey slices: any one sequence
     n_fig = int(np.sum(ds.source == "figshare-cemri"))
-    assert 4 <= n_fig < 12                                # whole patients (2 slices each) up to ~4
+    assert 4 <= n_fig < 12  # whole patients (2 slices each) up to ~4
     assert all(g.split(":")[0] in {"tcga-lgg", "figshare-cemri"} for g in ds.groups)
 
 
@@ -110,33 +109,38 @@ def test_tcga_presence_every_sequence_as_grey_slices_grouped_by_patient(tmp_path
     ds = load_dataset(f"{root}:sequences=all", "presence", 16)
     assert len(ds) == 3 * len(flair) and ds.images.ndim == 3 and ds.sequences == ("grey",)
     assert ds.labels.tolist() == flair.labels.tolist() * 3
-    assert ds.groups.tolist() == flair.groups.tolist() * 3          # a patient's sequences: one group
+    assert ds.groups.tolist() == flair.groups.tolist() * 3  # a patient's sequences: one group
     assert ds.source.tolist() == [f"tcga-lgg/{q}" for q in ("t1pre", "flair", "t1post") for _ in range(12)]
-    assert np.array_equal(ds.images[12:24], flair.images)             # the FLAIR block is the FLAIR load
+    assert np.array_equal(ds.images[12:24], flair.images)  # the FLAIR block is the FLAIR load
     for q, block in zip(("t1pre", "t1post"), (ds.images[:12], ds.images[24:])):
         assert np.array_equal(block, datasets.load_tcga_lgg(root, "presence", 16, presence_channel=q).images)
     part = ds.summary()[0]
     assert part["n_images"] == 36 and part["n_patients"] == 3 and part["sequences"] == ["t1pre", "flair", "t1post"]
-    every = load_dataset(f"{root}:sequences=all:every=2", "presence", 16)   # slices 1 and 3 of each case
+    every = load_dataset(f"{root}:sequences=all:every=2", "presence", 16)  # slices 1 and 3 of each case
     assert len(every) == 18 and every.labels.tolist() == [0, 1] * 9
     with pytest.raises(ValueError, match="do not apply"):
-        load_dataset(f"{tcga_like(tmp_path / 't2')}:every=2,{figshare_like(tmp_path / 'fig')}:sequences=all",
-                     "presence", 16)
+        load_dataset(
+            f"{tcga_like(tmp_path / 't2')}:every=2,{figshare_like(tmp_path / 'fig')}:sequences=all", "presence", 16
+        )
 
 
 def test_tcga_every_sequence_splits_keep_a_patients_sequences_together(tmp_path):
     from core.training.experiment import TrainConfig, make_splits
 
-    ds = load_dataset(f"{tcga_like(tmp_path / 'tcga')}:sequences=all,{normal_like(tmp_path / 'normal')}",
-                      "presence", 16)
+    ds = load_dataset(
+        f"{tcga_like(tmp_path / 'tcga')}:sequences=all,{normal_like(tmp_path / 'normal')}", "presence", 16
+    )
     sp = make_splits(ds, TrainConfig(task="presence", data="-", folds=2, test_fraction=0.3, stratify="source"))
     for a, b in [(sp["pool"], sp["test"])] + list(sp["folds"]):
         assert not set(ds.groups[a].tolist()) & set(ds.groups[b].tolist())
     test_sources = {str(g).split(":")[0] for g in ds.groups[sp["test"]]}
-    assert test_sources == {"tcga-lgg", "normal"}                      # stratified by source and label
+    assert test_sources == {"tcga-lgg", "normal"}  # stratified by source and label
     for g in set(ds.groups[sp["test"]].tolist()) & {f"tcga-lgg:TCGA_AA_000{i}" for i in (1, 2, 3)}:
-        assert sorted(set(ds.source[ds.groups == g].tolist())) == ["tcga-lgg/flair", "tcga-lgg/t1post",
-                                                                    "tcga-lgg/t1pre"]
+        assert sorted(set(ds.source[ds.groups == g].tolist())) == [
+            "tcga-lgg/flair",
+            "tcga-lgg/t1post",
+            "tcga-lgg/t1pre",
+        ]
     assert sp["info"]["stratified_by"].startswith("source")
 
 
@@ -144,8 +148,8 @@ def test_normal_brains_are_tumour_free_grouped_by_subject_without_templates(tmp_
     root = normal_like(tmp_path / "normal")
     assert datasets.detect_kind(root) == "normal"
     ds = load_dataset(root, "presence", 16)
-    assert len(ds) == 5 * 3 and set(ds.labels.tolist()) == {0}          # templates/ left out
-    assert sorted(set(ds.groups.tolist())) == ["ann", "bob", "cid", "dan"]   # by subject, not folder
+    assert len(ds) == 5 * 3 and set(ds.labels.tolist()) == {0}  # templates/ left out
+    assert sorted(set(ds.groups.tolist())) == ["ann", "bob", "cid", "dan"]  # by subject, not folder
     assert set(ds.source[ds.groups == "ann"].tolist()) == {"normal/srcA/ann_T1", "normal/srcB/ann_PD"}
     # one volume is normalised together: its slices keep their order of brightness
     vol = ds.images[ds.source == "normal/srcA/ann_T1"].reshape(3, -1).max(1)
@@ -182,10 +186,13 @@ def test_new_sources_get_their_own_cache_keys(tmp_path):
 
 
 def test_source_options_parse_and_survive_data_for_card():
-    from core.commands.evaluate import data_for_card
+    from core.training.evaluation import data_for_card
 
     assert datasets.parse_source("/d/tcga-lgg:sequences=all:every=2:600") == (
-        "/d/tcga-lgg", 600, {"sequences": "all", "every": "2"})
+        "/d/tcga-lgg",
+        600,
+        {"sequences": "all", "every": "2"},
+    )
     assert datasets.parse_source("/d/fig:600") == ("/d/fig", 600, {})
     assert datasets.parse_source("/d/normal") == ("/d/normal", None, {})
     card = {"recipe": {"data": "/nowhere/tcga-lgg:sequences=all,/nowhere/figshare-cemri:600"}}
@@ -200,7 +207,7 @@ def test_store_labels_is_a_stub_for_now():
 def test_tcga_tumour_slices_from_flair_only_and_negatives_from_every_sequence(tmp_path):
     root = tcga_like(tmp_path / "tcga")
     ds = load_dataset(f"{root}:sequences=all:tumour_sequences=flair", "presence", 16)
-    assert len(ds) == 12 + 2 * 6                                   # FLAIR: 12; T1 pre/post: 6 tumour-free each
+    assert len(ds) == 12 + 2 * 6  # FLAIR: 12; T1 pre/post: 6 tumour-free each
     assert set(ds.source[ds.labels == 1].tolist()) == {"tcga-lgg/flair"}
     assert sorted(set(ds.source[ds.labels == 0].tolist())) == ["tcga-lgg/flair", "tcga-lgg/t1post", "tcga-lgg/t1pre"]
     assert ds.summary()[0]["n_images"] == 24 and "FLAIR" in ds.summary()[0]["note"].upper()
@@ -209,9 +216,11 @@ def test_tcga_tumour_slices_from_flair_only_and_negatives_from_every_sequence(tm
 @pytest.mark.data
 def test_real_normal_and_br35h_load_as_documented(shared_data):
     normal = load_dataset(shared_data / "normal", "presence", 32)
-    assert len(normal) == 907 and set(normal.labels.tolist()) == {0}       # templates left out
-    assert len(set(normal.groups.tolist())) == 9                           # 10 volumes, 9 people
+    assert len(normal) == 907 and set(normal.labels.tolist()) == {0}  # templates left out
+    assert len(set(normal.groups.tolist())) == 9  # 10 volumes, 9 people
     assert set(normal.source[normal.groups == "chris"].tolist()) == {
-        "normal/MRIcron/chris_T1", "normal/niivue-demo-images/chris_PD"}
+        "normal/MRIcron/chris_T1",
+        "normal/niivue-demo-images/chris_PD",
+    }
     br = load_dataset(shared_data / "br35h", "presence", 32)
     assert np.bincount(br.labels).tolist() == [185, 222] and len(set(br.groups.tolist())) == 407

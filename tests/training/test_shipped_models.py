@@ -1,11 +1,12 @@
 """The shipped models, re-scored on their held-out data, match their cards (real data only)."""
+
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from model_zoo.checkpoints import SHIPPED_ROOT
+from model_zoo.versions import SHIPPED_ROOT
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
@@ -27,7 +28,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("task", sorted(CASES))
 def test_shipped_model_reproduces_its_card(task, shared_data, cache_dir, monkeypatch):
-    from core.commands.evaluate import evaluate
+    from core.training.evaluation import evaluate
 
     monkeypatch.setenv("NEUROGRADE_CACHE_DIR", cache_dir)
     version = _shipped(task)

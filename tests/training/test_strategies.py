@@ -1,15 +1,15 @@
 """Fine-tuning strategies: which parameters train at each stage, and the augmentation."""
+
 import numpy as np
 import pytest
 import torch
 
-import model_zoo.registry as zoo
+import model_zoo as zoo
 from core.training import strategies
 from core.training.augment import AugmentConfig, augment_batch
 from core.training.experiment import model_spec
 from core.training.loop import FitConfig
 from core.training.strategies import Data, run_strategy
-
 from tests.training._factories import blob_image
 
 SPEC = model_spec("vgg19_slim", 32)
@@ -18,9 +18,20 @@ SPEC = model_spec("vgg19_slim", 32)
 def _data(n=24, seed=0):
     rng = np.random.default_rng(seed)
     y = np.arange(n) % 3
-    x = np.stack([np.asarray(torch.nn.functional.interpolate(
-        torch.from_numpy(blob_image(c, rng)).float()[None, None], size=32, mode="bilinear")[0, 0])
-        for c in y]).clip(0, 255).astype(np.uint8)
+    x = (
+        np.stack(
+            [
+                np.asarray(
+                    torch.nn.functional.interpolate(
+                        torch.from_numpy(blob_image(c, rng)).float()[None, None], size=32, mode="bilinear"
+                    )[0, 0]
+                )
+                for c in y
+            ]
+        )
+        .clip(0, 255)
+        .astype(np.uint8)
+    )
     return Data(x[:18], y[:18], x[18:], y[18:], 3)
 
 
@@ -68,7 +79,7 @@ def test_blockwise_unfreezes_top_down_and_reports_every_stage(monkeypatch):
     monkeypatch.setattr(strategies, "train_head", spy_head)
     report = run_strategy("blockwise", model, SPEC, _data(), CFG, max_blocks=2, lr_decay=0.5)
 
-    assert calls[:3] == [0, 1, 2]                       # head, then block 5, then blocks 4-5
+    assert calls[:3] == [0, 1, 2]  # head, then block 5, then blocks 4-5
     assert changed_per_stage == [{"head"}, {"head", "block5"}, {"head", "block4", "block5"}]
     assert [s["stage"] for s in report["stages"]] == ["head", "block5", "block4"]
     assert [s["lr"] for s in report["stages"]] == pytest.approx([1e-2, 5e-3, 2.5e-3])
@@ -113,6 +124,19 @@ def test_full_strategy_trains_every_block():
     assert {_block_of(n) for n in _changed(before, model)} == {f"block{i}" for i in range(1, 6)} | {"head"}
 
 
+def test_top_strategy_trains_the_top_blocks_and_head_together_and_keeps_frozen_bn_statistics():
+    torch.manual_seed(0)
+    model = zoo.create("vgg19_slim", 3)
+    before = _snapshot(model)
+    bn = model.features.block3.bn1
+    stats = bn.running_mean.clone()
+    report = run_strategy("top", model, SPEC, _data(), CFG, max_blocks=2)
+    assert {_block_of(n) for n in _changed(before, model)} == {"block4", "block5", "head"}
+    assert torch.equal(bn.running_mean, stats)  # frozen block: BN in eval
+    assert report["trainable_blocks"] == 2 and len(report["history"]) == 1
+    assert all(p.requires_grad for p in model.parameters())  # ready for Grad-CAM afterwards
+
+
 def test_unknown_strategy_and_imagenet_init_fail_clearly(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown strategy"):
         run_strategy("lora", None, SPEC, _data(), CFG)
@@ -128,10 +152,11 @@ def test_augment_keeps_range_background_and_is_seeded():
     b = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(1))
     assert a.shape == x.shape and torch.equal(a, b)
     assert a.min() >= 0 and a.max() <= 1
-    assert torch.all(a[:, :, :2, :2] == 0)              # background corners stay background
+    assert torch.all(a[:, :, :2, :2] == 0)  # background corners stay background
     assert not torch.allclose(a, x)
-    flip_only = AugmentConfig(rotate_deg=0, zoom=(1, 1), shift=0, hflip=1.0, gamma=(1, 1),
-                              contrast=(1, 1), brightness=0)
+    flip_only = AugmentConfig(
+        rotate_deg=0, zoom=(1, 1), shift=0, hflip=1.0, gamma=(1, 1), contrast=(1, 1), brightness=0
+    )
     assert torch.allclose(augment_batch(x, flip_only), torch.flip(x, dims=[3]), atol=1e-5)
 
 

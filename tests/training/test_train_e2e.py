@@ -1,17 +1,32 @@
 """`python -m core train` end to end on generated blobs (3 classes, 32 px, 2 epochs), then
 `python -m core evaluate` reproduces the card's held-out numbers."""
+
 import json
 
 import numpy as np
 import pytest
 
 from core.cli import main
-
 from tests.training._factories import image_folder
 
-CARD_KEYS = {"task", "version", "classes", "architecture", "input", "temperature", "training_data", "recipe",
-             "command", "metrics", "intended_use", "limitations", "created", "parent", "sha256",
-             "training_time_s"}
+CARD_KEYS = {
+    "task",
+    "version",
+    "classes",
+    "architecture",
+    "input",
+    "temperature",
+    "training_data",
+    "recipe",
+    "command",
+    "metrics",
+    "intended_use",
+    "limitations",
+    "created",
+    "parent",
+    "sha256",
+    "training_time_s",
+}
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +37,34 @@ def trained(tmp_path_factory):
     old = os.environ.get("NEUROGRADE_HOME")
     os.environ["NEUROGRADE_HOME"] = str(home)
     data = image_folder(tmp_path_factory.mktemp("data") / "blobs", per_class=12, per_patient=3)
-    args = ["train", "--task", "tumor_type", "--data", str(data), "--arch", "vgg19_slim", "--strategy", "full",
-            "--init", "random", "--folds", "2", "--epochs", "2", "--img-size", "32", "--final",
-            "--version", "0.0.1", "--seed", "3", "--n-boot", "50", "--test-fraction", "0.25"]
+    args = [
+        "train",
+        "--task",
+        "tumor_type",
+        "--data",
+        str(data),
+        "--arch",
+        "vgg19_slim",
+        "--strategy",
+        "full",
+        "--init",
+        "random",
+        "--folds",
+        "2",
+        "--epochs",
+        "2",
+        "--img-size",
+        "32",
+        "--final",
+        "--version",
+        "0.0.1",
+        "--seed",
+        "3",
+        "--n-boot",
+        "50",
+        "--test-fraction",
+        "0.25",
+    ]
     assert main(args) == 0
     folder = home / "models" / "tumor_type" / "0.0.1"
     yield {"home": home, "data": data, "folder": folder, "card": json.loads((folder / "card.json").read_text())}
@@ -62,7 +102,7 @@ def test_card_is_complete(trained):
 
 def test_checkpoint_loads_and_predicts(trained):
     from core.training.loop import predict_logits
-    from model_zoo.checkpoints import load_checkpoint
+    from core.zoo import load_checkpoint
 
     loaded = load_checkpoint("tumor_type@0.0.1")
     x = np.full((2, 40, 40), 128, np.uint8)
@@ -71,7 +111,7 @@ def test_checkpoint_loads_and_predicts(trained):
 
 
 def test_evaluate_reproduces_the_locked_test_numbers(trained):
-    from core.commands.evaluate import evaluate
+    from core.training.evaluation import evaluate
 
     out = evaluate("tumor_type@0.0.1", str(trained["data"]), split="test", n_boot=50)
     card_test = trained["card"]["metrics"]["test"]
@@ -81,18 +121,46 @@ def test_evaluate_reproduces_the_locked_test_numbers(trained):
 
 
 def test_evaluate_can_add_rotation_views_and_says_so(trained, capsys):
-    from core.commands.evaluate import evaluate
+    from core.training.evaluation import evaluate
 
     out = evaluate("tumor_type@0.0.1", str(trained["data"]), split="test", n_boot=50, tta_rotate=8)
     assert out["tta_rotations"] == [8, -8] and out["n"] == trained["card"]["metrics"]["test"]["n"]
-    assert main(["evaluate", "--model", "tumor_type@0.0.1", "--data", str(trained["data"]), "--split", "test",
-                 "--n-boot", "20", "--tta-rotate", "8"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "tumor_type@0.0.1",
+                "--data",
+                str(trained["data"]),
+                "--split",
+                "test",
+                "--n-boot",
+                "20",
+                "--tta-rotate",
+                "8",
+            ]
+        )
+        == 0
+    )
     assert "the card's numbers were not" in capsys.readouterr().out
 
 
 def test_evaluate_fold_uses_the_fold_model(trained, capsys):
-    rc = main(["evaluate", "--model", "tumor_type@0.0.1", "--data", str(trained["data"]), "--fold", "2",
-               "--n-boot", "20", "--json"])
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            "tumor_type@0.0.1",
+            "--data",
+            str(trained["data"]),
+            "--fold",
+            "2",
+            "--n-boot",
+            "20",
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     fold2 = trained["card"]["metrics"]["cv"]["per_fold"][1]
@@ -106,8 +174,15 @@ def test_progress_callback_reports_epochs_steps_and_validation(tmp_path):
 
     data = image_folder(tmp_path / "b", ("a", "b"), per_class=8, per_patient=2)
     rows = []
-    cfg = TrainConfig(task="presence", data=str(data), folds=0, img_size=32, test_fraction=0.25, n_boot=20,
-                      fit=FitConfig(epochs=2, batch_size=4, log_every=2))
+    cfg = TrainConfig(
+        task="presence",
+        data=str(data),
+        folds=0,
+        img_size=32,
+        test_fraction=0.25,
+        n_boot=20,
+        fit=FitConfig(epochs=2, batch_size=4, log_every=2),
+    )
     result = run(cfg, on_progress=rows.append)
     epochs = [r for r in rows if "val" in r]
     assert [r["epoch"] for r in epochs] == [1, 2]
@@ -119,10 +194,36 @@ def test_progress_callback_reports_epochs_steps_and_validation(tmp_path):
 
 def test_pilot_fold_reproduces_that_fold_of_the_full_run_and_writes_nothing(trained, capsys):
     before = sorted(p.name for p in (trained["home"] / "models" / "tumor_type").iterdir())
-    args = ["train", "--task", "tumor_type", "--data", str(trained["data"]), "--arch", "vgg19_slim",
-            "--strategy", "full", "--init", "random", "--folds", "2", "--epochs", "2", "--img-size", "32",
-            "--final", "--version", "0.0.9", "--seed", "3", "--n-boot", "50", "--test-fraction", "0.25",
-            "--fold", "2"]
+    args = [
+        "train",
+        "--task",
+        "tumor_type",
+        "--data",
+        str(trained["data"]),
+        "--arch",
+        "vgg19_slim",
+        "--strategy",
+        "full",
+        "--init",
+        "random",
+        "--folds",
+        "2",
+        "--epochs",
+        "2",
+        "--img-size",
+        "32",
+        "--final",
+        "--version",
+        "0.0.9",
+        "--seed",
+        "3",
+        "--n-boot",
+        "50",
+        "--test-fraction",
+        "0.25",
+        "--fold",
+        "2",
+    ]
     capsys.readouterr()
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
@@ -136,7 +237,7 @@ def test_pilot_fold_reproduces_that_fold_of_the_full_run_and_writes_nothing(trai
 
 
 def test_card_data_paths_follow_the_data_dir_of_this_machine(tmp_path, monkeypatch):
-    from core.commands.evaluate import data_for_card
+    from core.training.evaluation import data_for_card
 
     here = tmp_path / "data"
     (here / "figshare-cemri").mkdir(parents=True)

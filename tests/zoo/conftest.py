@@ -5,7 +5,7 @@ import pytest
 def _isolated_zoo(tmp_path, monkeypatch):
     """Shipped versions come from a per-test folder and the torch hub cache is empty, so tests
     neither see nor depend on real checkpoints or ImageNet files on this machine."""
-    import model_zoo.checkpoints as ck
+    import model_zoo.versions as ck
 
     shipped = tmp_path / "shipped"
     shipped.mkdir()
@@ -18,7 +18,7 @@ def _isolated_zoo(tmp_path, monkeypatch):
 def big_models():
     """3-class models of each architecture, built once per session (the VGGs take seconds).
     Tests that change requires_grad or modes must restore them."""
-    from model_zoo.registry import create
+    from model_zoo import create
 
     cache = {}
 

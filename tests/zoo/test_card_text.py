@@ -1,26 +1,41 @@
 """A card's results sentences are written from its metrics (`results_summary`, `zoo summarize`)."""
+
 import json
 
 import pytest
 
 from core.cli import main
 from core.training.card_text import results_summary
-from model_zoo import create, save_checkpoint
-from model_zoo.checkpoints import write_card
+from core.zoo import save_checkpoint
+from model_zoo import create, write_card
 
 
 def _cv_card(task="tumor_type", folds=(0.90, 0.94, 0.96, 0.92)):
     mean = sum(folds) / len(folds)
     return {
-        "task": task, "architecture": "vgg19_slim", "classes": ["glioma", "meningioma", "pituitary"],
-        "metrics": {"cv": {
-            "folds": len(folds), "split": "manifest folds",
-            "mean": {"accuracy": mean, "auc": 0.97}, "ci95": {"accuracy": [mean - 0.03, mean + 0.03]},
-            "per_fold": [{"fold": k + 1, "accuracy": a} for k, a in enumerate(folds)],
-            "pooled": {"accuracy": mean, "ci95": {"accuracy": [0.9, 0.95]},
-                       "per_class": {"glioma": {"sensitivity": 0.9}, "meningioma": {"sensitivity": 0.8},
-                                     "pituitary": {"sensitivity": 0.99}}}},
-            "test": None}}
+        "task": task,
+        "architecture": "vgg19_slim",
+        "classes": ["glioma", "meningioma", "pituitary"],
+        "metrics": {
+            "cv": {
+                "folds": len(folds),
+                "split": "manifest folds",
+                "mean": {"accuracy": mean, "auc": 0.97},
+                "ci95": {"accuracy": [mean - 0.03, mean + 0.03]},
+                "per_fold": [{"fold": k + 1, "accuracy": a} for k, a in enumerate(folds)],
+                "pooled": {
+                    "accuracy": mean,
+                    "ci95": {"accuracy": [0.9, 0.95]},
+                    "per_class": {
+                        "glioma": {"sensitivity": 0.9},
+                        "meningioma": {"sensitivity": 0.8},
+                        "pituitary": {"sensitivity": 0.99},
+                    },
+                },
+            },
+            "test": None,
+        },
+    }
 
 
 def test_summary_states_cv_folds_classes_and_target_from_the_metrics():
@@ -28,17 +43,26 @@ def test_summary_states_cv_folds_classes_and_target_from_the_metrics():
     assert lines[0].startswith("4-fold patient-grouped cross-validation (manifest folds): slice accuracy 0.930")
     assert "per fold 0.900 / 0.940 / 0.960 / 0.920" in lines[0] and "95% CI 0.900-0.960" in lines[0]
     assert "mean slice AUC 0.970" in lines[0]
-    assert lines[1] == "Recall per class (pooled out-of-fold): glioma 0.90, meningioma 0.80, pituitary 0.99; weakest: meningioma."
+    assert (
+        lines[1]
+        == "Recall per class (pooled out-of-fold): glioma 0.90, meningioma 0.80, pituitary 0.99; weakest: meningioma."
+    )
     assert lines[-1] == "Target slice accuracy >= 0.95: missed (0.930, cross-validation mean)."
     assert results_summary(_cv_card(folds=(0.96, 0.97)))[-1].startswith("Target slice accuracy >= 0.95: met")
 
 
 def test_summary_of_a_locked_test_only_card():
-    card = {"task": "grade", "metrics": {"cv": None, "test": {
-        "n": 300, "n_patients": 17, "patient": {"auc": 0.667, "ci95": {"auc": [0.389, 0.943]}}}}}
+    card = {
+        "task": "grade",
+        "metrics": {
+            "cv": None,
+            "test": {"n": 300, "n_patients": 17, "patient": {"auc": 0.667, "ci95": {"auc": [0.389, 0.943]}}},
+        },
+    }
     assert results_summary(card) == [
         "Locked test split (17 patients, 300 slices): patient AUC 0.667 (95% CI 0.389-0.943).",
-        "Target patient AUC >= 0.80: missed (0.667, locked test)."]
+        "Target patient AUC >= 0.80: missed (0.667, locked test).",
+    ]
     assert results_summary({"task": "grade"}) == []
 
 

@@ -1,10 +1,12 @@
 """`python -m core zoo ...`."""
+
 import json
 
 import pytest
 
 from core.cli import main
-from model_zoo import create, save_checkpoint, set_active
+from core.zoo import save_checkpoint, set_active
+from model_zoo import create
 
 
 @pytest.fixture(scope="module")
@@ -13,9 +15,12 @@ def slim():
 
 
 def _card(created, acc):
-    return {"architecture": "vgg19_slim", "classes": ["glioma", "meningioma", "pituitary"],
-            "created": created, "metrics": {"cv": {"mean": {"accuracy": acc - 0.01}},
-                                            "test": {"accuracy": acc, "macro_f1": acc - 0.02}}}
+    return {
+        "architecture": "vgg19_slim",
+        "classes": ["glioma", "meningioma", "pituitary"],
+        "created": created,
+        "metrics": {"cv": {"mean": {"accuracy": acc - 0.01}}, "test": {"accuracy": acc, "macro_f1": acc - 0.02}},
+    }
 
 
 def test_zoo_list_json_shows_every_version(slim, _isolated_zoo, capsys):
@@ -25,7 +30,9 @@ def test_zoo_list_json_shows_every_version(slim, _isolated_zoo, capsys):
     assert main(["zoo", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["task"], r["version"], r["source"], r["active"]) for r in rows] == [
-        ("tumor_type", "s1", "shipped", True), ("tumor_type", "u1", "user", False)]
+        ("tumor_type", "s1", "shipped", True),
+        ("tumor_type", "u1", "user", False),
+    ]
     assert rows[1]["architecture"] == "vgg19_slim"
     assert rows[1]["metrics"] == pytest.approx({"test_accuracy": 0.92, "test_macro_f1": 0.90, "cv_accuracy": 0.91})
 

@@ -3,8 +3,9 @@
 Revision ID: 0001
 Revises:
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0001"
 down_revision = None
@@ -105,13 +106,19 @@ def _audit_append_only_triggers() -> None:
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
         for what in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER audit_no_{what.lower()} BEFORE {what} ON audit "
-                       "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+            op.execute(
+                f"CREATE TRIGGER audit_no_{what.lower()} BEFORE {what} ON audit "
+                "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+            )
     elif dialect == "postgresql":
-        op.execute("CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                   "BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$")
-        op.execute("CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit "
-                   "FOR EACH ROW EXECUTE FUNCTION audit_append_only()")
+        op.execute(
+            "CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit "
+            "FOR EACH ROW EXECUTE FUNCTION audit_append_only()"
+        )
 
 
 def downgrade() -> None:

@@ -11,8 +11,9 @@
 Revision ID: 0002
 Revises: 0001
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0002"
 down_revision = "0001"
@@ -66,7 +67,8 @@ def upgrade() -> None:
     # backfill: label versions are their ordinal within (item, task), in id order
     op.execute(
         "UPDATE labels SET version = (SELECT COUNT(*) FROM labels AS l2 "
-        "WHERE l2.item_id = labels.item_id AND l2.task = labels.task AND l2.id <= labels.id)")
+        "WHERE l2.item_id = labels.item_id AND l2.task = labels.task AND l2.id <= labels.id)"
+    )
     # backfill: one queue entry per (item, task) seen in predictions or labels
     op.execute(
         "INSERT INTO queue_entries (item_id, task, status, version, current_label_id, "
@@ -77,7 +79,8 @@ def upgrade() -> None:
         "(SELECT COUNT(*) FROM labels l WHERE l.item_id = k.item_id AND l.task = k.task), "
         "(SELECT MAX(l.id) FROM labels l WHERE l.item_id = k.item_id AND l.task = k.task), "
         "1, CURRENT_TIMESTAMP "
-        "FROM (SELECT item_id, task FROM predictions UNION SELECT item_id, task FROM labels) AS k")
+        "FROM (SELECT item_id, task FROM predictions UNION SELECT item_id, task FROM labels) AS k"
+    )
 
 
 def downgrade() -> None:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from core.io import sniff
 from core.io.archive import read_zip
-from core.io.limits import read_regular_file
+from core.io.limits import Inflater, read_regular_file
 from core.io.volume import VolumeLoadError
+
+_DICOM_SNIFF_BYTES = 1024  # enough for the 128-byte preamble + "DICM", or an implicit-VR first tag
 
 
 @dataclass
@@ -142,6 +144,8 @@ def collect(source, filename: str | None, settings) -> tuple[list[Blob], list[st
     nested = 0
     for name, data in raw:
         kind = sniff.sniff(data[:1024])
+        if kind == sniff.GZIP:
+            name, data, kind = _gunzipped_dicom(name, data, settings.max_decoded_bytes)
         if kind != sniff.ZIP:
             blobs.append(Blob(name, data, kind))
             continue
@@ -156,3 +160,19 @@ def collect(source, filename: str | None, settings) -> tuple[list[Blob], list[st
     if nested:
         warnings.append(f"{nested} zip file(s) inside the zip were not opened; upload them separately.")
     return blobs, warnings
+
+
+def _gunzipped_dicom(name: str, data: bytes, max_bytes: int) -> tuple[str, bytes, str]:
+    """A gzip-compressed DICOM file (e.g. `*.dcm.gz`, as some archives keep them) unpacked, within
+    NEUROGRADE_MAX_DECODED_MB; any other .gz (a NIfTI .nii.gz) is left to its reader."""
+    head = Inflater(data)
+    head.fill(_DICOM_SNIFF_BYTES)
+    if sniff.sniff(bytes(head.out[:_DICOM_SNIFF_BYTES])) != sniff.DICOM:
+        return name, data, sniff.GZIP
+    stream = Inflater(data)
+    if stream.fill(max_bytes + 1):
+        raise VolumeLoadError(
+            f"The compressed DICOM file unpacks to more than {max_bytes // 2**20} MB "
+            "(NEUROGRADE_MAX_DECODED_MB); it was not read."
+        )
+    return name.removesuffix(".gz"), bytes(stream.out), sniff.DICOM

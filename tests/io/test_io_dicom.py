@@ -1,5 +1,6 @@
 """DICOM loading: bundled pydicom files and series written here with pydicom."""
 
+import gzip
 import json
 import os
 import random
@@ -44,6 +45,18 @@ def test_single_file(mr_small):
     ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
     # canonical RAS flips rows (P->A) and columns (L->R) of an axial LPS slice
     np.testing.assert_array_equal(v.array[0], ds.pixel_array[::-1, ::-1].astype(np.float32))
+
+
+def test_gzip_compressed_dicom_file_is_unpacked(mr_small, tmp_path, monkeypatch):
+    """Some archives keep DICOM files as `*.dcm.gz` (nibabel's philips_mprage.dcm.gz): unpacked
+    within NEUROGRADE_MAX_DECODED_MB, refused past it."""
+    path = tmp_path / "IM0001.dcm.gz"
+    path.write_bytes(gzip.compress(open(get_testdata_file("MR_small.dcm"), "rb").read()))
+    v = load_volume(path)
+    np.testing.assert_array_equal(v.array, mr_small.array)
+    monkeypatch.setenv("NEUROGRADE_MAX_DECODED_MB", "0")
+    with pytest.raises(VolumeLoadError, match="unpacks to more than"):
+        load_volume(path)
 
 
 @pytest.mark.parametrize("name", MR_SMALL_VARIANTS[1:])

@@ -26,6 +26,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from core.config import get_settings
+
 ROLES = ("clinician", "reviewer", "trainer", "admin")  # each role has the permissions of those before it
 MODES = ("local", "oidc", "off")
 
@@ -133,14 +135,12 @@ def local_identity() -> Identity:
 
 
 def auth_mode() -> str:
-    from core.config import get_settings
-
     return get_settings().auth
 
 
 # ------------------------------------------------------------------------------- passwords
 def _hasher():
-    from argon2 import PasswordHasher
+    from argon2 import PasswordHasher  # argon2: only when a password is checked; core.auth stays light for the CLI
 
     return PasswordHasher()  # argon2id, RFC 9106 low-memory profile, 16-byte random salt
 
@@ -158,6 +158,7 @@ def check_password(password: str) -> None:
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
+    # argon2: only when a password is checked; core.auth stays light for the CLI
     from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
     if not stored_hash or not isinstance(password, str):
@@ -189,7 +190,7 @@ def check_name(name: str) -> str:
 def authenticate(repo, name: str, password: str) -> Identity:
     """The Identity of an enabled local account whose password matches; AuthError otherwise (the
     same message whether the name is unknown, the password wrong or the account disabled)."""
-    from core.store import users
+    from core.store import users  # heavy: sqlalchemy; core.auth stays light for the CLI
 
     name = str(name or "").strip()
     user = users.get_user(repo, name) if _NAME.match(name) else None
@@ -210,7 +211,7 @@ def authenticate(repo, name: str, password: str) -> Identity:
 def identity_for(repo, name: str, via: str = "local") -> Identity | None:
     """The current Identity of a signed-in account (role changes and disabling take effect on the
     next page run), or None when it no longer exists or is disabled."""
-    from core.store import users
+    from core.store import users  # heavy: sqlalchemy; core.auth stays light for the CLI
 
     user = users.get_user(repo, str(name or "").strip())
     if user is None or user.disabled or user.role not in ROLES:
@@ -239,7 +240,7 @@ def oidc_identity(repo, claims) -> Identity:
 # ------------------------------------------------------------------------------- accounts
 def add_user(repo, name: str, role: str, password: str | None, actor):
     """Create an account (password None: OIDC sign-in only). Needs manage_users."""
-    from core.store import users
+    from core.store import users  # heavy: sqlalchemy; core.auth stays light for the CLI
 
     who = authorize(actor, "manage_users")
     role_rank(role)
@@ -248,7 +249,7 @@ def add_user(repo, name: str, role: str, password: str | None, actor):
 
 
 def set_role(repo, name: str, role: str, actor):
-    from core.store import users
+    from core.store import users  # heavy: sqlalchemy; core.auth stays light for the CLI
 
     who = authorize(actor, "manage_users")
     role_rank(role)
@@ -257,7 +258,7 @@ def set_role(repo, name: str, role: str, actor):
 
 
 def set_disabled(repo, name: str, disabled: bool, actor):
-    from core.store import users
+    from core.store import users  # heavy: sqlalchemy; core.auth stays light for the CLI
 
     who = authorize(actor, "manage_users")
     if disabled:
@@ -267,7 +268,7 @@ def set_disabled(repo, name: str, disabled: bool, actor):
 
 def set_password(repo, name: str, password: str, actor):
     """An admin resets anyone's password; any signed-in user may change their own."""
-    from core.store import users
+    from core.store import users  # heavy: sqlalchemy; core.auth stays light for the CLI
 
     if not (isinstance(actor, Identity) and actor.name == name):
         authorize(actor, "manage_users")
@@ -278,7 +279,7 @@ def set_password(repo, name: str, password: str, actor):
 
 def _keep_an_admin(repo, name: str, demoting: bool) -> None:
     """Never leave the store without an enabled administrator (nobody could manage users)."""
-    from core.store import users
+    from core.store import users  # heavy: sqlalchemy; core.auth stays light for the CLI
 
     if not demoting:
         return
@@ -291,7 +292,7 @@ def _keep_an_admin(repo, name: str, demoting: bool) -> None:
 
 
 def needs_first_admin(repo) -> bool:
-    from core.store import users
+    from core.store import users  # heavy: sqlalchemy; core.auth stays light for the CLI
 
     return not any(u.role == "admin" and not u.disabled for u in users.list_users(repo))
 

@@ -20,8 +20,9 @@ import io
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from core.inference import referral
+from core.inference import referral, softmax
 from core.inference.feature_density import FILE, FeatureDensity
 from core.inference.gate import GATE_SLICES
 from core.preprocess import model_input
@@ -34,8 +35,6 @@ GATE_FALSE_REFUSAL = 0.01  # the gate's limit refuses ~1% of held-out in-distrib
 
 def features(tm, images_u8: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(calibrated probabilities, penultimate features) of a TaskModel on uint8 slices."""
-    from core.inference import softmax
-
     probs, feats = [], []
     for i in range(0, len(images_u8), batch):
         x = model_input(images_u8[i : i + batch].astype(np.float32) / 255.0, tm.spec)
@@ -104,7 +103,7 @@ def gate_study(
 ) -> dict:
     """The gate's distance limit (the 99th percentile of held-out in-distribution distances), its
     false refusals measured cross-fitted by patient, and its AUROC against the OOD items."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # heavy: sklearn, loaded on first use
 
     refusals = []
     for fit, test in patient_halvings(id_groups, seed):
@@ -148,8 +147,6 @@ def picture_distances(
 
 
 def save_density(density: FeatureDensity, folder: Path, file: str = FILE) -> dict:
-    import torch
-
     buf = io.BytesIO()
     torch.save(density.state(), buf)
     (folder / file).write_bytes(buf.getvalue())

@@ -6,6 +6,7 @@ needed, so tests can change the environment and get fresh settings.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,8 +93,6 @@ _HOME_FIX = "free some space or set NEUROGRADE_HOME to a writable folder with ro
 def home_problem(exc: BaseException, home: Path | None = None) -> str | None:
     """A one-line, actionable description of a disk or database error caused by the home folder
     (full, read-only, missing, a file), or None when `exc` is something else."""
-    import errno
-
     home = home or get_settings().home
     where = f"NEUROGRADE_HOME ({home})"
     text = str(getattr(exc, "orig", None) or exc).lower()

@@ -180,8 +180,8 @@ def model_input(slices: Any, spec: Any) -> torch.Tensor:
     several channels for a one-channel model); subtract `spec.mean` and divide by `spec.std`.
     This is the one function that turns pixels into model input, for training and inference.
     """
-    import torch
-    import torch.nn.functional as F
+    import torch  # heavy: torch, loaded on first use
+    import torch.nn.functional as F  # heavy: torch, loaded on first use
 
     x = torch.as_tensor(np.asarray(slices, dtype=np.float32) if not torch.is_tensor(slices) else slices)
     x = x.detach().to(torch.float32)

@@ -24,16 +24,16 @@ _OBSERVER_KEY = "activation_post_process"
 
 
 def available() -> bool:
-    import torch
+    import torch  # heavy: torch, loaded on first use
 
     return ENGINE in torch.backends.quantized.supported_engines
 
 
 def _prepared(model_fp32, example):
     """FX graph of `model_fp32` (BatchNorm already folded) with x86 observers inserted."""
-    import torch
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import prepare_fx
+    import torch  # heavy: torch, loaded on first use
+    from torch.ao.quantization import get_default_qconfig_mapping  # heavy: torch, loaded on first use
+    from torch.ao.quantization.quantize_fx import prepare_fx  # heavy: torch, loaded on first use
 
     torch.backends.quantized.engine = ENGINE
     model = copy.deepcopy(model_fp32).float().to(memory_format=torch.contiguous_format).eval()
@@ -50,7 +50,7 @@ def _prepared(model_fp32, example):
 
 def calibrate(model_fp32, inputs, batch_size: int = 32) -> dict[str, Any]:
     """Observer state (activation ranges) of `model_fp32` over model-input tensors `inputs`."""
-    import torch
+    import torch  # heavy: torch, loaded on first use
 
     prepared = _prepared(model_fp32, inputs[:1])
     with torch.no_grad():
@@ -61,7 +61,7 @@ def calibrate(model_fp32, inputs, batch_size: int = 32) -> dict[str, Any]:
 
 def quantized(model_fp32, observers: dict[str, Any], example):
     """The int8 model: `model_fp32`'s graph with the calibrated observers, converted."""
-    from torch.ao.quantization.quantize_fx import convert_fx
+    from torch.ao.quantization.quantize_fx import convert_fx  # heavy: torch, loaded on first use
 
     prepared = _prepared(model_fp32, example)
     missing = [k for k in prepared.state_dict() if _OBSERVER_KEY in k and k not in observers]

@@ -21,12 +21,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from core.cards import ModelCard
 from core.inference import NOT_VALIDATED
 from core.inference.verdict import headline, headline_reason, refer_messages, slice_label, task_row, thresholds_text
 from core.tasks import class_title, task_title
 from core.training.card_text import results_summary
+from core.viz import overlay, to_uint8
+from model_zoo import headline_metrics
 
 DISCLAIMER = (
     "Research use only - not a medical device. This report supports, and never replaces, "
@@ -92,8 +95,6 @@ def _latin(text: Any) -> str:
 
 
 def _png(img_uint8: np.ndarray) -> io.BytesIO:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(np.asarray(img_uint8, dtype=np.uint8)).save(buf, format="PNG")
     buf.seek(0)
@@ -102,8 +103,6 @@ def _png(img_uint8: np.ndarray) -> io.BytesIO:
 
 def _card_metrics(card: ModelCard) -> str:
     try:
-        from model_zoo import headline_metrics
-
         m = headline_metrics(card)
     except Exception:  # noqa: BLE001
         m = {}
@@ -114,7 +113,7 @@ class _Page:
     """The PDF being written (A4, automatic page breaks) and the one way text goes on it."""
 
     def __init__(self, compress: bool):
-        from fpdf import FPDF
+        from fpdf import FPDF  # heavy: fpdf, loaded on first use
 
         self.pdf = FPDF(format="A4")
         self.pdf.set_compression(compress)
@@ -225,8 +224,6 @@ def _task_section(page: _Page, res) -> None:
 
 def _key_slices(page: _Page, prediction, slices01: np.ndarray, cams: Mapping[int, Any] | None) -> None:
     """Up to three key slices side by side, with their CAM overlays when given."""
-    from core.viz import overlay, to_uint8
-
     pdf = page.pdf
     pdf.ln(2)
     page.line("Key slices" + (" with heat maps" if cams else ""), 11, "B", 7)

@@ -12,6 +12,7 @@ import io
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 
 CROSSHAIR_COLORS = {"axial": "#e4572e", "coronal": "#29a35a", "sagittal": "#3b8bd4"}
 HEAT_FLOOR = 0.2  # heat below this is not drawn at all
@@ -25,8 +26,6 @@ def to_uint8(img01: np.ndarray) -> np.ndarray:
 
 def png_data_uri(img: np.ndarray) -> str:
     """A grey (H, W) [0, 1] float / uint8 image or an (H, W, 3) uint8 RGB image as a PNG data URI."""
-    from PIL import Image
-
     a = np.asarray(img)
     if a.dtype != np.uint8:
         a = to_uint8(a)
@@ -290,7 +289,7 @@ def slice_figure(
 
 def _colormap(name: str):
     try:
-        import matplotlib
+        import matplotlib  # optional: only its colormaps, when installed
 
         return matplotlib.colormaps[name]
     except (ImportError, KeyError):
@@ -308,7 +307,6 @@ def _jet(x: np.ndarray) -> np.ndarray:
 def _resize(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if a.shape == shape:
         return a
-    from PIL import Image
 
     return np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize((shape[1], shape[0]), Image.BILINEAR))
 
@@ -370,7 +368,7 @@ def training_curves(history) -> go.Figure:
     """Loss and validation metrics per epoch from a job's history rows
     ({"stage", "epoch", "loss", "val_<metric>", ...}); epochs of successive stages (block-wise
     fine-tuning) are numbered on one axis, stage changes marked with dotted lines."""
-    from plotly.subplots import make_subplots
+    from plotly.subplots import make_subplots  # heavy: plotly, loaded on first use
 
     rows = [r for r in (history or []) if isinstance(r, dict) and r.get("loss") is not None]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation"))

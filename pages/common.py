@@ -15,6 +15,7 @@ not wait for it. `guarded` turns a section's unexpected error into a message, ne
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ import streamlit as st
 from core import auth, zoo
 from core.config import get_settings
 from core.inference import Predictor
+from core.store import Store
 from core.tasks import TASKS
 
 log = logging.getLogger("neurograde.pages")
@@ -34,8 +36,6 @@ _FAILS = "_auth_failures"
 
 @st.cache_resource(show_spinner=False)
 def _repo_for(db_url: str):
-    from core.store import Store
-
     return Store.open(db_url)
 
 
@@ -87,8 +87,6 @@ def role_note(permission: str) -> str:
 
 def client_is_local() -> bool:
     """Whether this browser connects from this machine (Streamlit reports None for loopback)."""
-    import ipaddress
-
     ip = st.context.ip_address
     if ip is None or not isinstance(ip, str):  # loopback (or AppTest, which has no connection)
         return True

@@ -16,8 +16,10 @@ from core.cards import ModelCard
 from core.inference.referral import gate_text, operating_point_text
 from core.inference.validity import model_validity
 from core.markup import text
-from core.tasks import task_title
+from core.promotion import PromotionError, PromotionRefused, compare, history, promote, rollback
+from core.tasks import primary_metric, task_title
 from core.training.card_text import results_summary
+from core.zoo import active_version, list_checkpoints
 from pages.common import can, current_user, get_repo, role_note
 
 TASKS = ("tumor_type", "presence", "grade")
@@ -34,8 +36,6 @@ def _ci(ci) -> str:
 
 def metric_rows(card: ModelCard) -> list[dict]:
     """Locked-test metrics (slice and patient level) and the CV mean, each with its 95% CI."""
-    from core.tasks import primary_metric
-
     primary, level = primary_metric(str(card.task))
     rows = []
     test = card.metrics.test or {}
@@ -132,8 +132,6 @@ def show_card(task: str, ckpt, active: str | None) -> None:
 
 
 def _promote(task: str, version: str, force: bool) -> None:
-    from core.promotion import PromotionError, PromotionRefused, promote
-
     reason = st.session_state.get(f"models_reason_{task}", "")
     try:
         res = promote(task, version, current_user(), force=force, reason=reason or None, repo=get_repo())
@@ -153,8 +151,6 @@ def _promote(task: str, version: str, force: bool) -> None:
 
 
 def _rollback(task: str) -> None:
-    from core.promotion import PromotionError, rollback
-
     try:
         res = rollback(
             task, current_user(), reason=st.session_state.get(f"models_reason_{task}") or None, repo=get_repo()
@@ -170,8 +166,6 @@ def _rollback(task: str) -> None:
 
 
 def promotion_panel(task: str, version: str, active: str | None) -> None:
-    from core.promotion import PromotionError, compare
-
     if version == active:
         st.caption("This is the active version.")
     else:
@@ -207,8 +201,6 @@ def promotion_panel(task: str, version: str, active: str | None) -> None:
 
 
 def history_panel(task: str) -> None:
-    from core.promotion import history
-
     repo = get_repo()
     stack = repo.models.champion_history(task)
     if can("rollback"):
@@ -241,8 +233,6 @@ def history_panel(task: str) -> None:
 
 
 def main() -> None:
-    from core.zoo import active_version, list_checkpoints
-
     st.title("Models")
     msg = st.session_state.pop(MESSAGE, None)
     if msg:

@@ -12,8 +12,9 @@ import dataclasses
 
 import streamlit as st
 
-from core import review, viz
+from core import auth, review, viz
 from core.active_learning import STRATEGIES
+from core.config import get_settings
 from core.markup import text
 from core.tasks import class_title
 from pages.common import current_user, get_repo, role_note, user_name
@@ -37,8 +38,6 @@ def _cam_model(task: str, model_version: str, models_dir: str):
 
 def cam_model(task: str, model_version: str):
     """The model that made the item's prediction, cached per (task, version, zoo folder)."""
-    from core.config import get_settings
-
     return _cam_model(task, model_version, str(get_settings().models_dir))
 
 
@@ -206,8 +205,6 @@ def double_reading(repo, task: str, reviewer: str) -> None:
     with st.expander("Double reading and adjudication"):
         st.caption("Two reviewers read each item independently; disagreements are listed here.")
         if st.button("Require two readings for the pending items", key="review_double", disabled=not reviewer):
-            from core import auth
-
             n = repo.queue.set_double_reading(task, readings=2, actor=auth.authorize(current_user(), "label"))
             st.success(f"{n} pending items now need two readings.")
         rows = repo.queue.disagreements(task)

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import viz
+from core import auth, viz
 from core.markup import text
+from core.promotion import MINIMUMS, PromotionError, compare
+from core.research.transfer_study import advise_for_training
+from core.tasks import label_classes
+from core.training import job as training_job
+from core.zoo import active_version, list_checkpoints
 from pages.common import current_user, get_repo, role_note
 
 TASKS = ("tumor_type", "presence", "grade")
@@ -25,14 +30,10 @@ SELECTED = "train_job_id"
 
 
 def versions(task: str) -> tuple[list[str], str | None]:
-    from core.zoo import active_version, list_checkpoints
-
     return [c.version for c in list_checkpoints(task)], active_version(task)
 
 
 def start_form(repo) -> None:
-    from core.training import job as training_job
-
     st.subheader("New training run")
     user = current_user()
     can_train = bool(user and user.can("train"))
@@ -91,9 +92,6 @@ def start_form(repo) -> None:
 
 def _small_sample_note(task: str, prog: dict) -> None:
     """Say before a run when the labels are too few for its result to be compared (core.promotion)."""
-    from core.promotion import MINIMUMS
-    from core.tasks import label_classes
-
     counts = {c: int(prog["by_class"].get(c, 0)) for c in label_classes(task)[:8]}
     short = {c: n for c, n in counts.items() if n < MINIMUMS.labels_per_class}
     if short:
@@ -111,8 +109,6 @@ def _small_sample_note(task: str, prog: dict) -> None:
 
 def _run_advisor(repo, task: str) -> None:
     """Button callback (runs before the page reruns, so it may pre-fill the form's widgets)."""
-    from core.research.transfer_study import advise_for_training
-
     try:
         result = advise_for_training(task, repo)
     except (ValueError, OSError) as exc:
@@ -203,8 +199,6 @@ def pick_job(repo):
 
 
 def show_comparison(job) -> None:
-    from core.promotion import PromotionError, compare
-
     task, version = job.params.get("task"), job.metrics.get("version")
     if not version:
         return
@@ -265,8 +259,6 @@ def _ci(ci) -> str:
 
 
 def _cancel(job_id: int) -> None:
-    from core import auth
-
     get_repo().jobs.request_cancel(job_id, actor=auth.authorize(current_user(), "train"))
 
 

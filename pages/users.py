@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import auth
+from core.store import users
 from pages.common import current_user, get_repo, role_note
 
 MESSAGE = "users_message"
@@ -52,8 +53,6 @@ def _change(action: str) -> None:
 
 
 def main() -> None:
-    from core.store import users
-
     st.title("Users")
     user = current_user()
     if user is None or not user.can("manage_users"):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import pickle
 import sys
+from pathlib import Path
+
+from core.config import HomeError, check_home, get_settings, home_problem
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
@@ -18,8 +23,6 @@ def guarded(func):
 
     @functools.wraps(func)
     def run(args) -> int:
-        from core.config import HomeError, home_problem
-
         try:
             return func(args)
         except HomeError as exc:
@@ -38,24 +41,18 @@ def guarded(func):
 def open_repository():
     """`Store.open()` after checking NEUROGRADE_HOME when the database lives there (SQLite);
     HomeError with a clear message when the home is missing, a file, read-only or full."""
-    from core.config import check_home, get_settings
-    from core.store import Store
+    from core.store import Store  # heavy: sqlalchemy; core.commands stays light for the CLI
 
     settings = get_settings()
     check_home(settings)  # the SQLite database, job logs and user models live there
     repo = Store.open()
-    from core.store.jobs import reap_quietly
+    from core.store.jobs import reap_quietly  # heavy: sqlalchemy; core.commands stays light for the CLI
 
     reap_quietly(repo)  # a killed worker's job does not stay "running"
     return repo
 
 
 def _about_home(exc: OSError) -> bool:
-    import errno
-    from pathlib import Path
-
-    from core.config import get_settings
-
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
         return True
     home = get_settings().home
@@ -71,7 +68,7 @@ def _about_home(exc: OSError) -> bool:
 
 def _db_errors():
     try:
-        from sqlalchemy.exc import DBAPIError, OperationalError
+        from sqlalchemy.exc import DBAPIError, OperationalError  # heavy: sqlalchemy; the CLI parser stays light
 
         return (OperationalError, DBAPIError)
     except ImportError:  # pragma: no cover - sqlalchemy is a dependency
@@ -82,9 +79,7 @@ def model_errors() -> tuple:
     """What loading a model version raises when the version cannot be trusted or found: checksum
     mismatch, unsafe pickle (model or int8 observers), unknown version, missing file, a
     calibration that does not fit. Commands print these as one line (`model_error_text`)."""
-    import pickle
-
-    from model_zoo import CheckpointError
+    from model_zoo import CheckpointError  # heavy: torch; core.commands stays light for the CLI
 
     return (CheckpointError, pickle.UnpicklingError, KeyError, FileNotFoundError, ValueError)
 

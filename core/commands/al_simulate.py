@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 
+from core.research.al_simulation import ALConfig
+
 
 def _floats(text: str) -> list[float]:
     return [float(v) for v in str(text).split(",") if v.strip()]
@@ -52,7 +54,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from core.research.al_simulation import ALConfig
+    # heavy: torch, only for this command
     from core.research.studies import run_al_study, run_study_command
 
     cfg = ALConfig(

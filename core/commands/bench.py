@@ -6,10 +6,22 @@ BraTS-sized); the active shipped models are used when present, else random vgg19
 
 from __future__ import annotations
 
+import copy
+import csv
 import json
 import os
+import re
+import resource
 import statistics
 import time
+import tracemalloc
+
+import numpy as np
+
+from core.config import get_settings
+from core.io import load_volume
+from core.io.volume import Volume
+from core.preprocess import model_input, slices
 
 TASKS = ["presence", "tumor_type"]
 CAM_SLICES = (12, 14, 16)  # slices of the 24-slice volume timed for Grad-CAM (the lesion's level)
@@ -40,10 +52,6 @@ def register(subparsers) -> None:
 
 def phantom_volume(n: int, size: int, seed: int = 0):
     """A brain-like volume: an ellipsoid head with texture and a bright lesion in some slices."""
-    import numpy as np
-
-    from core.io.volume import Volume
-
     rng = np.random.default_rng(seed)
     z, y, x = np.mgrid[0:n, 0:size, 0:size].astype(np.float32)
     cz, c = (n - 1) / 2, (size - 1) / 2
@@ -66,11 +74,11 @@ def _median_time(fn, repeats: int) -> float:
 
 def _models(precision: str, device):
     """Active shipped models for presence and tumor_type, else random vgg19_slim."""
-    import torch
+    import torch  # heavy: torch, only for this command
 
-    from core.inference import Predictor
-    from core.zoo import load_checkpoint
-    from model_zoo import LoadedModel, create, get_spec
+    from core.inference import Predictor  # heavy: torch, only for this command
+    from core.zoo import load_checkpoint  # heavy: torch, only for this command
+    from model_zoo import LoadedModel, create, get_spec  # heavy: torch, only for this command
 
     loaded, used = {}, {}
     for task, classes in (("presence", ["no_tumor", "tumor"]), ("tumor_type", ["glioma", "meningioma", "pituitary"])):
@@ -98,10 +106,7 @@ def _models(precision: str, device):
 def _peak_flops(device) -> dict:
     """Estimated peak of this machine: cores x FMA units x lanes x 2 x GHz (fp32); bf16 from the
     ISA (AMX ~16x fp32 per PERF-NOTES, AVX512-BF16 2x)."""
-    import os
-    import re
-
-    import torch
+    import torch  # heavy: torch, only for this command
 
     if device.type == "cuda":
         return {"note": "GPU peak not estimated", "fp32": None, "bf16": None}
@@ -147,9 +152,7 @@ class _NaiveBaseline:
     gradients on: the inference path of a typical demo app."""
 
     def __init__(self, predictor):
-        import copy
-
-        import torch
+        import torch  # heavy: torch, only for this command
 
         self.device = predictor.device
         self.models = {
@@ -164,9 +167,7 @@ class _NaiveBaseline:
 
     def scan(self, vol, limit=None) -> dict:
         """Labels per task of the first `limit` slices (all when None)."""
-        import torch
-
-        from core.preprocess import model_input, slices
+        import torch  # heavy: torch, only for this command
 
         sl = slices(vol)
         labels = {t: [] for t in TASKS}
@@ -182,10 +183,10 @@ class _NaiveBaseline:
 
     def cam_seconds(self, image, cam_layer: str) -> float:
         """One Grad-CAM of tumor_type the naive way: a new CAM object, a full backward."""
-        from pytorch_grad_cam import GradCAM
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        from pytorch_grad_cam import GradCAM  # heavy: pytorch-grad-cam, only for this command
 
-        from core.preprocess import model_input
+        # heavy: pytorch-grad-cam, only for this command
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         model = self.models["tumor_type"]
         layer = model.get_submodule(cam_layer)
@@ -199,9 +200,7 @@ class _NaiveBaseline:
 
 
 def run(args) -> int:
-    import torch
-
-    from core.preprocess import slices
+    import torch  # heavy: torch, only for this command
 
     t_start = time.perf_counter()
     predictor, used = _models(args.precision, args.device)
@@ -246,8 +245,6 @@ def _time_scan(predictor, naive: _NaiveBaseline, vol, args) -> dict:
     """Ours: the cascade as the app runs it (tumor_type reads only the slices that weigh in the
     verdict) and, for a same-work comparison, with every slice read by both models; the naive scan
     of a large volume is timed on `--naive-slices` slices and extrapolated."""
-    import numpy as np
-
     n, reps = vol.shape[0], args.repeats
     predictor.predict_volume(vol, tasks=TASKS)  # warm-up at this size (allocator, batch shapes)
     ours = _median_time(lambda: predictor.predict_volume(vol, tasks=TASKS), reps)
@@ -276,7 +273,7 @@ def _time_scan(predictor, naive: _NaiveBaseline, vol, args) -> dict:
 def _time_cam(predictor, naive: _NaiveBaseline, sl) -> dict:
     """Grad-CAM: ours (cold = new slice, cache cleared; cached = same again) vs naive (new object,
     full backward)."""
-    from core import explain
+    from core import explain  # heavy: torch, only for this command
 
     explain.clear_cache()
     explain.cam(predictor, sl[3], "gradcam", 0)  # warm-up
@@ -307,20 +304,11 @@ def _add_case_times(scans: dict, cam: dict) -> None:
 def _agreement_images(vols: dict, n_real: int) -> tuple[list, str]:
     """Image stacks for the label-agreement check: the generated volumes' slices, plus `n_real`
     Figshare images (256 x 256) when the data is there; and a description of the source."""
-    import numpy as np
-
-    from core.preprocess import slices
-
     images = [slices(v) for v in vols.values()]
     src = "generated volumes"
     if n_real > 0:
         try:
-            import csv
-
-            import cv2
-
-            from core.config import get_settings
-            from core.io import load_volume
+            import cv2  # heavy: OpenCV, only for this command
 
             root = get_settings().data_dir / "figshare-cemri"
             rows = list(csv.DictReader(open(root / "manifest.csv", newline="")))
@@ -335,10 +323,7 @@ def _agreement_images(vols: dict, n_real: int) -> tuple[list, str]:
 
 def _label_agreement(predictor, images: list) -> dict:
     """Per task: labels of our precision identical to fp32, and the largest probability change."""
-    import numpy as np
-
-    from core.inference import softmax
-    from core.preprocess import model_input
+    from core.inference import softmax  # heavy: torch, only for this command
 
     agreement = {}
     for t in TASKS:
@@ -363,10 +348,8 @@ def _label_agreement(predictor, images: list) -> dict:
 
 def _flops(predictor, batch, scan: dict) -> dict:
     """FLOP/s: count one batch, scale by the measured every-slice scan time."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from core.preprocess import model_input
+    import torch  # heavy: torch, only for this command
+    from torch.utils.flop_counter import FlopCounterMode  # heavy: torch, only for this command
 
     flops_per_slice = {}
     for t in TASKS:
@@ -394,10 +377,7 @@ def _flops(predictor, batch, scan: dict) -> dict:
 
 
 def _memory(predictor, vol) -> dict:
-    import resource
-    import tracemalloc
-
-    import torch
+    import torch  # heavy: torch, only for this command
 
     tracemalloc.start()
     predictor.predict_volume(vol, tasks=TASKS)

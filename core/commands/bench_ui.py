@@ -20,6 +20,7 @@ from unittest import mock
 
 from core.commands import one_line
 from core.perf import browser, proc
+from core.tasks import TASKS
 
 IDLE_LIMIT = 0.02  # "idle server CPU ~ 0": at most 2% of one core
 # (result key, row label, target in the result's unit or None, unit)
@@ -120,7 +121,7 @@ def _load_average() -> list[float] | None:
 @contextlib.contextmanager
 def _orthanc(root: Path, res: dict):
     """A throwaway Orthanc (None, with the reason in res["skipped"], when it cannot start)."""
-    from core.pacs.testing import start_orthanc, stop_orthanc
+    from core.pacs.testing import start_orthanc, stop_orthanc  # heavy: pydicom, only for this command
 
     root.mkdir()
     server, proc_or_reason = start_orthanc(root)
@@ -135,10 +136,9 @@ def _orthanc(root: Path, res: dict):
 
 
 def _pacs_in_process(server, studies, device: str, res: dict) -> None:
-    from core.inference import Predictor
-    from core.pacs import connect
-    from core.perf.pacs import open_and_predict
-    from core.tasks import TASKS
+    from core.inference import Predictor  # heavy: torch, only for this command
+    from core.pacs import connect  # heavy: pydicom, only for this command
+    from core.perf.pacs import open_and_predict  # heavy: pydicom, only for this command
 
     predictor = Predictor.from_refs({t: f"{t}@active" for t in TASKS}, device=device)  # built at app start
     client = connect(server.url, *server.auth)
@@ -148,7 +148,7 @@ def _pacs_in_process(server, studies, device: str, res: dict) -> None:
 
 
 def _in_browser(server, files, studies, args, res: dict) -> None:
-    from core.perf.server import wait_healthy
+    from core.perf.server import wait_healthy  # heavy: pydicom, only for this command
 
     res["start_to_healthy_s"] = wait_healthy(server, args.timeout)
     with browser.browser_page(args.timeout, args.screenshot) as page:
@@ -181,8 +181,8 @@ def _in_browser(server, files, studies, args, res: dict) -> None:
 def measure(args, tmp: Path, res: dict) -> dict:
     # imported here, as every command does with its heavy dependencies: `--help` stays fast
     from core.perf.inputs import SOURCE, nifti_files, stretched
-    from core.perf.pacs import seed_studies
-    from core.perf.server import start_app, stop_app
+    from core.perf.pacs import seed_studies  # heavy: pydicom, only for this command
+    from core.perf.server import start_app, stop_app  # heavy: pydicom, only for this command
 
     res["step"] = "preparing the volume"
     volume = args.volume or SOURCE

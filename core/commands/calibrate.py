@@ -18,7 +18,12 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
+
 from core.cards import ModelCard
+from core.config import get_settings
+from core.research.ood_sets import all_ood_images
+from core.training.datasets import _normalize, _read_grey, _resize, load_dataset, load_tcga_lgg
 
 
 def register(subparsers) -> None:
@@ -34,9 +39,8 @@ def register(subparsers) -> None:
 
 
 def _dataset(card: ModelCard):
-    from core.training.datasets import load_dataset
-    from core.training.evaluation import data_for_card
-    from core.training.experiment import TrainConfig, make_splits
+    from core.training.evaluation import data_for_card  # heavy: torch, only for this command
+    from core.training.experiment import TrainConfig, make_splits  # heavy: torch, only for this command
 
     recipe = card.recipe
     cfg = TrainConfig(
@@ -54,7 +58,7 @@ def _dataset(card: ModelCard):
 
 def _fold_model(loaded, fold: int = 1):
     """The shipped CV fold model of a version, as a LoadedModel (verified by its card's sha256)."""
-    from model_zoo import LoadedModel, create, sha256_file
+    from model_zoo import LoadedModel, create, sha256_file  # heavy: torch, only for this command
 
     card = ModelCard.of(loaded)
     entry = {f["fold"]: f for f in card.metrics.per_fold}[fold]
@@ -78,11 +82,6 @@ def _fold_model(loaded, fold: int = 1):
 def _external_brain_mri(size: int, skip: tuple[str, ...] = ()):
     """(uint8 slices, groups) of br35h/ and normal/ when the data folder has them; sources in
     `skip` (the model's own training sources: their locked-test patients are in already) left out."""
-    import numpy as np
-
-    from core.config import get_settings
-    from core.training.datasets import _normalize, _read_grey, _resize
-
     root = Path(get_settings().data_dir)
     images, groups = [], []
     for name, group_of in (
@@ -101,10 +100,6 @@ def _external_brain_mri(size: int, skip: tuple[str, ...] = ()):
 def _tcga_other_channels(ds, test_idx, size: int):
     """T1-pre and T1-post slices of the locked-test TCGA patients (anatomical MRI the gate must
     accept, though presence was trained on their FLAIR)."""
-    import numpy as np
-
-    from core.training.datasets import load_tcga_lgg
-
     part = next((p for p in ds.parts if p["name"] == "tcga-lgg"), None)
     if part is None or "t1pre" in (part.get("sequences") or []):  # all sequences: in the test already
         return np.zeros((0, size, size), np.uint8), np.array([], dtype=object)
@@ -119,14 +114,11 @@ def _tcga_other_channels(ds, test_idx, size: int):
 
 
 def run(args) -> int:
-    import numpy as np
-
-    from core import calibrate as cal
-    from core.inference import TaskModel
-    from core.inference.feature_density import GATE_FILE, FeatureDensity
-    from core.inference.referral import TARGET_CONFIDENT_WRONG
-    from core.research.ood_sets import all_ood_images
-    from core.zoo import load_checkpoint
+    from core import calibrate as cal  # heavy: torch, only for this command
+    from core.inference import TaskModel  # heavy: torch, only for this command
+    from core.inference.feature_density import GATE_FILE, FeatureDensity  # heavy: torch, only for this command
+    from core.inference.referral import TARGET_CONFIDENT_WRONG  # heavy: torch, only for this command
+    from core.zoo import load_checkpoint  # heavy: torch, only for this command
 
     loaded = load_checkpoint(args.ref)
     card = ModelCard.of(loaded)

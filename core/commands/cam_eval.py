@@ -7,10 +7,17 @@ rate (the heat map's argmax inside the box) and the mean fraction of CAM energy 
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import sys
 
+import numpy as np
+
 from core.cards import ModelCard
+from core.config import get_settings
+from core.io import load_volume
+from core.preprocess import slices
 
 
 def register(subparsers) -> None:
@@ -54,7 +61,7 @@ def held_out_model(loaded, fold: int | None) -> tuple[int, str]:
     """Swap in the cross-validation model that never saw `fold` when its weights ship with the card
     (the final model was trained on every fold: pointing at a tumour it has seen proves less).
     Returns (fold, what is explained)."""
-    from model_zoo import sha256_file
+    from model_zoo import sha256_file  # heavy: torch, only for this command
 
     card = ModelCard.of(loaded)
     shipped = {}
@@ -65,7 +72,7 @@ def held_out_model(loaded, fold: int | None) -> tuple[int, str]:
     fold = fold or (min(shipped) if shipped else _test_fold(card) or 4)
     if fold not in shipped:
         return fold, f"{loaded.ref} (final model: it was trained on fold {fold} too)"
-    import torch
+    import torch  # heavy: torch, only for this command
 
     path, entry = shipped[fold]
     loaded.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -74,11 +81,7 @@ def held_out_model(loaded, fold: int | None) -> tuple[int, str]:
 
 
 def evaluate(predictor, rows, data_root, methods, target: str = "label") -> dict:
-    import numpy as np
-
-    from core import explain
-    from core.io import load_volume
-    from core.preprocess import slices
+    from core import explain  # heavy: torch, only for this command
 
     tm = predictor.model("tumor_type")
     per = {m: {"hits": [], "energy": [], "ms": []} for m in methods}
@@ -109,18 +112,15 @@ def evaluate(predictor, rows, data_root, methods, target: str = "label") -> dict
 
 
 def run(args) -> int:
-    import csv
-
-    from core import explain
-    from core.config import get_settings
-    from core.inference import Predictor
+    from core import explain  # heavy: torch, only for this command
+    from core.inference import Predictor  # heavy: torch, only for this command
 
     root = get_settings().data_dir / "figshare-cemri"
     manifest = root / "manifest.csv"
     if not manifest.is_file():
         print(f"Figshare data not found at {root} (set NEUROGRADE_DATA_DIR)", file=sys.stderr)
         return 2
-    from core.zoo import load_checkpoint
+    from core.zoo import load_checkpoint  # heavy: torch, only for this command
 
     try:
         loaded = load_checkpoint(args.model)
@@ -129,8 +129,6 @@ def run(args) -> int:
         return 1
     fold, held_out = held_out_model(loaded, args.fold)
     if args.layer:
-        import dataclasses
-
         try:
             loaded.model.get_submodule(args.layer)
         except AttributeError:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+from core.config import get_settings
 
 
 def register(subparsers) -> None:
@@ -25,13 +28,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from core.inference import Predictor  # heavy: torch, only for this command
+    from core.inference.referral import ReferralRule  # heavy: torch, only for this command
 
-    from core.config import get_settings
-    from core.inference import Predictor
-    from core.inference.referral import ReferralRule
+    # heavy: torch, only for this command
     from core.research.cascade_check import heldout_images, run_cascade_check, type_fold_model
-    from core.zoo import load_checkpoint
+    from core.zoo import load_checkpoint  # heavy: torch, only for this command
 
     root = Path(args.data or get_settings().data_dir) / "figshare-cemri"
     if not (root / "manifest.csv").is_file():

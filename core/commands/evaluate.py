@@ -16,7 +16,6 @@ import json
 import sys
 
 from core.commands import model_error_text, model_errors
-from core.training.evaluation import evaluate
 
 
 def register(subparsers) -> None:
@@ -59,13 +58,15 @@ def register(subparsers) -> None:
 def run(args) -> int:
     if args.record and args.split != "test":
         raise SystemExit("evaluate: --record goes with --split test")
+    from core.training.evaluation import evaluate  # heavy: torch, only for this command
+
     try:
         out = evaluate(args.model, args.data, args.fold, args.split, args.n_boot, args.tta_rotate, args.split_of)
     except model_errors() as exc:  # checksum mismatch, unsafe pickle, unknown version: one line
         print(f"evaluate: {model_error_text(exc)}", file=sys.stderr)
         return 2
     if args.record:
-        from core.promotion import record_evaluation
+        from core.promotion import record_evaluation  # heavy: torch, only for this command
 
         task, version = out["model"].split("@", 1)
         split = out["evaluated"] + (

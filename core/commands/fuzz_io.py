@@ -3,8 +3,8 @@ inputs (core.io.hostile) and report how the loader copes.
 
 Each input is loaded in its own forked process (address space capped at --mem-limit-mb, killed
 after --timeout seconds), so one input can neither hang the run nor take the machine's memory, and
-its peak memory is that process's own (ru_maxrss from wait4; it includes the ~100-200 MB of the
-libraries already loaded). Reported: outcomes (loaded, VolumeLoadError, traceback = any other
+its peak memory is what the load added: the child's ru_maxrss (from wait4) less the memory it
+inherited resident from its parent (a test process with models loaded holds GBs). Reported: outcomes (loaded, VolumeLoadError, traceback = any other
 exception, killed), the slowest load, the largest peak memory, and each family's worst case.
 """
 
@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import signal
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
+
+from core.io import VolumeLoadError, load_volume
+from core.io.hostile import generate
 
 
 def register(subparsers) -> None:
@@ -37,26 +42,27 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _inherited_address_space() -> int:
+def _status_bytes(field: str) -> int:
+    """A size from /proc/self/status ("VmSize", "VmRSS") in bytes, 0 where unavailable."""
     try:
         for line in open("/proc/self/status"):
-            if line.startswith("VmSize:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) << 10
     except OSError:
         pass
     return 0
 
 
+def _inherited_address_space() -> int:
+    return _status_bytes("VmSize")
+
+
 def _child(case, scratch: Path, write_fd: int, mem_limit_mb: int) -> None:
-    import resource
-    import traceback
-
-    from core.io import VolumeLoadError, load_volume
-
     # the address space the forked child inherits (a test process with torch loaded holds GBs of
     # mappings it never touches) plus the budget for this one load
     limit = _inherited_address_space() + (mem_limit_mb << 20)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    inherited_mb = _status_bytes("VmRSS") / 2**20
     start = time.perf_counter()
     try:
         source = case.source(scratch)
@@ -72,6 +78,7 @@ def _child(case, scratch: Path, write_fd: int, mem_limit_mb: int) -> None:
             "traceback": traceback.format_exc()[-1500:],
         }
     out["seconds"] = time.perf_counter() - start
+    out["inherited_mb"] = inherited_mb
     os.write(write_fd, json.dumps(out).encode())
     os.close(write_fd)
 
@@ -123,13 +130,11 @@ def load_in_process(case, scratch: Path, *, timeout: float, mem_limit_mb: int) -
             else f"process ended with status {os.waitstatus_to_exitcode(status)}",
             "seconds": None,
         }
-    out["peak_mb"] = peak_mb
+    out["peak_mb"] = max(0.0, peak_mb - out.pop("inherited_mb", 0.0))
     return out
 
 
 def fuzz(n: int = 500, seed: int = 0, *, timeout: float = 30.0, mem_limit_mb: int = 4096, progress=None) -> dict:
-    from core.io.hostile import generate
-
     results = []
     with tempfile.TemporaryDirectory(prefix="ng-fuzz-") as tmp:
         for i, case in enumerate(generate(n, seed)):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from core.research.grade_baseline import run_grade_baseline
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -30,8 +32,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from core.research.grade_baseline import run_grade_baseline
-    from core.research.studies import run_study_command
+    from core.research.studies import run_study_command  # heavy: torch, only for this command
 
     return run_study_command(
         args,

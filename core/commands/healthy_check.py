@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+from core.config import get_settings
 
 
 def register(subparsers) -> None:
@@ -42,12 +45,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    import torch  # heavy: torch, only for this command
 
-    import torch
+    from core.inference import Predictor  # heavy: torch, only for this command
 
-    from core.config import get_settings
-    from core.inference import Predictor
+    # heavy: torch, only for this command
     from core.research.healthy_check import run_healthy_check, summary_text
 
     torch.set_num_threads(max(1, args.threads))

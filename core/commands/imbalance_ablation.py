@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from core.commands.al_simulate import seeds_arg
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -37,7 +39,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from core.commands.al_simulate import seeds_arg
+    # heavy: torch, only for this command
     from core.research.studies import run_acgan_study, run_study_command
 
     return run_study_command(

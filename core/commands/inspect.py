@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from core.io import VolumeLoadError, load_volume
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -22,7 +24,7 @@ def register(subparsers) -> None:
 
 def describe(volume) -> dict:
     """The stable JSON description of a loaded volume."""
-    from core.io.orient import axcodes
+    from core.io.orient import axcodes  # heavy: pydicom, only for this command
 
     return {
         "shape": list(volume.shape),
@@ -67,8 +69,6 @@ def _text(info: dict) -> str:
 
 
 def run(args) -> int:
-    from core.io import VolumeLoadError, load_volume
-
     source = args.paths[0] if len(args.paths) == 1 else list(args.paths)
     series = args.series
     if series is not None and series.isdigit():

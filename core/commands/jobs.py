@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
+from core.auth import cli_actor
 from core.commands import guarded, open_repository
 
 
@@ -65,7 +66,7 @@ def run_list(args) -> int:
 
 @guarded
 def run_show(args) -> int:
-    from core.store import NotFound
+    from core.store import NotFound  # heavy: sqlalchemy, only for this command
 
     try:
         job = _repo().jobs.get(args.job)
@@ -83,8 +84,6 @@ def run_show(args) -> int:
 
 @guarded
 def run_cancel(args) -> int:
-    from core.auth import cli_actor
-
     ok = _repo().jobs.request_cancel(args.job, actor=cli_actor(args.actor))
     print("cancel requested" if ok else f"job {args.job} has already finished")
     return 0 if ok else 1

@@ -13,6 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+from core.commands import predict
+from core.config import get_settings
+
 EXIT_PACS = 1
 
 
@@ -55,8 +58,7 @@ def register(subparsers) -> None:
 
 
 def _client(args):
-    from core.config import get_settings
-    from core.pacs import connect, connect_from_settings
+    from core.pacs import connect, connect_from_settings  # heavy: pydicom, only for this command
 
     settings = get_settings()
     if args.url:
@@ -65,7 +67,7 @@ def _client(args):
 
 
 def search(args) -> int:
-    from core.pacs import PacsError, search_studies
+    from core.pacs import PacsError, search_studies  # heavy: pydicom, only for this command
 
     try:
         studies = search_studies(
@@ -111,7 +113,7 @@ def _n(value) -> str:
 
 
 def pull_command(args) -> int:
-    from core.pacs import PacsError, pull_study
+    from core.pacs import PacsError, pull_study  # heavy: pydicom, only for this command
 
     out: Path = args.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -138,8 +140,6 @@ def pull_command(args) -> int:
 
 def _predict(folder: Path, args) -> int:
     """The `predict` command's own code path on the pulled folder."""
-    from core.commands import predict
-
     parser = argparse.ArgumentParser(prog="python -m core")
     predict.register(parser.add_subparsers())
     argv = ["predict", str(folder)] + ["--json"] * args.json + ["--allow-incomplete"] * args.allow_incomplete

@@ -12,7 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from core import preprocess
 from core.commands import model_error_text, model_errors
+from core.io import VolumeLoadError, load_volume
+from core.tasks import TASKS, class_title
 
 EXIT_BAD_INPUT = 2
 EXIT_CANNOT_ASSESS = 3  # a task that was run cannot be assessed: the result is incomplete
@@ -94,8 +97,8 @@ def _expand(paths: list[str]) -> list[str]:
 
 
 def _text(source: str, pred) -> str:
+    # heavy: torch, only for this command
     from core.inference.verdict import headline, headline_reason, refer_messages, slice_label, task_rows
-    from core.tasks import class_title
 
     status = {"refer": "  [REFER]", "cannot_assess": "  [CANNOT ASSESS]"}.get(pred.status, "")
     why = headline_reason(pred)
@@ -119,10 +122,8 @@ def _text(source: str, pred) -> str:
 
 
 def run(args) -> int:
-    from core.inference import Predictor
-    from core.io import VolumeLoadError, load_volume
-    from core.report import build_json
-    from core.tasks import TASKS
+    from core.inference import Predictor  # heavy: torch, only for this command
+    from core.report import build_json  # heavy: torch, only for this command
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     if tasks:
@@ -199,9 +200,9 @@ def run(args) -> int:
 def _write_dicom(folder: Path, source, vol, pred, predictor) -> list[Path]:
     """The SR and key images of `pred` in `folder`: in the input's study when it was DICOM (the
     reference is read from the files' headers, held in memory only), else in a new study."""
-    from core import preprocess
+    # heavy: torch, only for this command
     from core.pacs.dicom_out import dicom_results, key_slice_cams, write_results
-    from core.pacs.reference import SourceReference
+    from core.pacs.reference import SourceReference  # heavy: pydicom, only for this command
 
     if str(vol.source_format).startswith("dicom"):
         loaded = [s["uid"] for s in vol.series if s.get("selected")]  # the series it was read from

@@ -9,10 +9,16 @@ Predictor then runs the version in int8 on x86 CPUs (see `core.quantize`).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import sys
 
+import numpy as np
+
+from core import quantize
 from core.cards import ModelCard
 from core.commands import model_error_text, model_errors
+from core.training.datasets import load_dataset
 
 
 def register(subparsers) -> None:
@@ -28,18 +34,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import hashlib
-    import io
+    import torch  # heavy: torch, only for this command
 
-    import numpy as np
-    import torch
-
-    from core import quantize
-    from core.inference import TaskModel, softmax
-    from core.training.datasets import load_dataset
-    from core.training.evaluation import data_for_card
-    from core.training.loop import to_model_input
-    from core.zoo import load_checkpoint, resolve_ref
+    from core.inference import TaskModel, softmax  # heavy: torch, only for this command
+    from core.training.evaluation import data_for_card  # heavy: torch, only for this command
+    from core.training.loop import to_model_input  # heavy: torch, only for this command
+    from core.zoo import load_checkpoint, resolve_ref  # heavy: torch, only for this command
 
     if not quantize.available():
         print("this torch build has no x86 int8 kernels", file=sys.stderr)

@@ -13,12 +13,15 @@ queue import PATH ... [--csv FILE] [--task T ...] [--sequences a,b,c] [--job ID]
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from pathlib import Path
 
+from core.active_learning import next_items, refresh_scores
 from core.auth import cli_actor
 from core.commands import guarded, open_repository
-from core.tasks import TASKS
+from core.tasks import TASKS, InvalidLabel, check_label
 
 EXIT_CONFLICT = 3
 STRATEGY_CHOICES = ("entropy", "margin", "least_confidence", "bald", "random", "coreset")
@@ -120,8 +123,6 @@ def register(subparsers) -> None:
 
 
 def _raw():
-    import argparse
-
     return argparse.RawDescriptionHelpFormatter
 
 
@@ -132,9 +133,9 @@ def _repo():
 def _task_of(repo, item: int, task: str | None) -> str:
     if task:
         return task
-    from sqlalchemy import select
+    from sqlalchemy import select  # heavy: sqlalchemy, only for this command
 
-    from core.store.models import QueueEntry
+    from core.store.models import QueueEntry  # heavy: sqlalchemy, only for this command
 
     with repo.session() as s:
         tasks = s.scalars(select(QueueEntry.task).where(QueueEntry.item_id == item)).all()
@@ -145,8 +146,6 @@ def _task_of(repo, item: int, task: str | None) -> str:
 
 @guarded
 def run_next(args) -> int:
-    from core.active_learning import next_items
-
     items = next_items(
         _repo(),
         args.task,
@@ -172,16 +171,13 @@ def run_next(args) -> int:
 
 def _bad_tasks(tasks) -> str:
     """A message naming the tasks that are not in the task table ("" when all are)."""
-    from core.tasks import TASKS
-
     bad = [t for t in tasks if t not in TASKS]
     return f"error: unknown task(s) {', '.join(map(repr, bad))}; choose from {', '.join(TASKS)}" if bad else ""
 
 
 @guarded
 def run_label(args) -> int:
-    from core.store import NotFound, VersionConflict
-    from core.tasks import InvalidLabel, check_label
+    from core.store import NotFound, VersionConflict  # heavy: sqlalchemy, only for this command
 
     if args.task:
         try:
@@ -241,7 +237,7 @@ def run_skip(args) -> int:
 
 @guarded
 def run_flag(args) -> int:
-    from core.store import VersionConflict
+    from core.store import VersionConflict  # heavy: sqlalchemy, only for this command
 
     repo = _repo()
     try:
@@ -275,9 +271,8 @@ def run_stats(args) -> int:
 
 @guarded
 def run_refresh(args) -> int:
-    from core.active_learning import refresh_scores
-    from core.review import predict_items
-    from core.zoo import active_version
+    from core.review import predict_items  # heavy: torch, only for this command
+    from core.zoo import active_version  # heavy: torch, only for this command
 
     repo = _repo()
     version = args.model_version or active_version(args.task)
@@ -291,9 +286,7 @@ def run_refresh(args) -> int:
 
 @guarded
 def run_import(args) -> int:
-    from pathlib import Path
-
-    from core.store.importer import import_paths
+    from core.store.importer import import_paths  # heavy: sqlalchemy, only for this command
 
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:  # the user's own terminal: the paths they typed
@@ -322,7 +315,7 @@ def run_import(args) -> int:
         return res
 
     if args.job is not None:
-        from core.store.jobs import run_job
+        from core.store.jobs import run_job  # heavy: sqlalchemy, only for this command
 
         holder = {}
 

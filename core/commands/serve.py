@@ -12,6 +12,7 @@ import ipaddress
 import os
 import sys
 
+from core import auth
 from core.config import REPO_ROOT
 
 
@@ -60,8 +61,6 @@ def command(address: str, port: int, extra: list[str]) -> list[str]:
 
 
 def run(args) -> int:
-    from core import auth
-
     try:
         mode = auth.auth_mode()
     except ValueError as exc:
@@ -72,7 +71,7 @@ def run(args) -> int:
         print(f"error: {why}", file=sys.stderr)
         return 2
     if mode == "local":
-        from core.store import Store
+        from core.store import Store  # heavy: sqlalchemy, only for this command
 
         if auth.needs_first_admin(Store.open()):
             print(

@@ -12,12 +12,16 @@ Progress lines go to stderr; --json prints the model card on stdout.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shlex
 import sys
+import time
 
 from core.cards import ModelCard
+from core.training.card_text import results_summary
+from core.training.recipes import recipe
 
 _FIT_FLAGS = (
     "epochs",
@@ -128,9 +132,8 @@ def register(subparsers) -> None:
 
 
 def build_config(args):
-    from core.training.experiment import TrainConfig
-    from core.training.loop import FitConfig
-    from core.training.recipes import recipe
+    from core.training.experiment import TrainConfig  # heavy: torch, only for this command
+    from core.training.loop import FitConfig  # heavy: torch, only for this command
 
     base = recipe(args.recipe) if args.recipe else {}
     for name in _FIT_FLAGS + _CFG_FLAGS + ("version",):
@@ -162,13 +165,10 @@ def command_line(args=None) -> str:
 
 
 def run(args) -> int:
-    import datetime as dt
-    import time
+    import torch  # heavy: torch, only for this command
 
-    import torch
-
-    from core.training import distributed
-    from core.training.experiment import run as run_experiment
+    from core.training import distributed  # heavy: torch, only for this command
+    from core.training.experiment import run as run_experiment  # heavy: torch, only for this command
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -206,8 +206,7 @@ def run(args) -> int:
                 )
             )
         elif info.is_main:
-            from core.training.card_text import results_summary
-            from core.zoo import save_checkpoint
+            from core.zoo import save_checkpoint  # heavy: torch, only for this command
 
             card = card.replace(
                 intended_use=INTENDED_USE.get(cfg.task, ""), limitations=tuple(LIMITATIONS.get(cfg.task, []))

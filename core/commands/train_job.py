@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from core.auth import cli_actor
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -34,7 +36,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from core.store import Store
+    from core.store import Store  # heavy: sqlalchemy, only for this command
+
+    # heavy: torch, only for this command
     from core.training.job import create_training_job, run_training_job
 
     repo = Store.open()
@@ -46,7 +50,6 @@ def run(args) -> int:
         params = {"task": args.task, "base": args.base, "strategy": args.strategy, "epochs": args.epochs}
         if args.img_size:
             params["img_size"] = args.img_size
-        from core.auth import cli_actor
 
         job_id = create_training_job(repo, params, cli_actor(args.actor))
         print(json.dumps({"job": job_id}), flush=True)

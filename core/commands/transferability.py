@@ -38,8 +38,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from core.research.studies import run_study_command
-    from core.research.transfer_study import run_transferability
+    from core.research.studies import run_study_command  # heavy: torch, only for this command
+    from core.research.transfer_study import run_transferability  # heavy: torch, only for this command
 
     cands = [c.strip() for c in args.candidates.split(",") if c.strip()] if args.candidates else None
     return run_study_command(

@@ -17,6 +17,7 @@ commands are not role-checked; each change is audited as --actor NAME or the OS 
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import sys
@@ -25,8 +26,6 @@ from core import auth
 
 
 def register(subparsers) -> None:
-    import argparse
-
     parser = subparsers.add_parser(
         "users",
         help="accounts and roles: add, list, set-role, disable",
@@ -76,7 +75,7 @@ def register(subparsers) -> None:
 
 
 def _repo():
-    from core.store import Store
+    from core.store import Store  # heavy: sqlalchemy, only for this command
 
     return Store.open()
 
@@ -95,7 +94,7 @@ def read_password(prompt: str = "Password") -> str:
 def _account_change(change, done: str) -> int:
     """Run one account change; its refusal (not an admin, the last admin, bad name or role, store
     error) is one line on stderr and exit 1."""
-    from core.store import StoreError
+    from core.store import StoreError  # heavy: sqlalchemy, only for this command
 
     try:
         user = change()
@@ -117,7 +116,7 @@ def run_add(args) -> int:
 
 
 def run_list(args) -> int:
-    from core.store import users
+    from core.store import users  # heavy: sqlalchemy, only for this command
 
     rows = users.list_users(_repo())
     if args.json:
@@ -158,7 +157,7 @@ def run_passwd(args) -> int:
 
 def run_init(args) -> int:
     """`make run`: make sure someone can sign in. Never blocks a non-interactive start."""
-    from core.store import StoreError
+    from core.store import StoreError  # heavy: sqlalchemy, only for this command
 
     if auth.auth_mode() == "off":
         return 0

@@ -20,7 +20,9 @@ import argparse
 import json
 import sys
 
+from core.auth import cli_actor
 from core.cards import CardError, ModelCard
+from core.training.card_text import results_summary
 
 EXIT_REFUSED = 4  # promotion refused: no better than the champion, unverifiable, or no locked-test score
 
@@ -69,8 +71,8 @@ def register(subparsers) -> None:
 def version_rows(task: str | None = None) -> list[dict]:
     """One dict per version: task, version, architecture, active, source, created, classes,
     parent, path, metrics (headline numbers from the card)."""
-    from core.zoo import active_version, list_checkpoints
-    from model_zoo import headline_metrics
+    from core.zoo import active_version, list_checkpoints  # heavy: torch, only for this command
+    from model_zoo import headline_metrics  # heavy: torch, only for this command
 
     ckpts = list_checkpoints(task)
     active = {t: active_version(t) for t in sorted({c.task for c in ckpts})}
@@ -132,7 +134,7 @@ def _run_list(args) -> int:
 
 
 def _run_archs(args) -> int:
-    from model_zoo import get_spec, imagenet_available, list_models
+    from model_zoo import get_spec, imagenet_available, list_models  # heavy: torch, only for this command
 
     rows = []
     for name in list_models():
@@ -172,8 +174,6 @@ def _split_ref(ref: str) -> tuple[str, str]:
 
 
 def _actor(args) -> str:
-    from core.auth import cli_actor
-
     return cli_actor(args.actor)
 
 
@@ -198,7 +198,7 @@ def _print_comparison(c) -> None:
 
 
 def _run_compare(args) -> int:
-    from core.promotion import PromotionError, compare
+    from core.promotion import PromotionError, compare  # heavy: torch, only for this command
 
     try:
         task, version = _split_ref(args.ref)
@@ -214,9 +214,10 @@ def _run_compare(args) -> int:
 
 
 def _run_promote(args) -> int:
+    # heavy: torch, only for this command
     from core.promotion import PromotionError, PromotionRefused, promote
-    from core.review import refresh_queue_scores
-    from core.store import Store
+    from core.review import refresh_queue_scores  # heavy: torch, only for this command
+    from core.store import Store  # heavy: sqlalchemy, only for this command
 
     try:
         task, version = _split_ref(args.ref)
@@ -253,9 +254,9 @@ def _run_promote(args) -> int:
 
 
 def _run_rollback(args) -> int:
-    from core.promotion import PromotionError, rollback
-    from core.review import refresh_queue_scores
-    from core.store import Store
+    from core.promotion import PromotionError, rollback  # heavy: torch, only for this command
+    from core.review import refresh_queue_scores  # heavy: torch, only for this command
+    from core.store import Store  # heavy: sqlalchemy, only for this command
 
     try:
         store = Store.open()
@@ -272,8 +273,7 @@ def _run_rollback(args) -> int:
 
 
 def _run_summarize(args) -> int:
-    from core.training.card_text import results_summary
-    from core.zoo import resolve_ref
+    from core.zoo import resolve_ref  # heavy: torch, only for this command
 
     try:
         ckpt = resolve_ref(args.ref)

@@ -6,18 +6,18 @@ __all__ = ["Volume", "VolumeLoadError", "load_study", "load_volume", "rename_cha
 
 
 def load_volume(source, filename=None, **options):  # replaced by core.io.loader
-    from core.io.loader import load_volume as _load
+    from core.io.loader import load_volume as _load  # heavy: pydicom; core.io stays light for the CLI
 
     return _load(source, filename=filename, **options)
 
 
 def load_study(source, filename=None, **options):  # lazy like load_volume: core.io stays light to import
-    from core.io.loader import load_study as _load
+    from core.io.loader import load_study as _load  # heavy: pydicom; core.io stays light for the CLI
 
     return _load(source, filename=filename, **options)
 
 
 def rename_channels(volume, mapping):
-    from core.io.study import rename_channels as _rename
+    from core.io.study import rename_channels as _rename  # heavy: pydicom; core.io stays light for the CLI
 
     return _rename(volume, mapping)

@@ -9,6 +9,11 @@ import logging
 import warnings as _warnings
 
 import numpy as np
+import pydicom
+from pydicom.encaps import parse_basic_offsets, parse_fragments
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from core.io import deid, orient
 from core.io.acquisition import acquisition
@@ -54,8 +59,6 @@ def _quiet():
 
 
 def _read(blob, max_bytes: int | None = None):
-    import pydicom
-
     force = blob.data[128:132] != b"DICM"
     with _quiet():
         if max_bytes is not None and b"1.2.840.10008.1.2.1.99" in blob.data:  # cheap pre-filter
@@ -80,10 +83,6 @@ def _read(blob, max_bytes: int | None = None):
 def _check_deflated(data: bytes, force: bool, max_bytes: int) -> None:
     """A Deflated Explicit VR Little Endian data set is inflated whole by pydicom: measure what it
     inflates to first, in bounded steps, and refuse it past the cap (3 MB can inflate to 3 GB)."""
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filereader import _read_file_meta_info, read_preamble
-    from pydicom.uid import DeflatedExplicitVRLittleEndian
-
     fp = DicomBytesIO(data)
     try:
         read_preamble(fp, force)
@@ -152,8 +151,6 @@ def _check_pixels(ds, limits) -> None:
             raise _PixelError("image data missing or shorter than the header says")
         return
     # encapsulated: a fragment never holds more than one frame (PS3.5 A.4)
-    from pydicom.encaps import parse_basic_offsets, parse_fragments
-
     try:
         buf = io.BytesIO(value)
         parse_basic_offsets(buf)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 
 @dataclass
@@ -34,24 +35,18 @@ class Hostile:
 
 # ---------------------------------------------------------------- building blocks
 def _png(arr: np.ndarray) -> bytes:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
 
 
 def _jpeg(arr: np.ndarray, progressive: bool = False) -> bytes:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=90, progressive=progressive)
     return buf.getvalue()
 
 
 def _tiff(pages: list[np.ndarray]) -> bytes:
-    from PIL import Image
-
     buf = io.BytesIO()
     imgs = [Image.fromarray(p) for p in pages]
     imgs[0].save(buf, format="TIFF", save_all=True, append_images=imgs[1:])
@@ -93,8 +88,8 @@ def jpeg_scan_bomb(side: int = 4000, repeats: int = 2000) -> bytes:
 def dicom_jpeg_size_lie(side: int = 20000) -> bytes:
     """An 8 x 8 JPEG Baseline DICOM whose embedded JPEG claims side x side (decoders size their
     output from the JPEG, not from Rows/Columns)."""
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGBaseline8Bit
+    from pydicom.encaps import encapsulate  # heavy: pydicom, loaded on first use
+    from pydicom.uid import JPEGBaseline8Bit  # heavy: pydicom, loaded on first use
 
     ds = _dicom_dataset(8, 8, 1, bits=8, pixel_bytes=b"", syntax=JPEGBaseline8Bit)
     ds.PixelData = encapsulate([jpeg_with_size(side, side)])
@@ -103,7 +98,7 @@ def dicom_jpeg_size_lie(side: int = 20000) -> bytes:
 
 
 def _nifti(shape, dtype=np.int16, *, fill=0, vox_offset=None, gz=True, header_only=False) -> bytes:
-    import nibabel as nib
+    import nibabel as nib  # heavy: nibabel, loaded on first use
 
     hdr = nib.Nifti1Header()
     hdr.set_data_shape(shape)
@@ -133,8 +128,8 @@ def _nifti_float64_zeros() -> bytes:
 
 
 def _dicom_dataset(rows=8, cols=8, frames=1, bits=16, pixel_bytes: bytes | None = None, syntax=None):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+    from pydicom.dataset import Dataset, FileMetaDataset  # heavy: pydicom, loaded on first use
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage  # heavy: pydicom, loaded on first use
 
     ds = Dataset()
     meta = FileMetaDataset()
@@ -180,7 +175,7 @@ def dicom_frames_bomb(frames: int = 2_000_000) -> bytes:
 @functools.lru_cache(maxsize=2)
 def dicom_deflate_bomb(inflated_mb: int = 600) -> bytes:
     """Deflated Explicit VR Little Endian: a ~0.6 MB file whose data set inflates to ~600 MB."""
-    from pydicom.uid import DeflatedExplicitVRLittleEndian
+    from pydicom.uid import DeflatedExplicitVRLittleEndian  # heavy: pydicom, loaded on first use
 
     ds = _dicom_dataset(8, 8, syntax=DeflatedExplicitVRLittleEndian)
     saved = _dcm_bytes(ds)  # preamble, "DICM", file meta (group length at 140), data set
@@ -197,7 +192,7 @@ def dicom_deflate_bomb(inflated_mb: int = 600) -> bytes:
 @functools.lru_cache(maxsize=1)
 def _testdata(name: str) -> bytes | None:
     try:
-        from pydicom.data import get_testdata_file
+        from pydicom.data import get_testdata_file  # heavy: pydicom, loaded on first use
 
         path = get_testdata_file(name)
         return Path(path).read_bytes() if path else None
@@ -207,7 +202,7 @@ def _testdata(name: str) -> bytes | None:
 
 def _good_nifti(rng) -> bytes:
     shape = tuple(int(v) for v in rng.integers(4, 12, 3))
-    import nibabel as nib
+    import nibabel as nib  # heavy: nibabel, loaded on first use
 
     img = nib.Nifti1Image(rng.integers(0, 1000, shape).astype(np.int16), np.eye(4))
     return gzip.compress(img.to_bytes(), mtime=0) if rng.random() < 0.5 else img.to_bytes()
@@ -365,8 +360,8 @@ def _rle_corrupt(rng) -> bytes:
 
 
 def _encapsulated_lie(rng) -> bytes:
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import RLELossless
+    from pydicom.encaps import encapsulate  # heavy: pydicom, loaded on first use
+    from pydicom.uid import RLELossless  # heavy: pydicom, loaded on first use
 
     ds = _dicom_dataset(64, 64, int(rng.integers(1000, 20000)), bits=8, pixel_bytes=b"", syntax=RLELossless)
     ds.PixelData = encapsulate([b"\0" * 64])

@@ -8,7 +8,9 @@ import numpy as np
 from core.config import get_settings
 from core.io import sniff, study
 from core.io.dicom import parse_dicom, read_series
+from core.io.images import read_image
 from core.io.limits import FATAL
+from core.io.nifti import read_nifti
 from core.io.sources import Blob, collect
 from core.io.volume import Volume, VolumeLoadError
 
@@ -180,14 +182,10 @@ def _unknown_message(blob: Blob) -> str:
 def _read_single(blob: Blob, settings, sequences) -> Volume:
     kind = blob.kind
     if kind in (sniff.NIFTI, sniff.GZIP):
-        from core.io.nifti import read_nifti
-
         volume = read_nifti(
             blob.data, max_voxels=settings.max_voxels, sequences=sequences, max_bytes=settings.max_decoded_bytes
         )
     elif kind in sniff.IMAGE_KINDS:
-        from core.io.images import read_image
-
         volume = read_image(
             blob.data, max_voxels=min(settings.max_voxels, settings.max_image_pixels), sequences=sequences, kind=kind
         )

@@ -27,6 +27,7 @@ from core.io import recognise, sniff
 from core.io.acquisition import NOT_ANATOMICAL, assess_acquisition
 from core.io.dicom import DicomUpload
 from core.io.limits import MAX_STUDY_SERIES
+from core.io.nifti import read_nifti
 from core.io.volume import Volume, VolumeLoadError
 from core.sequences import SEQUENCE_TITLES, canonical_sequence, sequence_title
 
@@ -94,8 +95,6 @@ def _check_one_study(identities: set[tuple[str, str]]) -> None:
 
 def nifti_parts(blobs, *, settings) -> tuple[list[Part], list[dict], list[str]]:
     """One part per NIfTI file, named from the file name; label files (`_seg`, `_mask`) left out."""
-    from core.io.nifti import read_nifti
-
     parts, left_out = [], []
     n = len(blobs)
     for k, blob in enumerate(blobs, start=1):

@@ -64,7 +64,7 @@ class ScanPage:
 
     def __init__(self, page):
         from playwright.sync_api import TimeoutError as PlaywrightTimeout  # see browser_page
-        from playwright.sync_api import expect
+        from playwright.sync_api import expect  # optional: playwright (dev)
 
         self.page, self.expect, self.timeout_error = page, expect, PlaywrightTimeout
         self.verdict = page.locator(VERDICT)

@@ -31,8 +31,8 @@ __all__ = ["FeatureACGAN", "train_feature_acgan", "balance_with_synthetic", "tor
 
 
 def _nets(dim: int, n_classes: int, noise_dim: int, hidden: int, emb_dim: int):
-    import torch
-    from torch import nn
+    import torch  # heavy: torch, loaded on first use
+    from torch import nn  # heavy: torch, loaded on first use
 
     class Generator(nn.Module):
         def __init__(self):
@@ -87,7 +87,7 @@ class FeatureACGAN:
         object uses seed (self.seed, k), so a re-trained GAN with the same seed yields the same
         sequence of samples.
         """
-        import torch
+        import torch  # heavy: torch, loaded on first use
 
         c = int(class_index)
         if not 0 <= c < self.n_classes:
@@ -175,7 +175,7 @@ def train_feature_acgan(
 @contextmanager
 def torch_threads(n: int | None):
     """Temporarily set torch's intra-op thread count (None: leave it)."""
-    import torch
+    import torch  # heavy: torch, loaded on first use
 
     old = torch.get_num_threads()
     if n is not None and n != old:
@@ -189,8 +189,8 @@ def torch_threads(n: int | None):
 
 def _class_mean_gap(h_real, c_real, h_fake, c_fake, k: int):
     """Mean squared gap between per-class means of real and fake discriminator features."""
-    import torch
-    import torch.nn.functional as F
+    import torch  # heavy: torch, loaded on first use
+    import torch.nn.functional as F  # heavy: torch, loaded on first use
 
     oh_r = F.one_hot(c_real, k).float()
     oh_f = F.one_hot(c_fake, k).float()
@@ -203,8 +203,8 @@ def _class_mean_gap(h_real, c_real, h_fake, c_fake, k: int):
 def _train(
     features, labels, n_classes, epochs, seed, on_progress, noise_dim, hidden, emb_dim, batch_size, lr, feature_matching
 ) -> FeatureACGAN:
-    import torch
-    import torch.nn.functional as F
+    import torch  # heavy: torch, loaded on first use
+    import torch.nn.functional as F  # heavy: torch, loaded on first use
 
     x, y, k = _check(features, labels, n_classes)
     n, d = x.shape

@@ -32,13 +32,15 @@ Protocol (one call of :func:`simulate`):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from core import active_learning as al
-from core.training.metrics import aggregate_by_patient, classification_metrics, mean_ci_over_folds
+from core.training.metrics import aggregate_by_patient, classification_metrics, mean_ci_over_folds, metrics_with_ci
+from core.training.splits import assert_disjoint, locked_test_split
 
 __all__ = ["ALConfig", "Oracle", "split_pool_test", "simulate", "query", "kcenter", "DEFAULT_BUDGETS", "AL_STRATEGIES"]
 
@@ -97,8 +99,6 @@ class Oracle:
 
 
 def split_pool_test(labels, groups, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray, dict]:
-    from core.training.splits import assert_disjoint, locked_test_split
-
     sp = locked_test_split(groups, labels, fraction=test_fraction)
     assert_disjoint(groups, sp.pool_idx, sp.test_idx)
     return (
@@ -124,7 +124,7 @@ class _Head:
         self.prior = np.full(k, 1.0 / k)
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> _Head:
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.linear_model import LogisticRegression  # heavy: sklearn, loaded on first use
 
         counts = np.bincount(y, minlength=self.k).astype(np.float64)
         self.prior = (counts + 1) / (counts.sum() + self.k)
@@ -345,8 +345,6 @@ def _first_reaching(budgets: Sequence[float], means: Sequence[float | None], tar
 
 
 def _baseline(x_pool, y_pool, x_test, y_test, g_test, classes, cfg: ALConfig, n_boot: int) -> dict:
-    from core.training.metrics import metrics_with_ci
-
     k = len(classes)
     head = _Head(k, cfg.C, cfg.max_iter).fit(x_pool, y_pool)
     p = head.predict_proba(x_test)
@@ -394,12 +392,10 @@ def simulate(
 def _one_blas_thread():
     """BLAS/OpenMP at one thread: these small fits are 2x slower with 2 threads on a shared CPU."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # optional: without it, BLAS keeps its threads
 
         return threadpool_limits(1)
     except ImportError:  # pragma: no cover
-        import contextlib
-
         return contextlib.nullcontext()
 
 
@@ -451,7 +447,6 @@ def _pool_and_test(y: np.ndarray, g: np.ndarray, cfg: ALConfig, test_idx) -> tup
     patient-disjoint from the rest), else ``split_pool_test``."""
     if test_idx is None:
         return split_pool_test(y, g, cfg.test_fraction)
-    from core.training.splits import assert_disjoint
 
     test_idx = np.asarray(test_idx, dtype=np.int64)
     pool_idx = np.setdiff1d(np.arange(len(y)), test_idx)

@@ -14,17 +14,23 @@ wrong. It is "answered" when nothing in it is referred and the input was not ref
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
 
+from core import calibrate as cal
 from core.cards import ModelCard
+from core.commands.calibrate import _dataset, _fold_model
+from core.inference import NO_TUMOUR_VERDICT, TaskModel
+from core.inference.feature_density import FeatureDensity
+from core.io import load_volume
+from core.training.datasets import load_dataset
+from core.training.evaluation import data_for_card
 
 
 def heldout_images(presence_card: ModelCard | dict, figshare_root: Path, fold: int = 1) -> list[dict]:
     """Manifest rows of fold `fold` whose patient family the presence model did not train on."""
-    import csv
-
     presence_card = ModelCard.coerce(presence_card)
     locked = set(presence_card.locked_test.patients)
     trained = _presence_trained_families(presence_card) - {
@@ -36,20 +42,12 @@ def heldout_images(presence_card: ModelCard | dict, figshare_root: Path, fold: i
 
 def _presence_trained_families(card: ModelCard) -> set[str]:
     """Figshare patient families in the presence version's training data (recipe's seeded cap)."""
-    from core.training.datasets import load_dataset
-    from core.training.evaluation import data_for_card
-
     ds = load_dataset(data_for_card(card), "presence", int(card.input.size), seed=0)
     return {g.split(":", 1)[1] for g in ds.groups if str(g).startswith("figshare-cemri:")}
 
 
 def type_fold_model(loaded_type, fold: int = 1):
     """(LoadedModel of the fold model, FeatureDensity on its training folds)."""
-    from core import calibrate as cal
-    from core.commands.calibrate import _dataset, _fold_model
-    from core.inference import TaskModel
-    from core.inference.feature_density import FeatureDensity
-
     fold_loaded = _fold_model(loaded_type, fold)
     ds, sp = _dataset(ModelCard.of(loaded_type))
     fit_idx = sp["folds"][fold - 1][0]
@@ -58,9 +56,6 @@ def type_fold_model(loaded_type, fold: int = 1):
 
 
 def run_cascade_check(figshare_root: Path, predictor, rows: list[dict], on_progress=None) -> dict:
-    from core.inference import NO_TUMOUR_VERDICT
-    from core.io import load_volume
-
     answered, correct, verdicts = [], [], []
     for i, r in enumerate(rows):
         pred = predictor.predict_volume(load_volume(str(figshare_root / r["image"])))

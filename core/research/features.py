@@ -28,8 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
+import model_zoo as zoo
 from core.cards import ModelCard
+from core.config import get_settings
+from core.preprocess import model_input
+from core.training.datasets import load_dataset
+from core.zoo import load_checkpoint
 
 __all__ = [
     "CandidateRef",
@@ -107,14 +113,8 @@ def load_backbone(
 ) -> Backbone:
     """Load the weights a reference names (see the module docstring). Random and ImageNet
     backbones use ``size`` px input and ``in_channels``; checkpoints use what their card says."""
-    import torch
-
-    import model_zoo as zoo
-
     r = parse_ref(ref) if isinstance(ref, str) else ref
     if r.kind == "zoo":
-        from core.zoo import load_checkpoint
-
         lm = load_checkpoint(r.source)
         info = backbone_info(ModelCard.of(lm))
         info["ref"] = lm.ref
@@ -145,8 +145,6 @@ def load_backbone(
 
 
 def _block_module(bb: Backbone):
-    import model_zoo as zoo
-
     b = bb.ref.block
     blocks = bb.spec.blocks
     if not 1 <= b <= len(blocks):
@@ -159,10 +157,6 @@ def _block_module(bb: Backbone):
 
 def _forward(bb: Backbone, x) -> tuple[np.ndarray, np.ndarray | None]:
     """(features, source softmax or None) of one input batch."""
-    import torch
-
-    import model_zoo as zoo
-
     if bb.ref.block:
         captured = []
 
@@ -192,10 +186,6 @@ def _forward(bb: Backbone, x) -> tuple[np.ndarray, np.ndarray | None]:
 def extract_features(bb: Backbone, images: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray | None]:
     """Features (N, D) float32 and source-head probabilities (N, Z) or None of uint8 slices
     (N, H, W) / (N, C, H, W), through `preprocess.model_input` (the inference path)."""
-    import torch
-
-    from core.preprocess import model_input
-
     imgs = np.asarray(images)
     views = [imgs]
     if bb.ref.per_sequence and imgs.ndim == 4:
@@ -219,8 +209,6 @@ def extract_features(bb: Backbone, images: np.ndarray, batch_size: int = 128) ->
 
 
 def feature_cache_dir() -> Path:
-    from core.config import get_settings
-
     root = os.environ.get("NEUROGRADE_CACHE_DIR")
     return (Path(root) if root else get_settings().home / "cache") / "features"
 
@@ -234,8 +222,6 @@ def dataset_features(
     Returns {"features", "probs" (or None), "labels", "groups", "classes", "sequences",
     "backbone" (info), "data": {...}, "ref"}.
     """
-    from core.training.datasets import load_dataset
-
     r = parse_ref(ref) if isinstance(ref, str) else ref
     bb = load_backbone(r, size=size or DEFAULT_SIZE, seed=seed)
     s = int(bb.spec.input_size)

@@ -20,6 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from core.training.metrics import roc_auc_binary
 
 SEQUENCES = ("t1pre", "flair", "t1post")
 FEATURES = ("log_volume", "t1pre_ratio", "flair_ratio", "t1post_ratio", "t1post_ratio_p90")
@@ -53,8 +56,6 @@ def patient_features(slices: list[dict]) -> list[float]:
 
 def load_patients(root: str | Path, on_progress: Callable[[int, int, str], None] | None = None) -> dict:
     """{"patients", "X" (patients x FEATURES), "y" (1 = G3), "age"} from a TCGA-LGG folder."""
-    from PIL import Image
-
     root = Path(root)
     with open(root / "manifest.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["grade"] in ("G2", "G3") and int(r["tumor_pixels"]) > 0]
@@ -84,12 +85,10 @@ def load_patients(root: str | Path, on_progress: Callable[[int, int, str], None]
 
 def cross_validated_auc(X: np.ndarray, y: np.ndarray, folds: int = 4, seeds: int = 20, C: float = 0.3) -> dict:
     """Out-of-fold AUC of a standardised L2 logistic regression, one value per shuffling seed."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from core.training.metrics import roc_auc_binary
+    from sklearn.linear_model import LogisticRegression  # heavy: sklearn, loaded on first use
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict  # heavy: sklearn, loaded on first use
+    from sklearn.pipeline import make_pipeline  # heavy: sklearn, loaded on first use
+    from sklearn.preprocessing import StandardScaler  # heavy: sklearn, loaded on first use
 
     model = make_pipeline(StandardScaler(), LogisticRegression(C=C))
     aucs = []
@@ -112,8 +111,6 @@ def cross_validated_auc(X: np.ndarray, y: np.ndarray, folds: int = 4, seeds: int
 def run_grade_baseline(
     data: str, *, folds: int = 4, seeds: int = 20, on_progress: Callable[[int, int, str], None] | None = None
 ) -> dict:
-    from core.training.metrics import roc_auc_binary
-
     d = load_patients(data, on_progress)
     X, y, age = d["X"], d["y"], d["age"]
     has_age = ~np.isnan(age)

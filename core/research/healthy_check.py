@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from core.cards import ModelCard
+from core.inference import CANNOT_ASSESS_VERDICT, NO_TUMOUR_VERDICT, PRESENCE_THRESHOLD, slice_votes
+from core.io import load_volume
 from core.training.datasets import image_plane, normal_subjects, normal_volumes, stack_volume
 
 CARD_PRESENCE = Path(__file__).resolve().parents[2] / "model_zoo" / "checkpoints" / "presence"
@@ -83,8 +85,6 @@ def tcga_volumes(root: Path, patients: list[str]) -> Iterator[tuple[str, object,
 
 def tcia_volumes(root: Path) -> Iterator[tuple[str, object, np.ndarray]]:
     """(subject/timepoint, Volume, tumour per axial slice) for every TCIA-BTP T1 post-contrast scan."""
-    from core.io import load_volume
-
     for scan in sorted(root.glob("*/*_t1post.nii.gz")):
         vol = load_volume(str(scan))
         mask = load_volume(str(scan.with_name(scan.name.replace("_t1post", "_mask"))))
@@ -135,16 +135,12 @@ def _rate(k: int, n: int) -> float | None:
 # ------------------------------------------------------------------------------- evaluation
 class _Runner:
     def __init__(self, predictor):
-        from core.inference import PRESENCE_THRESHOLD
-
         self.predictor = predictor
         self.threshold = PRESENCE_THRESHOLD
 
     def volume(self, vol) -> dict:
         """Presence through the real Predictor: per-slice P(tumour), tissue, evidence; the verdict
         before (old rule on the same P(tumour)) and after (the Predictor's)."""
-        from core.inference import CANNOT_ASSESS_VERDICT, NO_TUMOUR_VERDICT
-
         r = self.predictor.predict_volume(vol, tasks=["presence"])
         p = np.array([s.get("presence", np.nan) for s in r.slices], dtype=np.float64)
         tissue = np.array([s.get("tissue", 1.0) for s in r.slices], dtype=np.float64)
@@ -239,8 +235,6 @@ def _diagnosis(rows: list[dict]) -> dict:
 
 def _header(predictor, explicit: bool) -> dict:
     """The result before any source is read: the command, the model and the two rules."""
-    from core.inference import PRESENCE_THRESHOLD, slice_votes
-
     thr = PRESENCE_THRESHOLD
     return {
         "command": "python -m core healthy-check --json research/results/healthy_check.json"
@@ -272,8 +266,6 @@ class _Check:
     """The sources of `run_healthy_check`, one method each; each adds its entries to the result."""
 
     def __init__(self, data: Path, predictor, say: Callable[[str], None]):
-        from core.inference import slice_votes
-
         self.data, self.say = data, say
         self.runner = _Runner(predictor)
         self.card = getattr(predictor.models.get("presence"), "card", None) or None  # the checked model's card
@@ -320,8 +312,6 @@ class _Check:
 
     def br35h(self, out: dict) -> None:
         """Br35H no_tumor slices, one 2D image at a time (slice level)."""
-        from core.io import load_volume
-
         root = self.data / "br35h"
         held = held_out_patients("br35h", self.card)
         rows = []

@@ -74,9 +74,9 @@ def train_head(
     hidden: int = 64,
 ):
     """Train a linear or MLP head with Adam on (standardised) features; returns an eval-mode module."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
+    import torch  # heavy: torch, loaded on first use
+    import torch.nn.functional as F  # heavy: torch, loaded on first use
+    from torch import nn  # heavy: torch, loaded on first use
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -108,7 +108,7 @@ def train_head(
 
 
 def _predict(head, x: np.ndarray) -> np.ndarray:
-    import torch
+    import torch  # heavy: torch, loaded on first use
 
     with torch.no_grad():
         return torch.softmax(head(torch.as_tensor(x, dtype=torch.float32)), dim=1).double().numpy()

@@ -17,6 +17,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from core.preprocess import normalize_intensity
 
@@ -36,7 +37,7 @@ def _grey(a: np.ndarray) -> np.ndarray | None:
 
 
 def dicom_test_images() -> list[tuple[str, np.ndarray]]:
-    import pydicom
+    import pydicom  # heavy: pydicom, loaded on first use
 
     root = _package_dir("pydicom")
     out = []
@@ -54,7 +55,7 @@ def dicom_test_images() -> list[tuple[str, np.ndarray]]:
 
 
 def epi_images() -> list[tuple[str, np.ndarray]]:
-    import nibabel as nib
+    import nibabel as nib  # heavy: nibabel, loaded on first use
 
     root = _package_dir("nibabel")
     out = []
@@ -71,8 +72,6 @@ def epi_images() -> list[tuple[str, np.ndarray]]:
 
 
 def photographs() -> list[tuple[str, np.ndarray]]:
-    from PIL import Image
-
     root = _package_dir("sklearn")
     out = []
     for f in sorted((root / "datasets" / "images").glob("*.jpg")) if root else []:
@@ -82,7 +81,7 @@ def photographs() -> list[tuple[str, np.ndarray]]:
 
 
 def generated(seed: int = 0) -> list[tuple[str, np.ndarray]]:
-    from scipy.ndimage import gaussian_filter
+    from scipy.ndimage import gaussian_filter  # heavy: scipy, loaded on first use
 
     rng = np.random.default_rng(seed)
     s = 256

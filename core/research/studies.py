@@ -13,12 +13,24 @@ import json
 import os
 import shlex
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from core import auth
+from core.config import get_settings
 from core.jsonable import jsonable
+from core.research.al_simulation import ALConfig, simulate, split_pool_test
+from core.research.features import dataset_features, parse_ref
+from core.research.imbalance import run_imbalance_ablation
+from core.store import Store
+from core.store.jobs import launch, run_job
+from core.training.datasets import load_dataset
+from core.training.splits import assert_disjoint, locked_test_split, split_fingerprint
+from core.zoo import model_card
 
 __all__ = [
     "STUDIES",
@@ -55,8 +67,6 @@ DATA_FOLDERS = {"grade": "tcga-lgg", "tumor_type": "figshare-cemri", "presence":
 
 
 def default_data(task: str) -> str:
-    from core.config import get_settings
-
     return str(get_settings().data_dir / DATA_FOLDERS[task])
 
 
@@ -81,8 +91,6 @@ def default_backbone(task: str) -> tuple[str, str]:
 
 def results_dirs() -> list[Path]:
     """[the user's re-runs, the committed results] - the first found wins for a given file name."""
-    from core.config import get_settings
-
     committed = Path(os.environ.get("NEUROGRADE_RESEARCH_RESULTS") or REPO_ROOT / "research" / "results")
     return [get_settings().home / "research", committed]
 
@@ -117,8 +125,6 @@ def write_json(result: dict, path: str | Path) -> Path:
 
 
 def stamp(result: dict, argv: Sequence[str], started: float) -> dict:
-    import time
-
     result["command"] = command_line(argv)
     result["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     result["seconds"] = round(time.time() - started, 1)
@@ -150,10 +156,6 @@ def backbone_seen_patients(ref: str) -> dict[str, set[str]]:
     """{data source name: patient ids} whose images trained (or validated) a zoo checkpoint: its
     card's training data re-loaded with the card's seed (same patient cap), minus its locked test
     patients. {} for random / ImageNet backbones (they never saw our data)."""
-    from core.research.features import parse_ref
-    from core.training.datasets import load_dataset
-    from core.zoo import model_card
-
     r = parse_ref(ref)
     if r.kind != "zoo":
         return {}
@@ -175,9 +177,6 @@ def clean_test_split(
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """A fixed, label-stratified, patient-disjoint test split drawn ONLY from patients the feature
     backbone never saw (about ``test_fraction`` of all patients, or every unseen one if fewer)."""
-    from core.research.al_simulation import split_pool_test
-    from core.training.splits import assert_disjoint, locked_test_split
-
     g = np.asarray([str(v) for v in np.asarray(groups).tolist()])
     y = np.asarray(labels)
     seen_here = seen.get(data_name, set())
@@ -199,7 +198,6 @@ def clean_test_split(
         method = f"splits.locked_test_split over the {n_unseen} patients the backbone never saw (fraction {frac:.3f})"
     pool = np.setdiff1d(np.arange(len(g)), test)
     assert_disjoint(g, pool, test)
-    from core.training.splits import split_fingerprint
 
     return (
         pool,
@@ -226,9 +224,6 @@ def run_al_study(
     n_boot: int = 1000,
     on_progress: Callable[[int, int, str], None] | None = None,
 ) -> dict:
-    from core.research.al_simulation import ALConfig, simulate
-    from core.research.features import dataset_features
-
     ref, why = (backbone, "given on the command line") if backbone else default_backbone(task)
     d = dataset_features(ref, data, task)
     cfg = cfg or ALConfig()
@@ -270,9 +265,6 @@ def run_acgan_study(
 ) -> dict:
     """The feature-ACGAN imbalance ablation (``core.research.imbalance``) on real frozen features:
     a fixed patient-disjoint test split; the minority class cut by patient in the training split only."""
-    from core.research.features import dataset_features
-    from core.research.imbalance import run_imbalance_ablation
-
     ref, why = (backbone, "given on the command line") if backbone else default_backbone(task)
     d = dataset_features(ref, data, task)
     y, g = d["labels"], d["groups"].astype(str)
@@ -341,11 +333,6 @@ def launch_study(study: str, params: dict, actor="research page", repo=None) -> 
     """Create a "research" job and start `python -m core <command> ... --job ID` detached; the
     result goes to NEUROGRADE_HOME/research/<prefix><task>.json. Returns (job id, output path).
     `actor`: the signed-in core.auth.Identity (its role must allow training) or a trusted name."""
-    from core import auth
-    from core.config import get_settings
-    from core.store import Store
-    from core.store.jobs import launch
-
     actor = auth.authorize(actor, "train")
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r}; one of {sorted(STUDIES)}")
@@ -373,8 +360,6 @@ def run_maybe_as_job(job_id: int | None, work: Callable[[Callable[[int, int, str
 
         work(progress)
         return 0
-    from core.store import Store
-    from core.store.jobs import run_job
 
     repo = Store.open()
 
@@ -394,10 +379,6 @@ def run_study_command(args, command: str, study: Callable[[str, Callable], dict]
     """The common body of the research commands: one torch thread, the task's default data, the
     result stamped with its command line and written to `args.json` (or printed for "-"), progress
     reported to a store job when `--job` is given. `study(data, on_progress) -> result dict`."""
-    import time
-
-    import torch
-
     torch.set_num_threads(1)
     data = args.data or default_data(args.task)
     argv = argv_from_args(command, args, data)

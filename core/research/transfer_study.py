@@ -23,11 +23,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
-from core.research.features import DEFAULT_SIZE, dataset_features, parse_ref
+from core.research.al_simulation import _one_blas_thread
+from core.research.features import DEFAULT_SIZE, dataset_features, extract_features, load_backbone, parse_ref
+from core.research.studies import default_data
 from core.research.transferability import h_score, leep, logme, nce, rank_agreement, rank_candidates
+from core.training.datasets import load_dataset
+from core.training.metrics import aggregate_by_patient, classification_metrics, mean_ci_over_folds
+from core.training.splits import assert_disjoint, grouped_kfold
+from core.training.store_labels import StoreLabels
+from core.zoo import list_checkpoints
+from model_zoo import CheckpointError, ImageNetWeightsUnavailable
 
 __all__ = [
     "default_candidates",
@@ -47,8 +56,6 @@ OTHER_TASKS = ("presence", "tumor_type", "grade")
 def default_candidates(task: str) -> list[str]:
     """The zoo's models of the OTHER tasks (penultimate, block 3, block 4; per-sequence for the
     3-channel grade data), random-init vgg19_slim (penultimate, block 3) and ImageNet VGG19."""
-    from core.zoo import list_checkpoints
-
     out = []
     for other in OTHER_TASKS:
         if other == task or not list_checkpoints(other):
@@ -65,10 +72,7 @@ def head_only_accuracy(
     features, labels, groups, classes: Sequence[str], folds: int = 4, seed: int = 0, C: float = 0.1
 ) -> dict:
     """Patient-grouped k-fold linear probe: {"balanced_accuracy", "auc", "patient_auc", per_fold...}."""
-    from sklearn.linear_model import LogisticRegression
-
-    from core.training.metrics import aggregate_by_patient, classification_metrics, mean_ci_over_folds
-    from core.training.splits import assert_disjoint, grouped_kfold
+    from sklearn.linear_model import LogisticRegression  # heavy: sklearn, loaded on first use
 
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
@@ -155,8 +159,6 @@ def run_transferability(
 ) -> dict:
     """Score every candidate, validate with head-only fine-tuning, measure rank agreement.
     Returns the JSON-ready study (``candidates`` list, ``ranking`` per score, ``agreement``)."""
-    from core.research.al_simulation import _one_blas_thread
-
     cands = list(candidates) if candidates else default_candidates(task)
     rows: list[dict] = []
     classes = None
@@ -175,8 +177,6 @@ def run_transferability(
             try:
                 d = dataset_features(ref, data, task, size=size, seed=seed)
             except Exception as exc:  # noqa: BLE001 - an unavailable candidate is a result, not a crash
-                from model_zoo import CheckpointError, ImageNetWeightsUnavailable
-
                 if not isinstance(
                     exc, (ImageNetWeightsUnavailable, CheckpointError, FileNotFoundError, KeyError, ValueError)
                 ):
@@ -316,8 +316,6 @@ ADVISOR_DEPTHS = (None, 3, 4)  # penultimate, block 3, block 4: which depth tran
 def advisor_candidates(task: str, depths: Sequence[int | None] = ADVISOR_DEPTHS) -> list[str]:
     """The zoo versions of ``task`` (the bases a retraining job can start from) and random init,
     each at the advisor's depths."""
-    from core.zoo import list_checkpoints
-
     sources = [f"{task}@{c.version}" for c in list_checkpoints(task)] + ["random:vgg19_slim"]
     return [src + (f"#block{b}" if b else "") for src in sources for b in depths]
 
@@ -335,9 +333,6 @@ def advise_on_images(
     """Rank ``candidates`` by LogME of their frozen features of ``images`` (uint8 (N, H, W) or
     (N, C, H, W)) against ``labels``; at most ``max_images`` (whole patients when ``groups``).
     Returns :func:`advice` rows plus one "unavailable" row per candidate that could not load."""
-    from core.research.al_simulation import _one_blas_thread
-    from core.research.features import extract_features, load_backbone
-
     y = np.asarray(labels, dtype=np.int64)
     g = np.asarray([str(v) for v in (np.arange(len(y)) if groups is None else np.asarray(groups)).tolist()])
     idx = _subsample(len(y), g, max_images, seed)
@@ -384,11 +379,6 @@ def advise_for_training(
     Returns {"task", "source", "n_images", "rows" (advice rows), "best" (the top row or None),
     "best_version" (the zoo version of the top row or None for random init)}; raises ValueError
     when neither source has two classes."""
-    from pathlib import Path
-
-    from core.training.datasets import load_dataset
-    from core.training.store_labels import StoreLabels
-
     cands = list(candidates) if candidates is not None else advisor_candidates(task)
     ds, source = None, None
     try:
@@ -399,8 +389,6 @@ def advise_for_training(
         store = None
     if ds is None:
         if data is None:
-            from core.research.studies import default_data
-
             data = default_data(task)
         if not Path(str(data).split(",")[0].rsplit(":", 1)[0]).exists():
             n = 0 if store is None else len(store)

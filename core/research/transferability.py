@@ -249,7 +249,7 @@ def rank_agreement(predicted_scores, actual_accuracies) -> dict:
     or equal-length sequences. Returns {"n", "names", "kendall_tau", "kendall_p", "spearman_rho",
     "spearman_p"}; the statistics are None with fewer than 3 candidates or a constant input.
     """
-    from scipy.stats import kendalltau, spearmanr
+    from scipy.stats import kendalltau, spearmanr  # heavy: scipy, loaded on first use
 
     if isinstance(predicted_scores, Mapping) != isinstance(actual_accuracies, Mapping):
         raise TypeError("pass two dicts or two sequences")

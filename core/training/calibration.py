@@ -40,7 +40,7 @@ def fit_temperature(logits, y_true) -> float:
     Returns 1.0 when the fit is impossible or fails (empty input, non-finite logits, optimiser
     failure) or does not improve on T = 1.
     """
-    from scipy.optimize import minimize_scalar
+    from scipy.optimize import minimize_scalar  # heavy: scipy, loaded on first use
 
     try:
         z, y = _prepare(logits, y_true)

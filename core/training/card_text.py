@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from core.cards import ModelCard
+from core.cards import ModelCard, metric_ci, metric_value
 
 # the metric a task's target is stated in: (metric, level) as core.tasks.PRIMARY_METRIC writes it
 HEADLINE = {"tumor_type": ("accuracy", "slice"), "presence": ("auc", "slice"), "grade": ("auc", "patient")}
@@ -37,8 +37,6 @@ def _flat(key: str, level: str) -> str:
 def results_summary(card: ModelCard | Mapping) -> list[str]:
     """Sentences on the card's held-out results: CV mean with its CI over folds and per fold, the
     pooled out-of-fold recall per class, the locked test, and the task's target met or missed."""
-    from core.cards import metric_ci, metric_value
-
     card = ModelCard.coerce(card)
     task = card.task or ""
     key, level = HEADLINE.get(task, ("accuracy", "slice"))

@@ -34,6 +34,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from PIL import Image
+
+from core.config import get_settings
+from core.io import Volume, load_volume
+from core.preprocess import model_input, normalize_intensity, slices
 
 TASK_CLASSES = {
     "presence": ["no_tumor", "tumor"],
@@ -129,8 +134,6 @@ def concat(sets: list[SliceSet]) -> SliceSet:
 # ------------------------------------------------------------------------------ pixels
 def _resize(stack: np.ndarray, size: int) -> np.ndarray:
     """(N, H, W) or (N, C, H, W) float [0, 1] -> uint8 at size x size via model_input's resize."""
-    from core.preprocess import model_input
-
     c = 1 if stack.ndim == 3 else stack.shape[1]
     spec = SimpleNamespace(input_size=size, in_channels=c, mean=(0.0,) * c, std=(1.0,) * c)
     out = model_input(stack, spec).numpy()
@@ -140,30 +143,21 @@ def _resize(stack: np.ndarray, size: int) -> np.ndarray:
 
 
 def _normalize(array: np.ndarray) -> np.ndarray:
-    from core.preprocess import normalize_intensity
-
     return normalize_intensity(array)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"), dtype=np.float32)
 
 
 def _read_grey(path: Path) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(path) as im:
         return np.asarray(im.convert("L"), dtype=np.float32)
 
 
 def _axial(path: Path, normalize: bool = True) -> np.ndarray:
     """Display-oriented axial slices of a NIfTI file, exactly as an upload of it is sliced."""
-    from core.io import load_volume
-    from core.preprocess import slices
-
     return slices(load_volume(path), "axial", normalize=normalize)
 
 
@@ -179,10 +173,6 @@ def listing_sha256(root: Path, files: list[Path]) -> str:
 
 # ------------------------------------------------------------------------------ cache
 def _cache_path(kind: str, task: str, size: int, channels: str, sha: str) -> Path:
-    import os
-
-    from core.config import get_settings
-
     key = f"{kind}-{task}-{size}px-{channels}-{sha[:16]}-v{CACHE_VERSION}"
     root = Path(os.environ.get("NEUROGRADE_CACHE_DIR") or get_settings().home / "cache")
     return root / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.npz"
@@ -431,8 +421,6 @@ def load_image_folder(root: Path, task: str | None, size: int) -> SliceSet:
 # ------------------------------------------------------------------------------ normal/ volumes
 def image_plane(path: Path, channel: str | None = None) -> np.ndarray:
     """One 2D picture through core.io (as the product reads an upload): the stored (y, x) plane."""
-    from core.io import load_volume
-
     vol = load_volume(str(path))
     arr = vol.channels.get(channel, vol.array) if channel else vol.array  # grey-only: channels equal
     return np.asarray(arr[0], dtype=np.float32)
@@ -440,8 +428,6 @@ def image_plane(path: Path, channel: str | None = None) -> np.ndarray:
 
 def stack_volume(planes: list[np.ndarray], spacing_z: float, source: str, channel: str = "image"):
     """Planes (each stored as core.io stores a 2D image) -> one Volume, slice 0 = most inferior."""
-    from core.io import Volume
-
     arr = np.ascontiguousarray(np.stack(planes).astype(np.float32))
     affine = np.diag([1.0, 1.0, float(spacing_z), 1.0])
     return Volume(
@@ -503,8 +489,6 @@ def load_normal(root: Path, task: str, size: int) -> SliceSet:
         raise FileNotFoundError(f"{root}: no `images` rows in manifest.csv")
 
     def build():
-        from core.preprocess import slices
-
         imgs, groups, source = [], [], []
         for folder, vol in normal_volumes(root, ("images",)):
             pix = slices(vol, "axial", normalize=True)

@@ -7,6 +7,9 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,6 @@ def init_from_env(device: torch.device | None = None) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    import torch.distributed as dist
 
     backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
     if not dist.is_initialized():
@@ -41,7 +43,6 @@ def init_from_env(device: torch.device | None = None) -> DistInfo:
 def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.nn.Module:
     if not info.active:
         return model
-    from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
     # find_unused_parameters: frozen blocks in block-wise fine-tuning take no gradient
@@ -51,8 +52,6 @@ def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.
 def epoch_indices(n: int, epoch: int, seed: int, info: DistInfo, shuffle: bool = True) -> list[int]:
     """This rank's sample order for one epoch (DistributedSampler semantics; all of them when
     not distributed)."""
-    from torch.utils.data import DistributedSampler
-
     if not info.active:
         g = torch.Generator().manual_seed(seed + epoch)
         return torch.randperm(n, generator=g).tolist() if shuffle else list(range(n))
@@ -65,14 +64,10 @@ def epoch_indices(n: int, epoch: int, seed: int, info: DistInfo, shuffle: bool =
 
 def barrier(info: DistInfo) -> None:
     if info.active:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
 def shutdown(info: DistInfo) -> None:
     if info.active:
-        import torch.distributed as dist
-
         if dist.is_initialized():
             dist.destroy_process_group()

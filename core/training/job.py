@@ -30,31 +30,37 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
+from core import auth
 from core.cards import ModelCard
+from core.config import get_settings
+from core.devices import select_device
+from core.promotion import card_evaluation, compare, record_evaluation
+from core.store import Store
+from core.store.jobs import launch, run_job
+from core.training import splits
+from core.training.calibration import apply_temperature
+from core.training.datasets import TASK_CLASSES, load_dataset
+from core.training.experiment import TrainConfig, _flat, model_spec, score, train_model
+from core.training.loop import FitConfig, predict_logits
+from core.training.store_labels import StoreLabels
+from core.zoo import active_version, load_checkpoint, model_card, save_checkpoint, set_active
+from model_zoo import headline_metrics
 
 DEFAULT_HOLDOUT = 0.25
 DEFAULT_N_BOOT = 200
 
 
 def _device():
-    from core.config import get_settings
-    from core.devices import select_device
-
     try:
         return select_device(get_settings().device)
     except ValueError:
-        import torch
-
         return torch.device("cpu")
 
 
 def evaluate(model, spec, temperature: float, ds, idx: np.ndarray, n_boot: int, device="cpu") -> dict:
     """score() of a model on ds[idx] (temperature-scaled, flip TTA), with the flat headline keys."""
-    from core.training.calibration import apply_temperature
-    from core.training.experiment import _flat, score
-    from core.training.loop import predict_logits
-
     z = predict_logits(model, spec, ds.images[idx], device=device)
     m = score(apply_temperature(z, float(temperature or 1.0)), ds, idx, n_boot)
     return {**_flat(m), **m}
@@ -62,10 +68,6 @@ def evaluate(model, spec, temperature: float, ds, idx: np.ndarray, n_boot: int, 
 
 def _champion_split(card: ModelCard, task: str, size: int):
     """(dataset at `size`, test idx, fingerprint) of the champion's locked test split, or None."""
-    from core.promotion import card_evaluation
-    from core.training import splits
-    from core.training.datasets import load_dataset
-
     ev = card_evaluation(card)
     locked = card.locked_test
     if ev is None or not card.recipe.data or not locked.fraction:
@@ -101,14 +103,7 @@ def retrain(
     device=None,
 ) -> dict:
     """Train a challenger on the store's confirmed labels; returns the job's final metrics."""
-    import torch
-
-    from core.training.experiment import train_model
-    from core.training.store_labels import StoreLabels
-
     if repo is None:
-        from core.store import Store
-
         repo = Store.open()
     say = log or (lambda line: None)
     cancel = check_cancel or (lambda: None)
@@ -189,9 +184,6 @@ class _Plan:
 
 
 def _plan(params: Mapping[str, Any]) -> _Plan:
-    from core.training.experiment import model_spec
-    from core.zoo import active_version, model_card
-
     task = params["task"]
     strategy = params.get("strategy", "head")
     epochs = int(params.get("epochs", 3))
@@ -231,9 +223,6 @@ class _HeldOut:
 def _held_out(ds, plan: _Plan, params: Mapping[str, Any], say: Callable[[str], None]) -> _HeldOut:
     """The champion's own locked test when it can be rebuilt here (review items of its patients
     left out of training), else a locked hold-out of the review labels."""
-    from core.training import splits
-    from core.zoo import model_card
-
     task, champion = plan.task, plan.champion
     champ_card = model_card(f"{task}@{champion}") if champion else ModelCard()
     own = _champion_split(champ_card, task, plan.size) if champion else None
@@ -268,9 +257,6 @@ def _held_out(ds, plan: _Plan, params: Mapping[str, Any], say: Callable[[str], N
 def _train_config(params: Mapping[str, Any], plan: _Plan, n_groups: int):
     """experiment.TrainConfig of the fine-tuning: one final model, no CV, no test split of its own
     (a validation split only with enough patients)."""
-    from core.training.experiment import TrainConfig
-    from core.training.loop import FitConfig
-
     fit = FitConfig(
         epochs=plan.epochs,
         batch_size=int(params.get("batch_size", 32)),
@@ -348,10 +334,6 @@ def _score_champion(
     plan: _Plan, held: _HeldOut, classes: list[str], *, repo, job_id: int | None, device, say: Callable[[str], None]
 ) -> None:
     """Score the champion on the review-label hold-out too and record it (same classes only)."""
-    from core.promotion import record_evaluation
-    from core.training.store_labels import StoreLabels
-    from core.zoo import load_checkpoint
-
     task, champion = plan.task, plan.champion
     champ = load_checkpoint(f"{task}@{champion}")
     cds = held.ds if champ.spec.input_size == plan.size else StoreLabels(repo=repo).load(task, champ.spec.input_size)
@@ -372,8 +354,6 @@ def _score_champion(
 def _challenger_card(
     plan: _Plan, cfg, ds, held: _HeldOut, info: dict, test: dict, *, job_id: int | None, t0: float
 ) -> ModelCard:
-    import torch
-
     spec = plan.spec
     return ModelCard.new(
         {
@@ -429,10 +409,6 @@ def _save_and_register(
 ):
     """Save the challenger as a new version (the champion stays active), register it and its
     held-out evaluation, and compare it with the champion (None without one)."""
-    from core.promotion import compare, record_evaluation
-    from core.zoo import active_version, model_card, save_checkpoint, set_active
-    from model_zoo import headline_metrics
-
     task, champion = plan.task, plan.champion
     folder = save_checkpoint(model, card, task, version)
     if champion and active_version(task) != champion:  # the zoo's "newest" fallback: keep the champion
@@ -458,9 +434,6 @@ def _save_and_register(
 
 def run_training_job(job_id: int, repo=None) -> int:
     """Worker entry: run job `job_id` (kind "train") and record its outcome; returns the exit status."""
-    from core.store import Store
-    from core.store.jobs import run_job
-
     repo = repo or Store.open()
     params = dict(repo.jobs.get(job_id).params or {})
 
@@ -480,9 +453,6 @@ def run_training_job(job_id: int, repo=None) -> int:
 def create_training_job(repo, params: Mapping[str, Any], actor) -> int:
     """A queued "train" job with validated parameters (the page and the CLI call this). `actor`: the
     signed-in core.auth.Identity (PermissionDenied unless its role may train) or a trusted name."""
-    from core import auth
-    from core.training.datasets import TASK_CLASSES
-
     actor = auth.authorize(actor, "train")
     p = dict(params)
     if p.get("task") not in TASK_CLASSES:
@@ -497,8 +467,6 @@ def create_training_job(repo, params: Mapping[str, Any], actor) -> int:
 
 def launch_training_job(job_id: int, repo=None):
     """Start the worker process of a created job (detached; survives the browser and Streamlit)."""
-    from core.store.jobs import launch
-
     return launch(job_id, ["-m", "core", "train-job", str(job_id)], repo=repo)
 
 

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.preprocess import model_input
 from core.training.augment import AugmentConfig, augment_batch
 from core.training.distributed import DistInfo, epoch_indices, wrap
+from core.training.metrics import roc_auc_binary
 
 
 @dataclass
@@ -75,8 +77,6 @@ def use_bf16(setting: str, device: torch.device) -> bool:
 def to_model_input(
     pixels_u8: np.ndarray, spec, device, augment: AugmentConfig | None, gen: torch.Generator | None, channels_last: bool
 ) -> torch.Tensor:
-    from core.preprocess import model_input
-
     x = torch.from_numpy(pixels_u8).float().div_(255.0)
     if x.ndim == 3:
         x = x[:, None]
@@ -132,8 +132,6 @@ def _val_score(logits: np.ndarray, y: np.ndarray, metric: str) -> float:
     if metric == "nll":
         return -float(F.cross_entropy(z, torch.from_numpy(y)))
     if metric == "auc" and logits.shape[1] == 2:
-        from core.training.metrics import roc_auc_binary
-
         p = torch.softmax(z, 1)[:, 1].numpy()
         v = roc_auc_binary(p, y == 1)
         return float(v) if v is not None else 0.0

@@ -92,7 +92,7 @@ def _ratio(num, den) -> float | None:
 # ----------------------------------------------------------------------------- core metrics
 def roc_auc_binary(scores, positive) -> float | None:
     """ROC AUC (Mann-Whitney, ties count 1/2); None when only one class is present."""
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # heavy: scipy, loaded on first use
 
     s = np.asarray(scores, dtype=np.float64)
     pos = np.asarray(positive, dtype=bool)
@@ -395,7 +395,7 @@ def mean_ci_over_folds(values, alpha: float = 0.05) -> dict:
     None/nan entries (a metric undefined in a fold) are ignored. With fewer than 2 values std and
     the interval are None. Returns {mean, std, ci95: [lo, hi], n}.
     """
-    from scipy.stats import t
+    from scipy.stats import t  # heavy: scipy, loaded on first use
 
     v = np.asarray([float(x) for x in values if _f(x) is not None], dtype=np.float64)
     n = int(v.size)

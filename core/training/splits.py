@@ -55,7 +55,7 @@ def assert_disjoint(groups, *index_sets) -> None:
 
 def grouped_kfold(groups, y, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified, grouped k-fold: ``StratifiedGroupKFold(k, shuffle=True, random_state=seed)``."""
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import StratifiedGroupKFold  # heavy: sklearn, loaded on first use
 
     g = _groups(groups)
     yy = np.asarray([str(v) for v in np.asarray(y).reshape(-1).tolist()])

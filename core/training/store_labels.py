@@ -23,7 +23,9 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from sqlalchemy.engine import make_url
 
+from core.store import Store
 from core.training.datasets import TASK_CLASSES, TCGA_SEQUENCES, SliceSet, _resize
 
 MULTI_CHANNEL_TASKS = {"grade": TCGA_SEQUENCES}
@@ -33,8 +35,6 @@ def _safe_url(url: str | None) -> str:
     if not url:
         return "store"
     try:
-        from sqlalchemy.engine import make_url
-
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a display string only
         return "store"
@@ -51,8 +51,6 @@ class StoreLabels:
     @property
     def repo(self):
         if self._repo is None:
-            from core.store import Store
-
             self._repo = Store.open(self.db_url)
         return self._repo
 

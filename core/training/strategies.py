@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 import model_zoo as zoo
-from core.training.loop import FitConfig, _val_score, fit, predict_logits
+from core.research.acgan import balance_with_synthetic
+from core.training.loop import FitConfig, _val_score, fit, predict_logits, to_model_input
 
 
 @dataclass
@@ -48,8 +49,6 @@ class Data:
 
 
 def _features(model, spec, images_u8: np.ndarray, device, batch_size: int = 128) -> torch.Tensor:
-    from core.training.loop import to_model_input
-
     model.eval()
     out = []
     with torch.no_grad():
@@ -122,8 +121,6 @@ def balance_training_features(
 ) -> tuple[torch.Tensor, np.ndarray, dict]:
     """TRAINING features topped up with feature-ACGAN rows of the minority classes (a GAN trained
     on these rows only). Returns (features, labels, summary for the report)."""
-    from core.research.acgan import balance_with_synthetic
-
     epochs = int(epochs or SYNTHETIC_GAN_EPOCHS)
     real_counts = np.bincount(train_y, minlength=n_classes)
     feats, labels, is_syn = balance_with_synthetic(

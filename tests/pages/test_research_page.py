@@ -84,7 +84,7 @@ def test_rerun_button_launches_a_background_job(committed, monkeypatch):
     def fake_launch(job_id, argv, env=None, repo=None):
         launched.append((job_id, list(argv)))
 
-    monkeypatch.setattr("core.store.jobs.launch", fake_launch)
+    monkeypatch.setattr("core.research.studies.launch", fake_launch)
     at = _page().run()
     at.tabs[2]  # ACGAN tab exists
     buttons = [b for b in at.button if b.label == "Start"]
@@ -107,7 +107,7 @@ def test_rerun_button_launches_a_background_job(committed, monkeypatch):
 
 def test_a_clinician_sees_the_results_but_cannot_start_a_study(committed, monkeypatch):
     launched = []
-    monkeypatch.setattr("core.store.jobs.launch", lambda *a, **k: launched.append(a))
+    monkeypatch.setattr("core.research.studies.launch", lambda *a, **k: launched.append(a))
     at = _page(role="clinician").run()
     assert not at.exception, [e.value for e in at.exception]
     assert not [b for b in at.button if b.label == "Start"]
@@ -121,7 +121,7 @@ def test_a_clinician_sees_the_results_but_cannot_start_a_study(committed, monkey
 
 def test_grade_check_rerun_runs_the_grade_baseline_command(committed, monkeypatch):
     launched = []
-    monkeypatch.setattr("core.store.jobs.launch", lambda job_id, argv, env=None, repo=None: launched.append(argv))
+    monkeypatch.setattr("core.research.studies.launch", lambda job_id, argv, env=None, repo=None: launched.append(argv))
     at = _page().run()
     [b for b in at.button if b.label == "Start"][3].click().run()
     assert not at.exception, [e.value for e in at.exception]

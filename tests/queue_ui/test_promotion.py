@@ -26,7 +26,7 @@ def type_versions():
     from core.zoo import set_active
 
     make_version("tumor_type", "1.0.1", TYPE_CLASSES, held_out_metrics(0.80), "fp-A")
-    make_version("tumor_type", "1.2.0", TYPE_CLASSES, held_out_metrics(0.85), "fp-A", seed=1)
+    make_version("tumor_type", "9.2.0", TYPE_CLASSES, held_out_metrics(0.85), "fp-A", seed=1)
     make_version("tumor_type", "0.9.0", TYPE_CLASSES, held_out_metrics(0.70), "fp-A", seed=2)
     make_version("tumor_type", "2.0.0", TYPE_CLASSES, held_out_metrics(0.99), "fp-OTHER", seed=3)
     set_active("tumor_type", "1.0.1")
@@ -35,7 +35,7 @@ def type_versions():
 def test_compare_pairs_the_same_split_with_cis_deltas_and_confusions(type_versions, repo):
     from core.promotion import compare
 
-    c = compare("tumor_type", "1.2.0", repo=repo)
+    c = compare("tumor_type", "9.2.0", repo=repo)
     assert c.champion == "1.0.1" and c.comparable and c.beats
     assert c.primary == "balanced_accuracy" and c.fingerprint == "fp-A"
     assert c.challenger_value == pytest.approx(0.85) and c.champion_value == pytest.approx(0.80)
@@ -81,16 +81,16 @@ def test_promote_then_rollback_moves_zoo_and_store_together(type_versions, repo)
     from core.promotion import PromotionError, promote, rollback
     from core.zoo import active_version
 
-    res = promote("tumor_type", "1.2.0", actor="Dr Ada", repo=repo)
+    res = promote("tumor_type", "9.2.0", actor="Dr Ada", repo=repo)
     assert res.previous == "1.0.1" and not res.forced
-    assert active_version("tumor_type") == "1.2.0"
-    assert repo.models.champion("tumor_type").version == "1.2.0"
-    assert repo.models.champion_history("tumor_type") == ["1.0.1", "1.2.0"]
+    assert active_version("tumor_type") == "9.2.0"
+    assert repo.models.champion("tumor_type").version == "9.2.0"
+    assert repo.models.champion_history("tumor_type") == ["1.0.1", "9.2.0"]
     decisions = repo.audit.entries(action="promotion_decision")
     assert decisions[-1].actor == "Dr Ada" and decisions[-1].after["comparison"]["beats"] is True
 
     back = rollback("tumor_type", actor="Dr Bob", repo=repo)
-    assert back.version == "1.0.1" and back.previous == "1.2.0"
+    assert back.version == "1.0.1" and back.previous == "9.2.0"
     assert active_version("tumor_type") == "1.0.1"
     assert repo.models.champion("tumor_type").version == "1.0.1"
     with pytest.raises(PromotionError, match="no earlier champion"):
@@ -146,10 +146,10 @@ def test_zoo_cli_promote_and_rollback(type_versions):
     out = _cli("zoo", "promote", "tumor_type@0.9.0", "--actor", "cli-test")
     assert out.returncode == 4, out.stderr
     assert "does not beat" in out.stderr
-    out = _cli("zoo", "promote", "tumor_type@1.2.0", "--actor", "cli-test", "--json")
+    out = _cli("zoo", "promote", "tumor_type@9.2.0", "--actor", "cli-test", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["previous"] == "1.0.1"
-    assert active_version("tumor_type") == "1.2.0"
+    assert active_version("tumor_type") == "9.2.0"
     out = _cli("zoo", "rollback", "tumor_type", "--actor", "cli-test")
     assert out.returncode == 0, out.stderr
     assert active_version("tumor_type") == "1.0.1"
@@ -174,7 +174,7 @@ def test_promote_and_rollback_rescore_the_pending_queue_with_the_new_champion(ty
     pending = set(ids[1:])
     before = _pending_scores(repo, "entropy")
 
-    res = promote("tumor_type", "1.2.0", actor="Dr Ada", repo=repo)
+    res = promote("tumor_type", "9.2.0", actor="Dr Ada", repo=repo)
     rescore = refresh_queue_scores("tumor_type", res.version, repo)
     assert rescore["errors"] == {}
     assert set(rescore["strategies"]) == {"entropy", "margin"}  # the strategies stored for the task
@@ -182,13 +182,13 @@ def test_promote_and_rollback_rescore_the_pending_queue_with_the_new_champion(ty
     assert rescore["strategies"]["margin"]["predicted"] == 0  # predictions reused
     for strategy in ("entropy", "margin"):
         now = _pending_scores(repo, strategy)
-        assert {i for i, (_, mv) in now.items() if mv == "1.2.0"} == pending
+        assert {i for i, (_, mv) in now.items() if mv == "9.2.0"} == pending
         assert now[ids[0]][1] == "1.0.1"  # the labelled item is left alone
     new = _pending_scores(repo, "entropy")
     assert any(abs(new[i][0] - before[i][0]) > 1e-6 for i in pending)  # really the new model's scores
-    preds = repo.cases.latest_predictions("tumor_type", "1.2.0", sorted(pending))
+    preds = repo.cases.latest_predictions("tumor_type", "9.2.0", sorted(pending))
     assert set(preds) == pending and all(len(p.probabilities) == 3 for p in preds.values())
-    assert rescore["model_version"] == "1.2.0"
+    assert rescore["model_version"] == "9.2.0"
 
     back = rollback("tumor_type", actor="Dr Bob", repo=repo)
     back_rescore = refresh_queue_scores("tumor_type", back.version, repo)
@@ -214,13 +214,13 @@ def test_a_failed_rescore_does_not_undo_the_promotion(type_versions, repo, monke
         raise RuntimeError("model file unreadable")
 
     monkeypatch.setattr(core.review, "predict_items", broken)
-    res = promote("tumor_type", "1.2.0", actor="Dr Ada", repo=repo)
+    res = promote("tumor_type", "9.2.0", actor="Dr Ada", repo=repo)
     rescore = refresh_queue_scores("tumor_type", res.version, repo)
-    assert active_version("tumor_type") == "1.2.0" and repo.models.champion("tumor_type").version == "1.2.0"
+    assert active_version("tumor_type") == "9.2.0" and repo.models.champion("tumor_type").version == "9.2.0"
     assert "model file unreadable" in rescore["errors"]["entropy"]
     assert "FAILED" in rescore_note(rescore)
     assert any("re-scoring" in r.getMessage() for r in caplog.records)
-    assert all(mv != "1.2.0" for _, mv in repo.queue.scores("tumor_type", "entropy").values())
+    assert all(mv != "9.2.0" for _, mv in repo.queue.scores("tumor_type", "entropy").values())
 
 
 # --------------------------------------------------- the store is the single truth for champions
@@ -229,14 +229,14 @@ def test_the_store_decides_the_champion_and_active_json_follows_it(type_versions
     from core.promotion import PromotionRefused, compare, promote
     from core.zoo import active_version, set_active
 
-    promote("tumor_type", "1.2.0", actor="Dr Ada", repo=repo)
+    promote("tumor_type", "9.2.0", actor="Dr Ada", repo=repo)
     active_file = get_settings().home / "active.json"
-    assert json.loads(active_file.read_text())["tumor_type"] == "1.2.0"
+    assert json.loads(active_file.read_text())["tumor_type"] == "9.2.0"
     set_active("tumor_type", "0.9.0")  # the derived file edited behind the store's back
-    assert compare("tumor_type", "1.0.1", repo=repo).champion == "1.2.0"
+    assert compare("tumor_type", "1.0.1", repo=repo).champion == "9.2.0"
     with pytest.raises(PromotionRefused, match="already the active version"):
-        promote("tumor_type", "1.2.0", actor="Dr Ada", repo=repo)
-    assert active_version("tumor_type") == "1.2.0"  # ... and written again from the store
+        promote("tumor_type", "9.2.0", actor="Dr Ada", repo=repo)
+    assert active_version("tumor_type") == "9.2.0"  # ... and written again from the store
 
 
 def test_a_failed_active_json_write_leaves_the_store_in_charge(type_versions, repo, monkeypatch):
@@ -250,12 +250,12 @@ def test_a_failed_active_json_write_leaves_the_store_in_charge(type_versions, re
     with monkeypatch.context() as m:
         m.setattr(core.promotion, "set_active", disk_full)
         with pytest.raises(PromotionError, match="could not be written"):
-            promote("tumor_type", "1.2.0", actor="Dr Ada", repo=repo)
-    assert repo.models.champion("tumor_type").version == "1.2.0"
+            promote("tumor_type", "9.2.0", actor="Dr Ada", repo=repo)
+    assert repo.models.champion("tumor_type").version == "9.2.0"
     assert active_version("tumor_type") == "1.0.1"  # stale until written again
     with pytest.raises(PromotionError, match="already the active version"):
-        promote("tumor_type", "1.2.0", actor="Dr Ada", repo=repo)
-    assert active_version("tumor_type") == "1.2.0"
+        promote("tumor_type", "9.2.0", actor="Dr Ada", repo=repo)
+    assert active_version("tumor_type") == "9.2.0"
 
 
 # --------------------------------------------------- never an unverifiable or unscored champion
@@ -269,10 +269,10 @@ def test_forced_promotion_of_a_tampered_version_is_refused(type_versions, repo, 
     from core.promotion import PromotionRefused, promote
     from core.zoo import active_version
 
-    tamper(_folder("tumor_type", "1.2.0"))  # it would beat the champion
+    tamper(_folder("tumor_type", "9.2.0"))  # it would beat the champion
     for force in (False, True):
         with pytest.raises(PromotionRefused, match="cannot be loaded or verified") as err:
-            promote("tumor_type", "1.2.0", actor="Dr Ada", force=force, reason="site validation", repo=repo)
+            promote("tumor_type", "9.2.0", actor="Dr Ada", force=force, reason="site validation", repo=repo)
         assert "sha256" in str(err.value)
     assert active_version("tumor_type") == "1.0.1" and repo.models.champion("tumor_type") is None
 

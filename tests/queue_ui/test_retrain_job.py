@@ -89,7 +89,7 @@ def test_retraining_on_a_few_labels_is_not_compared(repo):
 
 
 def test_cancel_during_training_stops_the_job(repo, monkeypatch):
-    import core.training.experiment as experiment
+    import core.training.job as job  # train_model as the job looks it up
     from core.training.job import create_training_job, run_training_job
     from core.zoo import list_checkpoints
 
@@ -100,7 +100,7 @@ def test_cancel_during_training_stops_the_job(repo, monkeypatch):
         on_progress({"stage": "head", "epoch": 1, "loss": 1.0, "val": {}})
         raise AssertionError("should have been cancelled")
 
-    monkeypatch.setattr(experiment, "train_model", fake_train_model)
+    monkeypatch.setattr(job, "train_model", fake_train_model)
     assert run_training_job(job_id, repo) == 130
     assert repo.jobs.get(job_id).status == "cancelled"
     assert [c.version for c in list_checkpoints("tumor_type")] == ["1.0.0"]

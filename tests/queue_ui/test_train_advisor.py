@@ -40,7 +40,6 @@ def _ok(at):
 
 
 def test_logme_ranking_on_arrays_prefers_a_backbone_whose_features_separate_the_classes(monkeypatch):
-    import core.research.features as features
     from core.research import transfer_study
 
     rng = np.random.default_rng(0)
@@ -53,8 +52,8 @@ def test_logme_ranking_on_arrays_prefers_a_backbone_whose_features_separate_the_
             noise[:, 0] += 4.0 * y[: len(images)]  # class signal in one dimension
         return noise.astype(np.float32), None
 
-    monkeypatch.setattr(features, "load_backbone", lambda ref, **kw: type("B", (), {"ref": ref})())
-    monkeypatch.setattr(features, "extract_features", fake_extract)
+    monkeypatch.setattr(transfer_study, "load_backbone", lambda ref, **kw: type("B", (), {"ref": ref})())
+    monkeypatch.setattr(transfer_study, "extract_features", fake_extract)
     rows = transfer_study.advise_on_images(imgs, y, ["random:vgg19_slim", "good@1", "good@1#block3"], max_images=300)
     assert rows[0]["init"] == "good@1" and rows[0]["rank"] == 1
     assert {r["candidate"] for r in rows} == {"random:vgg19_slim", "good@1", "good@1#block3"}

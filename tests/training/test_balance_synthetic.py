@@ -10,6 +10,7 @@ import torch
 
 import core.research.acgan as acgan
 import model_zoo as zoo
+from core.training import strategies
 from core.training.experiment import model_spec
 from core.training.loop import FitConfig
 from core.training.strategies import Data, train_head
@@ -54,7 +55,7 @@ def spy_balance(monkeypatch):
         calls.append({"n_in": len(labels), "labels_in": np.asarray(labels).copy(), "out": out})
         return out
 
-    monkeypatch.setattr(acgan, "balance_with_synthetic", spy)
+    monkeypatch.setattr(strategies, "balance_with_synthetic", spy)  # as train_head looks it up
     return calls
 
 
@@ -163,13 +164,13 @@ def test_job_param_reaches_fit_config(monkeypatch, no_shipped_models):
     class Stop(Exception):
         pass
 
-    import core.training.experiment as experiment
+    import core.training.job as job  # train_model as the job looks it up
 
     def fake_train_model(cfg, ds, idx, **kw):
         params["fit"] = cfg.fit
         raise Stop
 
-    monkeypatch.setattr(experiment, "train_model", fake_train_model)
+    monkeypatch.setattr(job, "train_model", fake_train_model)
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "queue_ui"))
     from queue_ui_helpers import TYPE_CLASSES, held_out_metrics, label_all, make_version, seed_store
 

@@ -27,8 +27,11 @@ set the shipped schedule: 96 px, 4 epochs (~80 min for the four folds and the fi
 1.2.0 (96 px, 4 epochs; 30 min as the load fell): CV accuracy 0.903 [0.866, 0.940] (folds 0.935,
 0.902, 0.892, 0.881) vs 1.1.0's 0.891 [0.848, 0.933] on the same folds; referral (calibrate
 --write) coverage 0.615 at 0.017 confident wrong (1.1.0: 0.735); int8 kept 99.4% of fp32 labels
-(< 99.5%: the Predictor runs it in bf16). 1.2.1's recipe (128 px, 6 epochs): fold 1 0.956 (1.2.0
-0.935, 1.1.0 0.909).
+(< 99.5%: the Predictor runs it in bf16). 1.2.1 (128 px, 6 epochs; 57 min with other jobs on the
+CPU): CV accuracy 0.923 [0.884, 0.961] (folds 0.956, 0.919, 0.917, 0.899: every fold above 1.1.0's
+0.909, 0.907, 0.895, 0.852), pooled 0.923 [0.894, 0.945], meningioma recall 0.843 (1.1.0 0.799).
+Short of the issue's 0.95; left to try: the head crop, more epochs (PERF-NOTES: 0.932 -> 0.940 on
+fold 4 from 6 to 9 epochs), 160 px.
 """
 
 from __future__ import annotations

@@ -158,6 +158,27 @@ def train_full(model, spec, data: Data, cfg: FitConfig, *, on_progress=None, dev
     return {"strategy": "full", "history": history}
 
 
+def _fit_top_blocks(model, spec, data: Data, cfg: FitConfig, k: int, stage: str, *, on_progress, device, dist):
+    """Train the top `k` blocks and the head (the rest frozen, frozen BatchNorms in eval)."""
+    kw = {"dist": dist} if dist is not None else {}
+    trainable = zoo.freeze_all_but(model, spec, k)
+    return fit(
+        model,
+        spec,
+        data.train_x,
+        data.train_y,
+        data.n_classes,
+        cfg,
+        val=data.val,
+        params=[p for _, p in trainable],
+        train_mode=zoo.train_mode,
+        on_progress=on_progress,
+        stage=stage,
+        device=device,
+        **kw,
+    )
+
+
 def train_top(
     model,
     spec,
@@ -171,24 +192,8 @@ def train_top(
     **_,
 ) -> dict:
     """The top `max_blocks` blocks (default 2) + head, trained jointly in one stage."""
-    kw = {"dist": dist} if dist is not None else {}
     k = min(2 if max_blocks is None else int(max_blocks), len(spec.blocks))
-    trainable = zoo.freeze_all_but(model, spec, k)
-    history = fit(
-        model,
-        spec,
-        data.train_x,
-        data.train_y,
-        data.n_classes,
-        cfg,
-        val=data.val,
-        params=[p for _, p in trainable],
-        train_mode=zoo.train_mode,
-        on_progress=on_progress,
-        stage=f"top{k}",
-        device=device,
-        **kw,
-    )
+    history = _fit_top_blocks(model, spec, data, cfg, k, f"top{k}", on_progress=on_progress, device=device, dist=dist)
     zoo.freeze_all_but(model, spec, len(spec.blocks))
     return {"strategy": "top", "trainable_blocks": k, "history": history}
 
@@ -208,7 +213,6 @@ def train_blockwise(
 ) -> dict:
     """Stage 0: head; stage k: top k blocks + head at lr * lr_decay**k. Keeps the best stage on
     validation (the last stage when there is no validation split)."""
-    kw = {"dist": dist} if dist is not None else {}
     n_blocks = len(spec.blocks) if max_blocks is None else min(max_blocks, len(spec.blocks))
     stages, best = [], (-np.inf, None, -1)
     for k in range(0, n_blocks + 1):
@@ -219,22 +223,9 @@ def train_blockwise(
             )
             history = rep["history"]
         else:
-            trainable = zoo.freeze_all_but(model, spec, k)
             stage_cfg = replace(cfg, lr=cfg.lr * lr_decay**k, seed=cfg.seed + k)
-            history = fit(
-                model,
-                spec,
-                data.train_x,
-                data.train_y,
-                data.n_classes,
-                stage_cfg,
-                val=data.val,
-                params=[p for _, p in trainable],
-                train_mode=zoo.train_mode,
-                on_progress=on_progress,
-                stage=name,
-                device=device,
-                **kw,
+            history = _fit_top_blocks(
+                model, spec, data, stage_cfg, k, name, on_progress=on_progress, device=device, dist=dist
             )
         score = None
         if data.val is not None:
